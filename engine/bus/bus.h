@@ -137,7 +137,9 @@ class bus {
   // record is durable or has failed. Never blocks for longer than the
   // configured publish timeout; when the in-flight bound is reached it fails
   // fast with errc::overloaded (retriable) rather than queueing without limit.
-  // Handlers must be quick: post work to your own executor.
+  // Handlers must be quick: post work to your own executor. publish() itself
+  // may be called from inside a handler (it only enqueues; it never waits for
+  // the thread that runs handlers).
   virtual void publish(message msg, publish_handler done) = 0;
 
   virtual result<std::unique_ptr<consumer>> subscribe(consumer_options options) = 0;
