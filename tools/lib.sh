@@ -1,0 +1,52 @@
+# Shared by ./tools/up and ./tools/test: find the repo, install what is
+# missing from Debian's packages, build with the release preset.
+# Sourced, not executed.
+
+YILIAN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export YILIAN_ROOT
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# Packages needed to build and run the engine.
+YILIAN_BUILD_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
+  libboost-dev libboost-system-dev librdkafka-dev libprotobuf-dev protobuf-compiler
+  libsqlite3-dev sqlite3 libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
+  nlohmann-json3-dev libssl-dev libicu-dev catch2
+)
+# Extra packages the test suite's peers need (Kafka broker, HL7 clients).
+YILIAN_TEST_PACKAGES=(
+  openjdk-17-jre-headless maven python3 python3-hl7 procps iproute2
+)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_packages() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    say "Debian packages: all ${#} present"
+    return 0
+  fi
+  say "Installing missing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+    || die "apt-get install failed for: ${missing[*]}"
+}
+
+build_release() {
+  say "Building (CMake preset 'release' into build/)"
+  cd "$YILIAN_ROOT" || die "cannot enter $YILIAN_ROOT"
+  if [ ! -f build/CMakeCache.txt ]; then
+    cmake --preset release >build-configure.log 2>&1 || { cat build-configure.log; die "cmake configure failed"; }
+    rm -f build-configure.log
+  fi
+  cmake --build --preset release -- -k 0 || die "build failed (see the compiler output above)"
+  [ -x build/bin/yilian ] || die "build finished but build/bin/yilian is missing"
+}
