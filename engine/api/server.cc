@@ -1,0 +1,665 @@
+#include "engine/api/server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+#include "engine/api/problem.h"
+#include "engine/core/log.h"
+
+namespace yilian::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view unmatched_route = "unmatched";
+constexpr std::size_t max_drain_bytes = 4 * 1024 * 1024;
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
+
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (const char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '_' || c == '.' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (std::size_t half = 0; half < 2; ++half) {
+    auto v = rng();
+    for (std::size_t i = 0; i < 16; ++i, v >>= 4) out[half * 16 + i] = digits[v & 0xF];
+  }
+  return out;
+}
+
+std::string method_label(http::verb v) {
+  if (v == http::verb::unknown) return "OTHER";
+  return std::string(sv(http::to_string(v)));
+}
+
+const beast::error_category& http_category() { return http::make_error_code(http::error::bad_method).category(); }
+
+// One accepted connection. Everything but `id` is touched only on the
+// connection's strand (the stream's executor).
+struct connection {
+  connection(std::uint64_t i, tcp::socket s, std::string r) : id(i), stream(std::move(s)), remote(std::move(r)) {}
+  std::uint64_t id;
+  beast::tcp_stream stream;
+  std::string remote;
+  bool idle = true;       // waiting for the first byte of a request
+  bool draining = false;  // shutdown: answer what is in progress, then close
+};
+
+// A response ready for the wire plus what metrics and the access log need.
+struct outcome {
+  http::response<http::string_body> res;
+  std::string route{unmatched_route};
+  std::string principal;
+  std::string request_id;
+};
+
+http::response<http::string_body> to_wire(response r, unsigned version, std::string_view request_id,
+                                          std::string_view server_name, bool head) {
+  http::response<http::string_body> res{r.status, version};
+  res.set(http::field::server, bsv(server_name));
+  if (!r.content_type.empty()) res.set(http::field::content_type, bsv(r.content_type));
+  for (const auto& [k, v] : r.headers) res.insert(bsv(k), bsv(v));
+  res.set(bsv("X-Request-Id"), bsv(request_id));
+  res.body() = std::move(r.body);
+  res.prepare_payload();
+  // HEAD: same headers (Content-Length included) as GET, no body.
+  if (head) res.body().clear();
+  return res;
+}
+
+// Half-closes, reads (and drops) what the client still sends for a short
+// while, then closes: closing with unread input would reset the connection
+// and could destroy the response we just sent.
+asio::awaitable<void> graceful_close(beast::tcp_stream& stream, std::chrono::milliseconds linger) {
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  std::array<char, 8192> sink{};
+  std::size_t total = 0;
+  stream.expires_after(linger);
+  while (!ec && total < max_drain_bytes) {
+    total += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+  }
+  stream.close();
+}
+
+}  // namespace
+
+struct server::impl : std::enable_shared_from_this<server::impl> {
+  impl(asio::io_context& ctx, server_options o, metrics::registry& reg);
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(std::shared_ptr<connection> c);
+  asio::awaitable<void> reject(tcp::socket sock);
+  asio::awaitable<outcome> handle(http::request<http::string_body> msg, std::string remote);
+  asio::awaitable<response> dispatch(request& req, outcome& o);
+  std::optional<outcome> protocol_error(const beast::error_code& ec,
+                                        const http::request_parser<http::string_body>& parser);
+  void record(const outcome& o, std::string_view method, steady::time_point first_byte);
+  void on_session_end(std::uint64_t id);
+  void stop(std::function<void()> cb);
+  void maybe_finish();
+  void force_close_all();
+  std::vector<std::shared_ptr<connection>> live_connections();
+  std::shared_ptr<const credential_store> credentials() {
+    std::lock_guard lock(creds_mutex);
+    return creds;
+  }
+  std::chrono::milliseconds linger() const {
+    return std::min(opts.read_timeout, std::chrono::milliseconds(2000));
+  }
+
+  asio::io_context& ioc;
+  server_options opts;
+  metrics::registry& registry;
+  router routes;
+  readiness_check readiness;
+  log::logger lg = log::get("http");
+
+  std::mutex creds_mutex;
+  std::shared_ptr<const credential_store> creds;
+
+  metrics::counter_family& requests;
+  metrics::histogram_family& durations;
+  metrics::gauge& open_gauge;
+  metrics::counter& accepted;
+  metrics::counter& rejected;
+  metrics::counter& read_timeouts;
+
+  asio::strand<asio::io_context::executor_type> strand;  // acceptor and grace timer
+  tcp::acceptor acceptor;
+  asio::steady_timer grace;
+  std::atomic<std::uint16_t> bound_port{0};
+  std::atomic<std::size_t> open_count{0};
+  std::atomic<bool> stopping{false};
+
+  // Guarded by mutex: the live connections and the shutdown bookkeeping.
+  std::mutex mutex;
+  std::unordered_map<std::uint64_t, std::weak_ptr<connection>> sessions;
+  std::uint64_t next_id = 1;
+  bool started = false;
+  bool accept_done = false;
+  bool finished = false;
+  std::vector<std::function<void()>> on_stopped;
+};
+
+server::impl::impl(asio::io_context& ctx, server_options o, metrics::registry& reg)
+    : ioc(ctx),
+      opts(std::move(o)),
+      registry(reg),
+      requests(reg.add_counter("yilian_http_requests_total", "HTTP requests answered, by method, route pattern and status.",
+                               {"method", "route", "status"})),
+      durations(reg.add_histogram("yilian_http_request_duration_seconds",
+                                  "Time from a request's first byte to its response written.", {"method", "route"})),
+      open_gauge(reg.add_gauge("yilian_http_open_connections", "HTTP connections currently open.").get()),
+      accepted(reg.add_counter("yilian_http_connections_total", "HTTP connections accepted.").get()),
+      rejected(reg.add_counter("yilian_http_connections_rejected_total",
+                               "HTTP connections refused with 503 because max_connections were open.")
+                   .get()),
+      read_timeouts(reg.add_counter("yilian_http_read_timeouts_total",
+                                    "HTTP connections closed because a request was not received in time.")
+                        .get()),
+      strand(asio::make_strand(ctx)),
+      acceptor(strand),
+      grace(strand) {
+  const route_options public_route{.auth = auth_mode::none, .roles = {}};
+  routes.add(http::verb::get, "/healthz", [](request&) { return response::text("ok"); }, public_route);
+  routes.add(
+      http::verb::get, "/readyz",
+      [this](request&) {
+        std::vector<std::string> reasons;
+        if (stopping.load()) {
+          reasons.emplace_back("shutting down");
+        } else if (readiness) {
+          try {
+            reasons = readiness();
+          } catch (const std::exception& e) {
+            reasons.emplace_back(std::string("readiness check failed: ") + e.what());
+          }
+        }
+        if (reasons.empty()) return response::json({{"status", "ready"}});
+        return response::json({{"status", "not_ready"}, {"reasons", reasons}}, http::status::service_unavailable);
+      },
+      public_route);
+  routes.add(
+      http::verb::get, "/metrics",
+      [this](request&) {
+        auto r = response::text(registry.render());
+        r.content_type = std::string(metrics::content_type);
+        return r;
+      },
+      public_route);
+}
+
+// ---- accepting ----------------------------------------------------------------
+
+asio::awaitable<void> server::impl::accept_loop() {
+  auto self = shared_from_this();
+  for (;;) {
+    tcp::socket sock(asio::make_strand(ioc));
+    beast::error_code ec;
+    co_await acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping.load() || ec == asio::error::operation_aborted || !acceptor.is_open()) {
+      sock.close(ec);
+      break;
+    }
+    if (ec) {
+      // Out of descriptors and the like: say so and back off instead of spinning.
+      lg.warn("accept failed", {{"error", ec.message()}});
+      asio::steady_timer pause(strand, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (open_count.load() >= opts.max_connections) {
+      rejected.inc();
+      auto ex = sock.get_executor();
+      asio::co_spawn(ex, reject(std::move(sock)), [self](std::exception_ptr) {});
+      continue;
+    }
+    beast::error_code rec;
+    const auto ep = sock.remote_endpoint(rec);
+    std::string remote = rec ? std::string{} : ep.address().to_string();
+    std::shared_ptr<connection> c;
+    {
+      std::lock_guard lock(mutex);
+      c = std::make_shared<connection>(next_id++, std::move(sock), std::move(remote));
+      sessions.emplace(c->id, c);
+    }
+    open_count.fetch_add(1);
+    open_gauge.inc();
+    accepted.inc();
+    const auto id = c->id;
+    auto ex = c->stream.get_executor();
+    asio::co_spawn(ex, session(std::move(c)), [self, id](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          self->lg.error("session failed", {{"error", x.what()}});
+        } catch (...) {
+          self->lg.error("session failed", {{"error", "unknown exception"}});
+        }
+      }
+      self->on_session_end(id);
+    });
+  }
+  {
+    std::lock_guard lock(mutex);
+    accept_done = true;
+  }
+  maybe_finish();
+}
+
+asio::awaitable<void> server::impl::reject(tcp::socket sock) {
+  beast::tcp_stream stream(std::move(sock));
+  const auto id = new_request_id();
+  auto r = problem_response(http::status::service_unavailable, "overloaded", "throttled",
+                            "too many open connections; retry later", {}, {}, id, true);
+  auto res = to_wire(std::move(r), 11, id, opts.server_name, false);
+  res.keep_alive(false);
+  beast::error_code ec;
+  stream.expires_after(opts.write_timeout);
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  co_await graceful_close(stream, linger());
+}
+
+// ---- one connection -------------------------------------------------------------
+
+asio::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
+  auto self = shared_from_this();
+  beast::flat_buffer buffer;
+  bool first = true;
+  for (;;) {
+    beast::error_code ec;
+    if (buffer.size() == 0) {
+      // Idle: between requests on a keep-alive connection (or before the
+      // first one). This is the only state in which shutdown closes us.
+      c->idle = true;
+      if (c->draining || stopping.load()) break;
+      c->stream.expires_after(first ? opts.read_timeout : opts.idle_timeout);
+      const auto n =
+          co_await c->stream.async_read_some(buffer.prepare(8192), asio::redirect_error(asio::use_awaitable, ec));
+      c->idle = false;
+      if (ec) {
+        if (first && ec == beast::error::timeout) read_timeouts.inc();
+        break;
+      }
+      buffer.commit(n);
+    }
+    c->idle = false;
+    first = false;
+
+    const auto first_byte = steady::now();
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(opts.header_limit);
+    parser.body_limit(opts.body_limit);
+    c->stream.expires_after(opts.read_timeout);  // the whole request, headers and body
+    co_await http::async_read_header(c->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && !parser.is_done()) {
+      if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
+        co_await http::async_write(c->stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec) co_await http::async_read(c->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec) {
+      if (ec == beast::error::timeout) {
+        read_timeouts.inc();
+        lg.debug("request read timed out", {{"remote", c->remote}});
+        break;
+      }
+      auto o = protocol_error(ec, parser);
+      if (!o) break;  // the client went away
+      o->res.keep_alive(false);
+      c->stream.expires_after(opts.write_timeout);
+      co_await http::async_write(c->stream, o->res, asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        record(*o, parser.is_header_done() ? method_label(parser.get().method()) : "OTHER", first_byte);
+        co_await graceful_close(c->stream, linger());
+      }
+      break;
+    }
+
+    auto msg = parser.release();
+    const bool client_keeps = msg.keep_alive();
+    const auto method = method_label(msg.method());
+    auto o = co_await handle(std::move(msg), c->remote);
+    const bool keep = client_keeps && !c->draining && !stopping.load();
+    o.res.keep_alive(keep);
+    c->stream.expires_after(opts.write_timeout);
+    co_await http::async_write(c->stream, o.res, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      lg.debug("response not delivered", {{"request_id", o.request_id}, {"error", ec.message()}});
+      break;
+    }
+    record(o, method, first_byte);
+    if (!keep) {
+      co_await graceful_close(c->stream, linger());
+      break;
+    }
+  }
+  beast::error_code ignored;
+  c->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  c->stream.close();
+}
+
+std::optional<outcome> server::impl::protocol_error(const beast::error_code& ec,
+                                                    const http::request_parser<http::string_body>& parser) {
+  if (ec.category() != http_category() || ec == http::error::end_of_stream || ec == http::error::partial_message) {
+    return std::nullopt;  // I/O error, reset, or the peer closed: nobody to answer
+  }
+  outcome o;
+  o.request_id = new_request_id();
+  std::string_view path;
+  unsigned version = 11;
+  if (parser.is_header_done()) {
+    const auto target = sv(parser.get().target());
+    path = target.substr(0, target.find('?'));
+    version = parser.get().version();
+    const auto client_id = sv(parser.get()[bsv("X-Request-Id")]);
+    if (valid_request_id(client_id)) o.request_id = std::string(client_id);
+  }
+  response r;
+  if (ec == http::error::body_limit) {
+    r = problem_response(http::status::payload_too_large, "payload_too_large", "too-long",
+                         "request body exceeds " + std::to_string(opts.body_limit) + " bytes", {}, path, o.request_id);
+  } else if (ec == http::error::header_limit) {
+    r = problem_response(http::status::request_header_fields_too_large, "header_too_large", "too-long",
+                         "request header exceeds " + std::to_string(opts.header_limit) + " bytes", {}, path,
+                         o.request_id);
+  } else {
+    r = problem_response(http::status::bad_request, "bad_request", "structure", "malformed HTTP request: " + ec.message(),
+                         {}, path, o.request_id);
+  }
+  o.res = to_wire(std::move(r), version, o.request_id, opts.server_name, false);
+  return o;
+}
+
+// ---- one request ------------------------------------------------------------------
+
+asio::awaitable<outcome> server::impl::handle(http::request<http::string_body> msg, std::string remote) {
+  outcome o;
+  request req;
+  const auto client_id = sv(msg[bsv("X-Request-Id")]);
+  req.request_id = valid_request_id(client_id) ? std::string(client_id) : new_request_id();
+  o.request_id = req.request_id;
+  const unsigned version = msg.version();
+  const bool head = msg.method() == http::verb::head;
+  req.message = std::move(msg);
+  req.remote_address = std::move(remote);
+  auto r = co_await dispatch(req, o);
+  o.res = to_wire(std::move(r), version, o.request_id, opts.server_name, head);
+  co_return o;
+}
+
+asio::awaitable<response> server::impl::dispatch(request& req, outcome& o) {
+  const auto target = req.target();
+  const auto qpos = target.find('?');
+  const auto raw_path = target.substr(0, qpos);
+  auto m = routes.match(req.method(), raw_path);
+  if (!m) co_return error_response(m.error(), raw_path, req.request_id);
+  req.path = std::move(m->path);
+  if (m->found == nullptr) {
+    if (m->allowed.empty()) {
+      co_return error_response(error::make(errc::not_found, "no route for this path"), req.path, req.request_id);
+    }
+    auto r = problem_response(http::status::method_not_allowed, "method_not_allowed", "not-supported",
+                              "method " + method_label(req.method()) + " is not allowed here", {}, req.path,
+                              req.request_id);
+    r.headers.emplace_back("Allow", allow_header(m->allowed));
+    co_return r;
+  }
+  const route& rt = *m->found;
+  o.route = rt.pattern;
+  req.route = rt.pattern;
+  req.path_params = std::move(m->path_params);
+  if (qpos != std::string_view::npos) {
+    auto q = parse_query(target.substr(qpos + 1));
+    if (!q) co_return error_response(q.error(), req.path, req.request_id);
+    req.query = std::move(*q);
+  }
+
+  if (rt.options.auth == auth_mode::bearer) {
+    const auto token = parse_bearer(req.header(http::field::authorization));
+    std::optional<principal> who;
+    if (token) {
+      if (const auto store = credentials()) who = store->authenticate(*token);
+    }
+    if (!who) {
+      auto r = error_response(
+          error::make(errc::unauthenticated, token ? "invalid bearer token" : "a bearer token is required"), req.path,
+          req.request_id);
+      if (token) {
+        for (auto& [k, v] : r.headers) {
+          if (k == "WWW-Authenticate") v = "Bearer realm=\"yilian\", error=\"invalid_token\"";
+        }
+      }
+      co_return r;
+    }
+    o.principal = who->id.value();
+    if (!rt.allows(who->role)) {
+      co_return error_response(
+          error::make(errc::permission_denied, "role " + std::string(to_string(who->role)) + " may not use this route"),
+          req.path, req.request_id);
+    }
+    req.principal = std::move(who);
+  }
+
+  result<response> res = fail(errc::internal, "handler did not run");
+  try {
+    if (rt.handle.is_async()) {
+      res = co_await rt.handle.async()(req);
+    } else {
+      res = rt.handle.sync()(req);
+    }
+  } catch (const std::exception& e) {
+    res = fail(errc::internal, std::string("handler threw: ") + e.what());
+  } catch (...) {
+    res = fail(errc::internal, "handler threw a non-standard exception");
+  }
+  if (res) co_return std::move(*res);
+
+  const auto& e = res.error();
+  const auto mapping = map_error(e.code);
+  const auto lvl = static_cast<unsigned>(mapping.status) >= 500 ? log::level::error : log::level::debug;
+  lg.write(lvl, "request failed",
+           {{"request_id", req.request_id},
+            {"route", rt.pattern},
+            {"code", to_string(e.code)},
+            {"error", e.message},
+            {"where", e.where},
+            {"retriable", e.retriable}});
+  co_return error_response(e, req.path, req.request_id);
+}
+
+void server::impl::record(const outcome& o, std::string_view method, steady::time_point first_byte) {
+  const auto elapsed = steady::now() - first_byte;
+  const auto seconds = std::chrono::duration<double>(elapsed).count();
+  const auto status = o.res.result_int();
+  const auto status_text = std::to_string(status);
+  requests.with({method, o.route, status_text}).inc();
+  durations.with({method, o.route}).observe(seconds);
+  lg.info("request", {{"request_id", o.request_id},
+                      {"method", method},
+                      {"route", o.route},
+                      {"status", status},
+                      {"duration_ms", std::round(seconds * 1e6) / 1e3},  // microsecond resolution
+                      o.principal.empty() ? log::field("principal", nullptr) : log::field("principal", o.principal),
+                      {"bytes_out", o.res.body().size()}});
+}
+
+// ---- shutdown -----------------------------------------------------------------------
+
+void server::impl::on_session_end(std::uint64_t id) {
+  {
+    std::lock_guard lock(mutex);
+    sessions.erase(id);
+  }
+  open_count.fetch_sub(1);
+  open_gauge.dec();
+  maybe_finish();
+}
+
+std::vector<std::shared_ptr<connection>> server::impl::live_connections() {
+  std::vector<std::shared_ptr<connection>> out;
+  std::lock_guard lock(mutex);
+  for (const auto& [id, w] : sessions) {
+    if (auto c = w.lock()) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void server::impl::stop(std::function<void()> cb) {
+  bool call_now = false;
+  {
+    std::lock_guard lock(mutex);
+    if (finished) {
+      call_now = true;
+    } else if (cb) {
+      on_stopped.push_back(std::move(cb));
+    }
+  }
+  if (call_now) {
+    if (cb) cb();
+    return;
+  }
+  if (stopping.exchange(true)) return;
+  asio::post(strand, [self = shared_from_this()] {
+    beast::error_code ec;
+    self->acceptor.close(ec);  // the accept loop ends with operation_aborted
+    {
+      std::lock_guard lock(self->mutex);
+      if (!self->started) self->accept_done = true;
+    }
+    self->grace.expires_after(self->opts.shutdown_grace);
+    self->grace.async_wait([self](beast::error_code e) {
+      if (!e) self->force_close_all();
+    });
+    for (auto& c : self->live_connections()) {
+      asio::post(c->stream.get_executor(), [c] {
+        c->draining = true;
+        if (c->idle) c->stream.close();  // wakes the idle read with operation_aborted
+      });
+    }
+    self->lg.info("http server stopping", {{"open_connections", self->open_count.load()}});
+    self->maybe_finish();
+  });
+}
+
+void server::impl::force_close_all() {
+  const auto live = live_connections();
+  if (!live.empty()) lg.warn("closing connections still open after the shutdown grace period", {{"count", live.size()}});
+  for (const auto& c : live) {
+    asio::post(c->stream.get_executor(), [c] { c->stream.close(); });
+  }
+}
+
+void server::impl::maybe_finish() {
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard lock(mutex);
+    if (!stopping.load() || !accept_done || !sessions.empty() || finished) return;
+    finished = true;
+    callbacks.swap(on_stopped);
+  }
+  asio::post(strand, [self = shared_from_this()] { self->grace.cancel(); });
+  lg.info("http server stopped");
+  for (auto& cb : callbacks) cb();
+}
+
+// ---- the public face -------------------------------------------------------------------
+
+server::server(asio::io_context& ioc, server_options opts, metrics::registry& metrics)
+    : impl_(std::make_shared<impl>(ioc, std::move(opts), metrics)) {}
+
+server::~server() { impl_->stop({}); }
+
+router& server::routes() { return impl_->routes; }
+
+void server::set_credentials(std::shared_ptr<const credential_store> store) {
+  std::lock_guard lock(impl_->creds_mutex);
+  impl_->creds = std::move(store);
+}
+
+void server::set_readiness(readiness_check check) { impl_->readiness = std::move(check); }
+
+result<void> server::start() {
+  auto& s = *impl_;
+  {
+    std::lock_guard lock(s.mutex);
+    if (s.started) return fail(errc::invalid_argument, "server already started");
+    if (s.stopping.load()) return fail(errc::cancelled, "server is stopping");
+  }
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(s.opts.address, ec);
+  if (ec) return fail(errc::invalid_argument, "bad listen address: " + ec.message(), s.opts.address);
+  const tcp::endpoint ep(address, s.opts.port);
+  const auto where = s.opts.address + ":" + std::to_string(s.opts.port);
+  s.acceptor.open(ep.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(ep, ec);
+  if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    beast::error_code ignored;
+    s.acceptor.close(ignored);
+    return fail(errc::io_error, "cannot listen: " + ec.message(), where);
+  }
+  s.bound_port.store(s.acceptor.local_endpoint(ec).port());
+  {
+    std::lock_guard lock(s.mutex);
+    s.started = true;
+  }
+  s.lg.info("http server listening", {{"address", s.opts.address}, {"port", s.bound_port.load()}});
+  asio::co_spawn(s.strand, s.accept_loop(), [self = impl_](std::exception_ptr e) {
+    if (e) {
+      self->lg.critical("accept loop failed");
+      std::lock_guard lock(self->mutex);
+      self->accept_done = true;
+    }
+  });
+  return {};
+}
+
+std::uint16_t server::port() const noexcept { return impl_->bound_port.load(); }
+
+void server::stop(std::function<void()> on_stopped) { impl_->stop(std::move(on_stopped)); }
+
+bool server::stopping() const noexcept { return impl_->stopping.load(); }
+
+}  // namespace yilian::api
