@@ -1,0 +1,1938 @@
+#include "engine/bus/embedded_log.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <sqlite3.h>
+
+#include "engine/core/murmur2.h"
+
+namespace yilian::bus {
+namespace detail {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Each partition's records live in their own table "r<pid>" keyed by offset
+// (the rowid). Appends then always go to the rightmost leaf of that table's
+// B-tree, which SQLite fills completely before starting the next page; with
+// all partitions in one table, appends land in the middle of the tree, pages
+// split half-empty and every commit rewrote about twice the bytes it added
+// (measured with tests/bench/embedded_log_bench). Reads from an offset and
+// retention's "delete the oldest" are rowid range operations.
+//
+// 8 KiB pages hold seven 1 KiB records where 4 KiB pages hold three (25% of
+// each page wasted); 16 KiB pages fill better but each commit rewrites the
+// partially filled last page of every partition it touches. Applies when the
+// file is created.
+constexpr int kPageSize = 8192;
+
+// Checkpoints (copying the WAL back into the database file and fsyncing it)
+// run on a background thread once the WAL holds kCheckpointFrames pages, so
+// the writer keeps committing meanwhile; done inline they stalled every ~20th
+// commit for tens of milliseconds. Under sustained load the background
+// checkpoint may never catch up completely, and the WAL only restarts from
+// its beginning after a complete one, so past kWalHardLimitFrames the writer
+// finishes the checkpoint itself between two transactions.
+constexpr int kCheckpointFrames = 1000;    // 8 MiB
+constexpr int kWalHardLimitFrames = 4000;  // 32 MiB
+
+// A partition's end offset and byte count are written to its row in
+// `partitions` only every kPersistEvery records (and by retention and at
+// shutdown), not in every commit: for a small commit that row's page was a
+// third of what it wrote. At open the records after the persisted end are
+// counted back in, which reads at most this many records per partition.
+constexpr std::int64_t kPersistEvery = 4096;
+
+// "yl0g": PRAGMA application_id of a yilian log, so we never adopt another
+// application's SQLite file.
+constexpr std::int64_t kApplicationId = 0x796c3067;
+constexpr std::int64_t kSchemaVersion = 1;
+constexpr std::int32_t kMaxPartitions = 4096;
+
+std::string records_table(std::int64_t pid) { return "r" + std::to_string(pid); }
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct db_closer {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+struct stmt_finalizer {
+  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+using db_ptr = std::unique_ptr<sqlite3, db_closer>;
+using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+
+// Resets a statement on every exit path so no read snapshot stays open (an
+// open snapshot would stop checkpoints from recycling the WAL).
+class reset_guard {
+ public:
+  explicit reset_guard(sqlite3_stmt* s) : s_(s) {}
+  ~reset_guard() { sqlite3_reset(s_); }
+  reset_guard(const reset_guard&) = delete;
+  reset_guard& operator=(const reset_guard&) = delete;
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+errc code_for(int rc) noexcept {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return errc::unavailable;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+    case SQLITE_NOMEM:
+      return errc::io_error;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_FORMAT:
+      return errc::corrupt;
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_AUTH:
+      return errc::permission_denied;
+    default:
+      return errc::internal;
+  }
+}
+
+bool is_busy(int rc) noexcept { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
+
+error sqlite_error(sqlite3* db, int rc, std::string_view what, std::string where = {}) {
+  std::string message(what);
+  message += ": ";
+  message += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return error::make(code_for(rc), std::move(message), std::move(where));
+}
+
+result<stmt_ptr> prepare(sqlite3* db, std::string_view sql) {
+  sqlite3_stmt* s = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s,
+                                    nullptr);
+  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(db, rc, "prepare " + std::string(sql)));
+  return stmt_ptr(s);
+}
+
+result<void> exec(sqlite3* db, const char* sql) {
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(db, rc, sql));
+  return {};
+}
+
+result<std::int64_t> query_int(sqlite3* db, const char* sql) {
+  auto s = prepare(db, sql);
+  if (!s) return std::unexpected(s.error());
+  const int rc = sqlite3_step(s->get());
+  if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db, rc, sql));
+  return sqlite3_column_int64(s->get(), 0);
+}
+
+result<std::string> query_text(sqlite3* db, const char* sql) {
+  auto s = prepare(db, sql);
+  if (!s) return std::unexpected(s.error());
+  const int rc = sqlite3_step(s->get());
+  if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db, rc, sql));
+  const auto* text = sqlite3_column_text(s->get(), 0);
+  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
+}
+
+// Steps a statement that returns no rows and resets it.
+int run(sqlite3_stmt* s) {
+  const int rc = sqlite3_step(s);
+  sqlite3_reset(s);
+  return rc;
+}
+
+int bind_blob(sqlite3_stmt* s, int index, std::string_view bytes) {
+  // A null pointer would bind SQL NULL; an empty key must stay an empty blob.
+  static const char empty = 0;
+  return sqlite3_bind_blob64(s, index, bytes.empty() ? &empty : bytes.data(), bytes.size(), SQLITE_STATIC);
+}
+
+std::string column_bytes(sqlite3_stmt* s, int column) {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(s, column));
+  const int n = sqlite3_column_bytes(s, column);
+  return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(n));
+}
+
+// Headers are stored as one blob: per header, a 4-byte little-endian key
+// length, the key, a 4-byte value length, the value. No headers = NULL.
+std::size_t encoded_headers_size(const std::vector<header>& headers) {
+  std::size_t n = 0;
+  for (const auto& h : headers) n += 8 + h.key.size() + h.value.size();
+  return n;
+}
+
+void put_u32(std::string& out, std::size_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
+}
+
+void encode_headers(const std::vector<header>& headers, std::string& out) {
+  out.clear();
+  for (const auto& h : headers) {
+    put_u32(out, h.key.size());
+    out += h.key;
+    put_u32(out, h.value.size());
+    out += h.value;
+  }
+}
+
+result<std::vector<header>> decode_headers(std::string_view blob, std::string_view where) {
+  std::vector<header> out;
+  std::size_t at = 0;
+  auto take = [&](std::string& into) -> bool {
+    if (blob.size() - at < 4) return false;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < 4; ++i) n |= static_cast<std::size_t>(static_cast<unsigned char>(blob[at + i])) << (8 * i);
+    at += 4;
+    if (blob.size() - at < n) return false;
+    into.assign(blob.substr(at, n));
+    at += n;
+    return true;
+  };
+  while (at < blob.size()) {
+    header h;
+    if (!take(h.key) || !take(h.value)) {
+      return fail(errc::corrupt, "stored record headers are truncated", std::string(where));
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+bool valid_topic_name(std::string_view name) {
+  if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
+void name_this_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
+
+}  // namespace
+
+struct topic_state;
+
+// One partition. Created by the writer (ensure_topics) or at open, never
+// destroyed before the log_state, so consumers keep plain pointers to it.
+struct partition_state {
+  std::int64_t pid = 0;
+  std::int32_t index = 0;
+  topic_state* topic = nullptr;
+
+  // Writer thread only.
+  std::int64_t next_offset = 0;  // committed end
+  std::int64_t bytes = 0;        // key + value + headers bytes kept
+  std::int64_t pending_next = 0;
+  std::int64_t pending_bytes = 0;
+  std::int64_t persisted_next = 0;  // next_offset as stored in `partitions`
+  bool touched = false;
+  bool persisting = false;  // this transaction also stores next_offset and bytes
+  stmt_ptr append;  // prepared on first use; finalized at shutdown
+  stmt_ptr scan_oldest;
+  stmt_ptr delete_oldest;
+
+  // Written by the writer after a commit / retention, read by consumers.
+  std::atomic<std::int64_t> visible_end{0};
+  std::atomic<std::int64_t> log_start{0};
+};
+
+struct topic_state {
+  std::int64_t tid = 0;
+  std::string name;
+  std::int32_t partitions = 0;
+  std::int64_t retention_ms = -1;
+  std::int64_t retention_bytes = -1;
+  std::vector<std::unique_ptr<partition_state>> parts;
+  std::uint32_t round_robin = 0;  // guarded by log_state::mu_
+};
+
+std::string where_of(const partition_state& p) { return p.topic->name + "/" + std::to_string(p.index); }
+
+// The in-process group coordinator: which member of a consumer group owns
+// which partitions. Members split the partitions of the topics they subscribe
+// to round-robin (Kafka's RoundRobinAssignor); every join or leave bumps the
+// group's generation and recomputes the split. Thread-safe.
+class group_coordinator {
+ public:
+  struct view {
+    std::uint64_t generation = 0;
+    std::vector<partition_state*> partitions;
+  };
+
+  std::uint64_t join(const std::string& group, std::vector<topic_state*> topics) {
+    std::lock_guard lock(mu_);
+    const std::uint64_t id = next_member_++;
+    auto& g = groups_[group];
+    g.members.push_back(member{.id = id, .topics = std::move(topics), .assigned = {}});
+    rebalance(g);
+    return id;
+  }
+
+  void leave(const std::string& group, std::uint64_t id) {
+    std::lock_guard lock(mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return;
+    auto& members = it->second.members;
+    std::erase_if(members, [id](const member& m) { return m.id == id; });
+    if (members.empty()) {
+      groups_.erase(it);
+      return;
+    }
+    rebalance(it->second);
+  }
+
+  // This member's partitions, if the group changed since `seen_generation`.
+  std::optional<view> assignment_if_changed(const std::string& group, std::uint64_t id,
+                                            std::uint64_t seen_generation) {
+    std::lock_guard lock(mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return view{};
+    if (it->second.generation == seen_generation) return std::nullopt;
+    for (const auto& m : it->second.members) {
+      if (m.id == id) return view{.generation = it->second.generation, .partitions = m.assigned};
+    }
+    return view{.generation = it->second.generation, .partitions = {}};
+  }
+
+  bool owns(const std::string& group, std::uint64_t id, const partition_state* p) {
+    std::lock_guard lock(mu_);
+    auto it = groups_.find(group);
+    if (it == groups_.end()) return false;
+    for (const auto& m : it->second.members) {
+      if (m.id == id) return std::find(m.assigned.begin(), m.assigned.end(), p) != m.assigned.end();
+    }
+    return false;
+  }
+
+ private:
+  struct member {
+    std::uint64_t id = 0;
+    std::vector<topic_state*> topics;
+    std::vector<partition_state*> assigned;
+  };
+  struct group_members {
+    std::uint64_t generation = 0;
+    std::vector<member> members;  // join order
+  };
+
+  void rebalance(group_members& g) {
+    g.generation = ++generations_;
+    std::map<std::string_view, topic_state*> topics;
+    for (auto& m : g.members) {
+      m.assigned.clear();
+      for (auto* t : m.topics) topics.emplace(t->name, t);
+    }
+    std::size_t cursor = 0;
+    const std::size_t n = g.members.size();
+    for (const auto& [name, t] : topics) {
+      for (const auto& p : t->parts) {
+        for (std::size_t tries = 0; tries < n; ++tries) {
+          auto& m = g.members[cursor++ % n];
+          if (std::find(m.topics.begin(), m.topics.end(), t) != m.topics.end()) {
+            m.assigned.push_back(p.get());
+            break;
+          }
+        }
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::map<std::string, group_members, std::less<>> groups_;
+  std::uint64_t next_member_ = 1;
+  std::uint64_t generations_ = 0;
+};
+
+class log_state;
+
+// Work other than publishes that must be written by the writer thread
+// (creating topics, committing offsets, probing the lock). Runs inside the
+// writer's transaction in its own savepoint; its caller waits on the future.
+class write_task {
+ public:
+  explicit write_task(clock::time_point deadline) : deadline_(deadline) {}
+  virtual ~write_task() = default;
+  write_task(const write_task&) = delete;
+  write_task& operator=(const write_task&) = delete;
+
+  virtual result<void> execute(log_state& log) = 0;
+  // After the transaction committed, still on the writer thread.
+  virtual void apply(log_state&) {}
+
+  clock::time_point deadline() const { return deadline_; }
+  std::future<result<void>> future() { return done_.get_future(); }
+  void finish(result<void> r) { done_.set_value(std::move(r)); }
+
+ private:
+  clock::time_point deadline_;
+  std::promise<result<void>> done_;
+};
+
+struct pending_publish {
+  std::uint64_t seq = 0;
+  partition_state* part = nullptr;
+  message msg;
+  publish_handler done;
+  clock::time_point deadline;
+  std::int64_t offset = -1;
+  std::size_t bytes = 0;
+};
+
+struct rejection {
+  publish_handler done;
+  error why;
+};
+
+struct atomic_stats {
+  std::atomic<std::uint64_t> transactions{0};
+  std::atomic<std::uint64_t> records_committed{0};
+  std::atomic<std::uint64_t> largest_batch{0};
+  std::atomic<std::uint64_t> overloaded{0};
+  std::atomic<std::uint64_t> publish_failures{0};
+  std::atomic<std::uint64_t> retention_transactions{0};
+  std::atomic<std::uint64_t> retention_deleted{0};
+  std::atomic<std::uint64_t> retention_failures{0};
+  std::atomic<std::uint64_t> vacuumed_pages{0};
+  std::atomic<std::uint64_t> pages_written{0};
+};
+
+// Everything behind an embedded_log, shared with its consumers (which may
+// outlive the embedded_log: they then see errc::cancelled). The writer
+// connection and the statements are used by the writer thread only (and by
+// open() before the threads start).
+class log_state : public std::enable_shared_from_this<log_state> {
+ public:
+  explicit log_state(embedded_log_options options) : options_(std::move(options)) {}
+  ~log_state() { shutdown(); }
+  log_state(const log_state&) = delete;
+  log_state& operator=(const log_state&) = delete;
+
+  result<void> open();
+  void shutdown();
+
+  result<void> ensure_topics(std::span<const topic_spec> specs);
+  result<std::int32_t> partitions(std::string_view topic);
+  void publish(message msg, publish_handler done);
+  result<std::unique_ptr<consumer>> subscribe(consumer_options options);
+  result<void> flush(std::chrono::milliseconds timeout);
+  result<void> check_ready(std::chrono::milliseconds timeout);
+  result<retention_report> enforce_retention(std::chrono::milliseconds timeout);
+  embedded_log_stats stats() const;
+
+  const embedded_log_options& options() const { return options_; }
+  group_coordinator& groups() { return groups_; }
+
+  // Consumers: a counter bumped after every commit of new records and every
+  // group change; poll waits for it to move.
+  std::uint64_t data_version() {
+    std::lock_guard lock(data_mu_);
+    return data_version_;
+  }
+  // False when the deadline passed without a change.
+  bool wait_for_data(std::uint64_t seen, clock::time_point deadline) {
+    std::unique_lock lock(data_mu_);
+    return data_cv_.wait_until(lock, deadline, [&] { return data_version_ != seen || closed_; });
+  }
+  void notify_consumers() {
+    {
+      std::lock_guard lock(data_mu_);
+      ++data_version_;
+    }
+    data_cv_.notify_all();
+  }
+  bool closed() {
+    std::lock_guard lock(data_mu_);
+    return closed_;
+  }
+
+  result<db_ptr> open_reader() const;
+  result<void> submit(std::unique_ptr<write_task> task);
+  result<void> wait_task(std::future<result<void>>& done, std::chrono::milliseconds bound, std::string_view what);
+  bool on_bus_thread() const {
+    const auto me = std::this_thread::get_id();
+    return me == writer_id_.load() || me == rejecter_id_.load();
+  }
+
+  // Called by tasks inside the writer's transaction.
+  result<void> create_topics_in_txn(const std::vector<topic_spec>& specs,
+                                    std::vector<std::unique_ptr<topic_state>>& created);
+  result<void> commit_offsets_in_txn(const std::string& group, std::uint64_t member,
+                                     const std::vector<std::pair<partition_state*, std::int64_t>>& offsets);
+  void add_topics(std::vector<std::unique_ptr<topic_state>> created);
+
+ private:
+  static int on_busy(void* self, int attempt);
+  static int on_wal_commit(void* self, sqlite3* db, const char* name, int frames);
+  void checkpointer_main();
+  void checkpoint_if_wal_too_long();
+
+  result<void> take_lock_file();
+  result<void> configure_and_migrate();
+  result<void> load_topics();
+  result<void> recover_tail(partition_state& p);
+  void persist_positions();
+  result<void> prepare_statements();
+
+  void reject(publish_handler done, error why);
+  void writer_main();
+  void rejecter_main();
+  void commit_batch(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks);
+  void expire(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks,
+              clock::time_point now, const error& why);
+  void requeue(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks);
+  void fail_publishes(std::vector<pending_publish>& items, std::size_t count, const error& why);
+  void fail_all(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks,
+                const error& why);
+  void run_retention();
+  result<bool> retention_step(retention_report& report);
+  result<void> vacuum(retention_report& report, bool& more);
+  void update_pages_written();
+
+  const embedded_log_options options_;
+  int lock_fd_ = -1;
+  db_ptr db_;
+  clock::time_point busy_deadline_{};  // writer thread; read by on_busy
+
+  // Writer statements.
+  stmt_ptr begin_, commit_, rollback_, savepoint_, rollback_to_, release_;
+  stmt_ptr update_partition_, insert_topic_, insert_partition_, upsert_offset_;
+  stmt_ptr retention_update_, freelist_;
+
+  // Guarded by mu_: topics, the publish queue, tasks, flush and retention requests.
+  mutable std::mutex mu_;
+  std::condition_variable writer_cv_;
+  std::condition_variable flush_cv_;
+  std::map<std::string, std::unique_ptr<topic_state>, std::less<>> topics_;
+  std::deque<pending_publish> queue_;
+  std::vector<std::unique_ptr<write_task>> tasks_;
+  std::vector<std::promise<result<retention_report>>> retention_waiters_;
+  std::size_t in_flight_ = 0;
+  std::uint64_t accepted_seq_ = 0;
+  std::uint64_t completed_through_ = 0;
+  bool stopping_ = false;
+  bool shutdown_failed_ = false;
+  bool writer_idle_ = false;
+  clock::time_point next_retention_{};
+
+  // Writer thread only.
+  std::vector<partition_state*> touched_;
+  std::string header_scratch_;
+  retention_report retention_progress_;
+
+  std::mutex reject_mu_;
+  std::condition_variable reject_cv_;
+  std::deque<rejection> rejects_;
+  bool reject_stop_ = false;
+  bool rejecter_done_ = false;
+
+  std::mutex data_mu_;
+  std::condition_variable data_cv_;
+  std::uint64_t data_version_ = 0;
+  bool closed_ = false;
+
+  group_coordinator groups_;
+  atomic_stats stats_;
+
+  // The background checkpointer and its own connection.
+  db_ptr checkpoint_db_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;
+  bool checkpoint_stop_ = false;
+  std::atomic<int> wal_frames_{0};
+
+  std::thread writer_;
+  std::thread rejecter_;
+  std::thread checkpointer_;
+  // Set by each bus thread as it starts; read by any thread (on_bus_thread).
+  std::atomic<std::thread::id> writer_id_{};
+  std::atomic<std::thread::id> rejecter_id_{};
+  bool shut_down_ = false;  // shutdown() ran (embedded_log's destructor thread only)
+};
+
+namespace {
+
+class create_topics_task final : public write_task {
+ public:
+  create_topics_task(clock::time_point deadline, std::vector<topic_spec> specs)
+      : write_task(deadline), specs_(std::move(specs)) {}
+  result<void> execute(log_state& log) override {
+    created_.clear();
+    return log.create_topics_in_txn(specs_, created_);
+  }
+  void apply(log_state& log) override { log.add_topics(std::move(created_)); }
+
+ private:
+  std::vector<topic_spec> specs_;
+  std::vector<std::unique_ptr<topic_state>> created_;
+};
+
+class commit_offsets_task final : public write_task {
+ public:
+  commit_offsets_task(clock::time_point deadline, std::string group, std::uint64_t member,
+                      std::vector<std::pair<partition_state*, std::int64_t>> offsets)
+      : write_task(deadline), group_(std::move(group)), member_(member), offsets_(std::move(offsets)) {}
+  result<void> execute(log_state& log) override { return log.commit_offsets_in_txn(group_, member_, offsets_); }
+
+ private:
+  std::string group_;
+  std::uint64_t member_;
+  std::vector<std::pair<partition_state*, std::int64_t>> offsets_;
+};
+
+// Succeeds when the writer could take the write lock (the transaction began).
+class probe_task final : public write_task {
+ public:
+  using write_task::write_task;
+  result<void> execute(log_state&) override { return {}; }
+};
+
+// One member of a consumer group; see consumer in bus.h. Owned and used by
+// one thread. Reads through its own read-only connection (WAL readers never
+// block the writer); commits go through the writer thread.
+class embedded_consumer final : public consumer {
+ public:
+  embedded_consumer(std::shared_ptr<log_state> log, std::string group, std::uint64_t member, start_from start,
+                    db_ptr db, stmt_ptr committed)
+      : log_(std::move(log)),
+        group_(std::move(group)),
+        member_(member),
+        start_(start),
+        db_(std::move(db)),
+        committed_(std::move(committed)) {}
+
+  ~embedded_consumer() override { close(); }
+
+  result<std::vector<record>> poll(std::chrono::milliseconds timeout, std::size_t max) override {
+    if (max == 0) return fail(errc::invalid_argument, "poll needs max >= 1");
+    const auto deadline = clock::now() + timeout;
+    for (;;) {
+      const std::uint64_t seen = log_->data_version();
+      if (auto r = sync(); !r) return std::unexpected(r.error());
+      std::vector<record> out;
+      if (auto r = fetch(out, max); !r) return std::unexpected(r.error());
+      if (!out.empty()) return out;
+      if (!log_->wait_for_data(seen, deadline)) return out;
+    }
+  }
+
+  result<void> commit(std::span<const record> processed) override {
+    if (log_->on_bus_thread()) return fail(errc::invalid_argument, "commit called from a publish handler");
+    if (auto r = sync(); !r) return r;
+    if (processed.empty()) return {};
+    std::vector<std::pair<partition_state*, std::int64_t>> offsets;
+    for (const auto& rec : processed) {
+      auto it = std::find_if(owned_.begin(), owned_.end(), [&](const owned& o) {
+        return o.part->index == rec.partition && o.part->topic->name == rec.topic;
+      });
+      if (it == owned_.end()) {
+        return fail(errc::conflict,
+                    "partition is not assigned to this member (the group rebalanced); its owner gets it again",
+                    rec.topic + "/" + std::to_string(rec.partition));
+      }
+      auto at = std::find_if(offsets.begin(), offsets.end(), [&](const auto& e) { return e.first == it->part; });
+      if (at == offsets.end()) {
+        offsets.emplace_back(it->part, rec.offset + 1);
+      } else {
+        at->second = std::max(at->second, rec.offset + 1);
+      }
+    }
+    const auto bound = log_->options().publish_timeout;
+    auto task = std::make_unique<commit_offsets_task>(clock::now() + bound, group_, member_, std::move(offsets));
+    auto done = task->future();
+    if (auto r = log_->submit(std::move(task)); !r) return r;
+    return log_->wait_task(done, bound, "commit");
+  }
+
+  std::vector<std::pair<std::string, std::int32_t>> assignment() override {
+    std::vector<std::pair<std::string, std::int32_t>> out;
+    if (!sync()) return out;
+    for (const auto& o : owned_) out.emplace_back(o.part->topic->name, o.part->index);
+    return out;
+  }
+
+  result<std::vector<partition_lag>> lag() override {
+    if (auto r = sync(); !r) return std::unexpected(r.error());
+    std::vector<partition_lag> out;
+    for (const auto& o : owned_) {
+      auto committed = committed_offset(*o.part);
+      if (!committed) return std::unexpected(committed.error());
+      out.push_back(partition_lag{.topic = o.part->topic->name, .partition = o.part->index, .committed = *committed,
+                                  .end = o.part->visible_end.load(std::memory_order_acquire)});
+    }
+    return out;
+  }
+
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    log_->groups().leave(group_, member_);
+    log_->notify_consumers();
+    owned_.clear();
+    committed_.reset();
+    db_.reset();
+  }
+
+ private:
+  struct owned {
+    partition_state* part = nullptr;
+    std::int64_t position = 0;  // next offset to deliver
+    std::shared_ptr<sqlite3_stmt> fetch;  // prepared on first read (shared: owned is copied in sync)
+  };
+
+  // Applies the group's current split: partitions kept keep their position;
+  // partitions gained start at the group's committed offset (or the start
+  // policy), never before the earliest record retention kept.
+  result<void> sync() {
+    if (closed_) return fail(errc::cancelled, "the consumer is closed");
+    if (log_->closed()) return fail(errc::cancelled, "the embedded log was shut down");
+    auto view = log_->groups().assignment_if_changed(group_, member_, generation_);
+    if (!view) return {};
+    std::vector<owned> next;
+    for (auto* p : view->partitions) {
+      auto it = std::find_if(owned_.begin(), owned_.end(), [p](const owned& o) { return o.part == p; });
+      if (it != owned_.end()) {
+        next.push_back(*it);
+        continue;
+      }
+      auto committed = committed_offset(*p);
+      if (!committed) return std::unexpected(committed.error());
+      const std::int64_t log_start = p->log_start.load(std::memory_order_acquire);
+      std::int64_t position = 0;
+      if (*committed >= 0) {
+        position = std::max(*committed, log_start);
+      } else if (start_ == start_from::earliest) {
+        position = log_start;
+      } else {
+        position = p->visible_end.load(std::memory_order_acquire);
+      }
+      next.push_back(owned{.part = p, .position = position, .fetch = nullptr});
+    }
+    owned_ = std::move(next);
+    generation_ = view->generation;
+    cursor_ = 0;
+    return {};
+  }
+
+  result<std::int64_t> committed_offset(const partition_state& p) {
+    sqlite3_stmt* s = committed_.get();
+    reset_guard guard(s);
+    sqlite3_bind_text64(s, 1, group_.data(), group_.size(), SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_int64(s, 2, p.pid);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) return sqlite3_column_int64(s, 0);
+    if (rc == SQLITE_DONE) return std::int64_t{-1};
+    return std::unexpected(sqlite_error(db_.get(), rc, "read committed offset", where_of(p)));
+  }
+
+  result<void> fetch(std::vector<record>& out, std::size_t max) {
+    const std::size_t n = owned_.size();
+    for (std::size_t i = 0; i < n && out.size() < max; ++i) {
+      auto& o = owned_[(cursor_ + i) % n];
+      const std::int64_t end = o.part->visible_end.load(std::memory_order_acquire);
+      if (o.position >= end) continue;
+      if (!o.fetch) {
+        auto prepared = prepare(db_.get(), "SELECT off, ts, key, value, headers FROM " + records_table(o.part->pid) +
+                                               " WHERE off >= ?1 AND off < ?2 ORDER BY off LIMIT ?3");
+        if (!prepared) return std::unexpected(prepared.error());
+        o.fetch = std::shared_ptr<sqlite3_stmt>(prepared->release(), stmt_finalizer{});
+      }
+      sqlite3_stmt* s = o.fetch.get();
+      reset_guard guard(s);
+      sqlite3_bind_int64(s, 1, o.position);
+      sqlite3_bind_int64(s, 2, end);
+      sqlite3_bind_int64(s, 3, static_cast<std::int64_t>(max - out.size()));
+      bool any = false;
+      int rc = SQLITE_OK;
+      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const std::int64_t offset = sqlite3_column_int64(s, 0);
+        auto headers = decode_headers(column_bytes(s, 4), where_of(*o.part));
+        if (!headers) return std::unexpected(headers.error());
+        out.push_back(record{.topic = o.part->topic->name, .partition = o.part->index, .offset = offset,
+                             .key = column_bytes(s, 2), .value = column_bytes(s, 3), .headers = std::move(*headers),
+                             .timestamp_ms = sqlite3_column_int64(s, 1)});
+        o.position = offset + 1;
+        any = true;
+      }
+      if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db_.get(), rc, "read records", where_of(*o.part)));
+      // Retention removed everything between the position and the end.
+      if (!any) o.position = std::max(o.position, o.part->log_start.load(std::memory_order_acquire));
+    }
+    if (n > 0) cursor_ = (cursor_ + 1) % n;
+    return {};
+  }
+
+  std::shared_ptr<log_state> log_;
+  std::string group_;
+  std::uint64_t member_;
+  start_from start_;
+  db_ptr db_;
+  stmt_ptr committed_;
+  std::vector<owned> owned_;
+  std::uint64_t generation_ = 0;  // generations start at 1: the first sync always applies
+  std::size_t cursor_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+// ---- open / shutdown --------------------------------------------------------
+
+result<void> log_state::open() {
+  const auto& o = options_;
+  if (o.path.empty()) return fail(errc::config_error, "embedded log path is empty");
+  if (o.default_partitions <= 0 || o.default_partitions > kMaxPartitions) {
+    return fail(errc::config_error, "default_partitions must be in 1.." + std::to_string(kMaxPartitions));
+  }
+  if (o.max_in_flight == 0) return fail(errc::config_error, "max_in_flight must be >= 1");
+  if (o.max_batch == 0) return fail(errc::config_error, "max_batch must be >= 1");
+  if (o.publish_timeout <= std::chrono::milliseconds::zero()) {
+    return fail(errc::config_error, "publish_timeout must be positive");
+  }
+  if (o.max_message_bytes == 0 || o.max_message_bytes > (512U << 20U)) {
+    return fail(errc::config_error, "max_message_bytes must be in 1..512 MiB");
+  }
+  if (o.retention_batch == 0) return fail(errc::config_error, "retention_batch must be >= 1");
+  if (o.retention_check_interval <= std::chrono::milliseconds::zero()) {
+    return fail(errc::config_error, "retention_check_interval must be positive");
+  }
+  if (o.vacuum_pages_per_pass <= 0) return fail(errc::config_error, "vacuum_pages_per_pass must be >= 1");
+
+  std::error_code ec;
+  if (o.path.has_parent_path()) {
+    std::filesystem::create_directories(o.path.parent_path(), ec);
+    if (ec) return fail(errc::io_error, "cannot create directory: " + ec.message(), o.path.parent_path().string());
+  }
+  if (auto r = take_lock_file(); !r) return r;
+
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(o.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  db_.reset(raw);
+  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(raw, rc, "open", o.path.string()));
+  sqlite3_extended_result_codes(db_.get(), 1);
+  sqlite3_busy_handler(db_.get(), &log_state::on_busy, this);
+  busy_deadline_ = clock::now() + o.publish_timeout;
+
+  if (auto r = configure_and_migrate(); !r) return r;
+  if (auto r = load_topics(); !r) return r;
+  if (auto r = prepare_statements(); !r) return r;
+
+  // The checkpointer's connection (synchronous=FULL: the database file is
+  // fsync'd before the WAL may be reused).
+  sqlite3* ckpt = nullptr;
+  const int ckpt_rc = sqlite3_open_v2(o.path.c_str(), &ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  checkpoint_db_.reset(ckpt);
+  if (ckpt_rc != SQLITE_OK) return std::unexpected(sqlite_error(ckpt, ckpt_rc, "open checkpointer", o.path.string()));
+  sqlite3_extended_result_codes(ckpt, 1);
+  if (auto r = exec(ckpt, "PRAGMA synchronous=FULL"); !r) return r;
+  if (auto r = exec(db_.get(), "PRAGMA wal_autocheckpoint=0"); !r) return r;
+  sqlite3_wal_hook(db_.get(), &log_state::on_wal_commit, this);
+
+  next_retention_ = clock::now() + o.retention_check_interval;
+  checkpointer_ = std::thread([this] { checkpointer_main(); });
+  rejecter_ = std::thread([this] { rejecter_main(); });
+  writer_ = std::thread([this] { writer_main(); });
+  return {};
+}
+
+result<void> log_state::take_lock_file() {
+  const std::string lock_path = options_.path.string() + ".lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) return fail(errc::io_error, std::string("cannot open lock file: ") + std::strerror(errno), lock_path);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[32] = {};
+    const auto n = ::pread(lock_fd_, holder, sizeof holder - 1, 0);
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      std::string who = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : std::string("unknown");
+      while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+      return fail(errc::unavailable,
+                  "embedded log " + options_.path.string() + " is already open in another process or bus (pid " + who +
+                      " holds " + lock_path + ")",
+                  options_.path.string());
+    }
+    return fail(errc::io_error, std::string("cannot lock: ") + std::strerror(err), lock_path);
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
+    // The lock is what matters; the pid is only for the error message above.
+  }
+  return {};
+}
+
+result<void> log_state::configure_and_migrate() {
+  sqlite3* db = db_.get();
+  // auto_vacuum must be chosen before the first table exists; INCREMENTAL lets
+  // retention hand pages back with incremental_vacuum instead of a VACUUM
+  // that rewrites the whole file.
+  const std::string page_size = "PRAGMA page_size=" + std::to_string(kPageSize);
+  if (auto r = exec(db, page_size.c_str()); !r) return r;  // no-op once the file exists
+  if (auto r = exec(db, "PRAGMA auto_vacuum=INCREMENTAL"); !r) return r;
+  auto mode = query_text(db, "PRAGMA journal_mode=WAL");
+  if (!mode) return std::unexpected(mode.error());
+  if (*mode != "wal") return fail(errc::config_error, "cannot switch to WAL mode (got " + *mode + ")", options_.path);
+  // FULL: the WAL is fsync'd at every commit, so an acknowledged publish
+  // survives power loss, not just a process crash.
+  if (auto r = exec(db, "PRAGMA synchronous=FULL"); !r) return r;
+  // Debian builds SQLite with SECURE_DELETE on; FAST still zeroes deleted
+  // content in the pages it rewrites anyway without extra I/O.
+  if (auto r = exec(db, "PRAGMA secure_delete=FAST"); !r) return r;
+  // The WAL file is reused from its start after each complete checkpoint, so
+  // it normally stays at its size (fdatasync then needs no metadata update);
+  // after a spike it is cut back to this.
+  if (auto r = exec(db, "PRAGMA journal_size_limit=41943040"); !r) return r;
+  if (auto r = exec(db, "PRAGMA cache_size=-32768"); !r) return r;
+  if (auto r = exec(db, "PRAGMA temp_store=MEMORY"); !r) return r;
+
+  if (auto r = exec(db, "BEGIN IMMEDIATE"); !r) return r;
+  auto migrate = [&]() -> result<void> {
+    auto tables = query_int(db, "SELECT count(*) FROM sqlite_schema");
+    if (!tables) return std::unexpected(tables.error());
+    auto app = query_int(db, "PRAGMA application_id");
+    if (!app) return std::unexpected(app.error());
+    if (*tables == 0) {
+      static constexpr const char* kSchema =
+          "CREATE TABLE topics("
+          "  tid INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, partitions INTEGER NOT NULL,"
+          "  retention_ms INTEGER NOT NULL, retention_bytes INTEGER NOT NULL);"
+          // next_offset never decreases (offsets stay monotonic after retention);
+          // log_start is the earliest offset retention kept; bytes feeds
+          // retention_bytes.
+          "CREATE TABLE partitions("
+          "  pid INTEGER PRIMARY KEY, tid INTEGER NOT NULL REFERENCES topics(tid), part INTEGER NOT NULL,"
+          "  next_offset INTEGER NOT NULL, log_start INTEGER NOT NULL, bytes INTEGER NOT NULL,"
+          "  UNIQUE(tid, part));"
+          // The records of partition <pid> are in table r<pid> (see records_table).
+          "CREATE TABLE group_offsets("
+          "  grp TEXT NOT NULL, pid INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+          "  PRIMARY KEY(grp, pid)) WITHOUT ROWID;";
+      if (auto r = exec(db, kSchema); !r) return r;
+      const std::string ids = "PRAGMA application_id=" + std::to_string(kApplicationId) +
+                              "; PRAGMA user_version=" + std::to_string(kSchemaVersion);
+      return exec(db, ids.c_str());
+    }
+    if (*app != kApplicationId) {
+      return fail(errc::config_error, "not a yilian embedded log (SQLite application_id differs)", options_.path);
+    }
+    auto version = query_int(db, "PRAGMA user_version");
+    if (!version) return std::unexpected(version.error());
+    if (*version != kSchemaVersion) {
+      return fail(errc::config_error,
+                  "embedded log format " + std::to_string(*version) + " is not supported by this build (expects " +
+                      std::to_string(kSchemaVersion) + ")",
+                  options_.path);
+    }
+    return {};
+  };
+  if (auto r = migrate(); !r) {
+    (void)exec(db, "ROLLBACK");
+    return r;
+  }
+  if (auto r = exec(db, "COMMIT"); !r) return r;
+
+  auto vacuum_mode = query_int(db, "PRAGMA auto_vacuum");
+  if (!vacuum_mode) return std::unexpected(vacuum_mode.error());
+  if (*vacuum_mode != 2) {
+    return fail(errc::config_error, "embedded log is not in auto_vacuum=INCREMENTAL mode", options_.path);
+  }
+  // The new file's directory entry must survive power loss too.
+  const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
+  if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    const int synced = ::fsync(fd);
+    ::close(fd);
+    if (synced != 0) return fail(errc::io_error, "fsync of the log directory failed", dir.string());
+  }
+  return {};
+}
+
+result<void> log_state::load_topics() {
+  sqlite3* db = db_.get();
+  auto topics = prepare(db, "SELECT tid, name, partitions, retention_ms, retention_bytes FROM topics");
+  if (!topics) return std::unexpected(topics.error());
+  std::map<std::int64_t, topic_state*> by_id;
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_step(topics->get())) == SQLITE_ROW) {
+    auto t = std::make_unique<topic_state>();
+    t->tid = sqlite3_column_int64(topics->get(), 0);
+    t->name = column_bytes(topics->get(), 1);
+    t->partitions = sqlite3_column_int(topics->get(), 2);
+    t->retention_ms = sqlite3_column_int64(topics->get(), 3);
+    t->retention_bytes = sqlite3_column_int64(topics->get(), 4);
+    by_id[t->tid] = t.get();
+    std::string name = t->name;
+    topics_.emplace(std::move(name), std::move(t));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load topics"));
+
+  auto parts = prepare(db, "SELECT pid, tid, part, next_offset, log_start, bytes FROM partitions ORDER BY tid, part");
+  if (!parts) return std::unexpected(parts.error());
+  while ((rc = sqlite3_step(parts->get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = parts->get();
+    auto it = by_id.find(sqlite3_column_int64(s, 1));
+    if (it == by_id.end()) return fail(errc::corrupt, "partition row without its topic", options_.path);
+    topic_state* t = it->second;
+    auto p = std::make_unique<partition_state>();
+    p->pid = sqlite3_column_int64(s, 0);
+    p->index = sqlite3_column_int(s, 2);
+    p->topic = t;
+    p->next_offset = sqlite3_column_int64(s, 3);
+    p->persisted_next = p->next_offset;
+    p->bytes = sqlite3_column_int64(s, 5);
+    p->log_start.store(sqlite3_column_int64(s, 4));
+    if (p->index != static_cast<std::int32_t>(t->parts.size())) {
+      return fail(errc::corrupt, "partitions of a topic are not numbered 0..n-1", t->name);
+    }
+    if (auto r = recover_tail(*p); !r) return r;
+    p->visible_end.store(p->next_offset);
+    t->parts.push_back(std::move(p));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load partitions"));
+  for (const auto& [name, t] : topics_) {
+    if (static_cast<std::int32_t>(t->parts.size()) != t->partitions) {
+      return fail(errc::corrupt, "topic has " + std::to_string(t->parts.size()) + " partition rows, expected " +
+                                     std::to_string(t->partitions), name);
+    }
+  }
+  return {};
+}
+
+// Counts the records committed after the partition's persisted end back into
+// next_offset and bytes (see kPersistEvery).
+result<void> log_state::recover_tail(partition_state& p) {
+  sqlite3* db = db_.get();
+  auto tail = prepare(db, "SELECT off, length(key) + length(value) + ifnull(length(headers), 0) FROM " +
+                              records_table(p.pid) + " WHERE off >= ?1 ORDER BY off");
+  if (!tail) return std::unexpected(tail.error());
+  sqlite3_bind_int64(tail->get(), 1, p.next_offset);
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_step(tail->get())) == SQLITE_ROW) {
+    const std::int64_t off = sqlite3_column_int64(tail->get(), 0);
+    if (off != p.next_offset) {
+      return fail(errc::corrupt, "offset " + std::to_string(p.next_offset) + " is missing", where_of(p));
+    }
+    p.next_offset = off + 1;
+    p.bytes += sqlite3_column_int64(tail->get(), 1);
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "recover partition end", where_of(p)));
+  return {};
+}
+
+// Writer thread, on the way out: store every partition's end so the next
+// open has nothing to count. Best effort: recover_tail covers a failure.
+void log_state::persist_positions() {
+  std::vector<partition_state*> parts;
+  {
+    std::lock_guard lock(mu_);
+    if (shutdown_failed_) return;  // the file is locked by someone else
+    for (const auto& [name, t] : topics_) {
+      for (const auto& p : t->parts) {
+        if (p->next_offset != p->persisted_next) parts.push_back(p.get());
+      }
+    }
+  }
+  if (parts.empty()) return;
+  busy_deadline_ = clock::now() + options_.publish_timeout;
+  if (run(begin_.get()) != SQLITE_DONE) return;
+  sqlite3_stmt* upd = update_partition_.get();
+  for (auto* p : parts) {
+    sqlite3_bind_int64(upd, 1, p->next_offset);
+    sqlite3_bind_int64(upd, 2, p->bytes);
+    sqlite3_bind_int64(upd, 3, p->pid);
+    if (run(upd) != SQLITE_DONE) {
+      run(rollback_.get());
+      return;
+    }
+  }
+  if (run(commit_.get()) != SQLITE_DONE) {
+    run(rollback_.get());
+    return;
+  }
+  for (auto* p : parts) p->persisted_next = p->next_offset;
+}
+
+result<void> log_state::prepare_statements() {
+  sqlite3* db = db_.get();
+  const std::pair<stmt_ptr*, const char*> all[] = {
+      {&begin_, "BEGIN IMMEDIATE"},
+      {&commit_, "COMMIT"},
+      {&rollback_, "ROLLBACK"},
+      {&savepoint_, "SAVEPOINT task"},
+      {&rollback_to_, "ROLLBACK TO task"},
+      {&release_, "RELEASE task"},
+      {&update_partition_, "UPDATE partitions SET next_offset = ?1, bytes = ?2 WHERE pid = ?3"},
+      {&insert_topic_,
+       "INSERT OR IGNORE INTO topics(name, partitions, retention_ms, retention_bytes) VALUES(?1, ?2, ?3, ?4)"},
+      {&insert_partition_,
+       "INSERT INTO partitions(tid, part, next_offset, log_start, bytes) VALUES(?1, ?2, 0, 0, 0)"},
+      {&upsert_offset_,
+       "INSERT INTO group_offsets(grp, pid, next_offset) VALUES(?1, ?2, ?3) "
+       "ON CONFLICT(grp, pid) DO UPDATE SET next_offset = excluded.next_offset"},
+      {&retention_update_, "UPDATE partitions SET log_start = ?1, bytes = ?2, next_offset = ?4 WHERE pid = ?3"},
+      {&freelist_, "PRAGMA freelist_count"},
+  };
+  for (const auto& [slot, sql] : all) {
+    auto s = prepare(db, sql);
+    if (!s) return std::unexpected(s.error());
+    *slot = std::move(*s);
+  }
+  return {};
+}
+
+void log_state::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  writer_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  checkpoint_db_.reset();
+  {
+    std::lock_guard lock(reject_mu_);
+    reject_stop_ = true;
+  }
+  reject_cv_.notify_all();
+  if (rejecter_.joinable()) rejecter_.join();
+  {
+    std::lock_guard lock(data_mu_);
+    closed_ = true;
+    ++data_version_;
+  }
+  data_cv_.notify_all();
+  flush_cv_.notify_all();
+  for (stmt_ptr* s : {&begin_, &commit_, &rollback_, &savepoint_, &rollback_to_, &release_, &update_partition_,
+                      &insert_topic_, &insert_partition_, &upsert_offset_, &retention_update_, &freelist_}) {
+    s->reset();
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, t] : topics_) {
+      for (auto& p : t->parts) {
+        p->append.reset();
+        p->scan_oldest.reset();
+        p->delete_oldest.reset();
+      }
+    }
+  }
+  db_.reset();
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+  }
+}
+
+int log_state::on_busy(void* self, int attempt) {
+  auto* log = static_cast<log_state*>(self);
+  const auto now = clock::now();
+  if (now >= log->busy_deadline_) return 0;
+  const auto step = std::chrono::microseconds(std::min(10000, 100 << std::min(attempt, 7)));
+  std::this_thread::sleep_for(std::min<clock::duration>(step, log->busy_deadline_ - now));
+  return 1;
+}
+
+int log_state::on_wal_commit(void* self, sqlite3*, const char*, int frames) {
+  auto* log = static_cast<log_state*>(self);
+  log->wal_frames_.store(frames, std::memory_order_relaxed);
+  if (frames >= kCheckpointFrames) {
+    {
+      std::lock_guard lock(log->checkpoint_mu_);
+      log->checkpoint_wanted_ = true;
+    }
+    log->checkpoint_cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void log_state::checkpointer_main() {
+  name_this_thread("yl-log-ckpt");
+  for (;;) {
+    {
+      std::unique_lock lock(checkpoint_mu_);
+      checkpoint_cv_.wait(lock, [&] { return checkpoint_wanted_ || checkpoint_stop_; });
+      if (checkpoint_stop_) return;
+      checkpoint_wanted_ = false;
+    }
+    // PASSIVE never blocks the writer or readers. Repeat while it copied
+    // something and frames remain: each round copies only what the writer
+    // added during the previous one, and a round that ends with nothing left
+    // lets the writer restart the WAL from its beginning.
+    for (int round = 0; round < 8; ++round) {
+      int log_frames = 0;
+      int copied = 0;
+      const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                               &copied);
+      if (rc != SQLITE_OK || copied >= log_frames) break;
+      std::lock_guard lock(checkpoint_mu_);
+      if (checkpoint_stop_) return;
+    }
+  }
+}
+
+// Writer thread, between transactions.
+void log_state::checkpoint_if_wal_too_long() {
+  if (wal_frames_.load(std::memory_order_relaxed) < kWalHardLimitFrames) return;
+  int log_frames = 0;
+  int copied = 0;
+  // Busy (the background checkpoint holds the checkpoint lock) is fine: it is
+  // doing the same work; the next commit looks again.
+  if (sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied) == SQLITE_OK &&
+      copied >= log_frames) {
+    wal_frames_.store(0, std::memory_order_relaxed);
+  }
+}
+
+result<db_ptr> log_state::open_reader() const {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(options_.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_ptr db(raw);
+  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(raw, rc, "open reader", options_.path.string()));
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, static_cast<int>(std::min<std::int64_t>(options_.publish_timeout.count(), 60000)));
+  if (auto r = exec(raw, "PRAGMA query_only=ON"); !r) return std::unexpected(r.error());
+  return db;
+}
+
+// ---- topics ----------------------------------------------------------------
+
+result<void> log_state::ensure_topics(std::span<const topic_spec> specs) {
+  if (on_bus_thread()) return fail(errc::invalid_argument, "ensure_topics called from a publish handler");
+  std::vector<topic_spec> todo;
+  for (auto spec : specs) {
+    if (!valid_topic_name(spec.name)) {
+      return fail(errc::invalid_argument, "topic names are 1-249 characters of [a-zA-Z0-9._-]", spec.name);
+    }
+    if (spec.partitions <= 0) spec.partitions = options_.default_partitions;
+    if (spec.partitions > kMaxPartitions) {
+      return fail(errc::invalid_argument, "at most " + std::to_string(kMaxPartitions) + " partitions", spec.name);
+    }
+    todo.push_back(std::move(spec));
+  }
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(todo, [&](const topic_spec& s) { return topics_.contains(s.name); });
+  }
+  if (todo.empty()) return {};
+  auto task = std::make_unique<create_topics_task>(clock::now() + options_.publish_timeout, std::move(todo));
+  auto done = task->future();
+  if (auto r = submit(std::move(task)); !r) return r;
+  return wait_task(done, options_.publish_timeout, "ensure_topics");
+}
+
+result<void> log_state::create_topics_in_txn(const std::vector<topic_spec>& specs,
+                                             std::vector<std::unique_ptr<topic_state>>& created) {
+  sqlite3* db = db_.get();
+  for (const auto& spec : specs) {
+    sqlite3_stmt* s = insert_topic_.get();
+    sqlite3_bind_text64(s, 1, spec.name.data(), spec.name.size(), SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_int(s, 2, spec.partitions);
+    sqlite3_bind_int64(s, 3, spec.retention_ms < 0 ? -1 : spec.retention_ms);
+    sqlite3_bind_int64(s, 4, spec.retention_bytes < 0 ? -1 : spec.retention_bytes);
+    if (const int rc = run(s); rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "create topic", spec.name));
+    if (sqlite3_changes(db) == 0) continue;  // exists (created earlier in this batch)
+    auto t = std::make_unique<topic_state>();
+    t->tid = sqlite3_last_insert_rowid(db);
+    t->name = spec.name;
+    t->partitions = spec.partitions;
+    t->retention_ms = spec.retention_ms < 0 ? -1 : spec.retention_ms;
+    t->retention_bytes = spec.retention_bytes < 0 ? -1 : spec.retention_bytes;
+    for (std::int32_t i = 0; i < spec.partitions; ++i) {
+      sqlite3_stmt* ps = insert_partition_.get();
+      sqlite3_bind_int64(ps, 1, t->tid);
+      sqlite3_bind_int(ps, 2, i);
+      if (const int rc = run(ps); rc != SQLITE_DONE) {
+        return std::unexpected(sqlite_error(db, rc, "create partition", spec.name));
+      }
+      auto p = std::make_unique<partition_state>();
+      p->pid = sqlite3_last_insert_rowid(db);
+      const std::string table = "CREATE TABLE " + records_table(p->pid) +
+                                "(off INTEGER PRIMARY KEY, ts INTEGER NOT NULL, key BLOB NOT NULL,"
+                                " value BLOB NOT NULL, headers BLOB)";
+      if (auto r = exec(db, table.c_str()); !r) return r;
+      p->index = i;
+      p->topic = t.get();
+      t->parts.push_back(std::move(p));
+    }
+    created.push_back(std::move(t));
+  }
+  return {};
+}
+
+void log_state::add_topics(std::vector<std::unique_ptr<topic_state>> created) {
+  std::lock_guard lock(mu_);
+  for (auto& t : created) {
+    std::string name = t->name;
+    topics_.emplace(std::move(name), std::move(t));
+  }
+}
+
+result<std::int32_t> log_state::partitions(std::string_view topic) {
+  std::lock_guard lock(mu_);
+  auto it = topics_.find(topic);
+  if (it == topics_.end()) return fail(errc::not_found, "unknown topic", std::string(topic));
+  return it->second->partitions;
+}
+
+// ---- tasks ----------------------------------------------------------------
+
+result<void> log_state::submit(std::unique_ptr<write_task> task) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail(errc::cancelled, "the embedded log is shutting down", options_.path.string());
+    tasks_.push_back(std::move(task));
+    wake = writer_idle_;
+  }
+  if (wake) writer_cv_.notify_one();
+  return {};
+}
+
+result<void> log_state::wait_task(std::future<result<void>>& done, std::chrono::milliseconds bound,
+                                  std::string_view what) {
+  // The writer fails the task at its own deadline; twice the bound (plus a
+  // second) only matters if the writer is stuck behind an older batch.
+  if (done.wait_for(2 * bound + 1s) != std::future_status::ready) {
+    return fail(errc::timeout, std::string(what) + " was not written in time", options_.path.string());
+  }
+  return done.get();
+}
+
+result<void> log_state::commit_offsets_in_txn(
+    const std::string& group, std::uint64_t member,
+    const std::vector<std::pair<partition_state*, std::int64_t>>& offsets) {
+  for (const auto& [part, next] : offsets) {
+    if (!groups_.owns(group, member, part)) {
+      return fail(errc::conflict, "partition moved to another member of the group before the commit", where_of(*part));
+    }
+  }
+  sqlite3_stmt* s = upsert_offset_.get();
+  for (const auto& [part, next] : offsets) {
+    sqlite3_bind_text64(s, 1, group.data(), group.size(), SQLITE_STATIC, SQLITE_UTF8);
+    sqlite3_bind_int64(s, 2, part->pid);
+    sqlite3_bind_int64(s, 3, next);
+    if (const int rc = run(s); rc != SQLITE_DONE) {
+      return std::unexpected(sqlite_error(db_.get(), rc, "commit offset", where_of(*part)));
+    }
+  }
+  return {};
+}
+
+// ---- publish ---------------------------------------------------------------
+
+void log_state::publish(message msg, publish_handler done) {
+  if (!done) done = [](result<position>) {};
+  const std::size_t bytes = msg.key.size() + msg.value.size() + encoded_headers_size(msg.headers);
+  if (bytes > options_.max_message_bytes) {
+    reject(std::move(done), error::make(errc::invalid_argument,
+                                        "message of " + std::to_string(bytes) + " bytes exceeds max_message_bytes " +
+                                            std::to_string(options_.max_message_bytes),
+                                        msg.topic));
+    return;
+  }
+  if (msg.timestamp_ms == 0) msg.timestamp_ms = wall_ms();
+  const auto deadline = clock::now() + options_.publish_timeout;
+  std::unique_lock lock(mu_);
+  if (stopping_) {
+    lock.unlock();
+    reject(std::move(done), error::make(errc::cancelled, "the embedded log is shutting down", msg.topic));
+    return;
+  }
+  auto it = topics_.find(msg.topic);
+  if (it == topics_.end()) {
+    lock.unlock();
+    reject(std::move(done), error::make(errc::not_found, "unknown topic (create it with ensure_topics)", msg.topic));
+    return;
+  }
+  if (in_flight_ >= options_.max_in_flight) {
+    lock.unlock();
+    stats_.overloaded.fetch_add(1, std::memory_order_relaxed);
+    reject(std::move(done), error::make(errc::overloaded,
+                                        std::to_string(options_.max_in_flight) + " publishes already in flight",
+                                        msg.topic));
+    return;
+  }
+  topic_state& t = *it->second;
+  const std::int32_t p = msg.key.empty()
+                             ? static_cast<std::int32_t>(t.round_robin++ % static_cast<std::uint32_t>(t.partitions))
+                             : partition_for_key(msg.key, t.partitions);
+  ++in_flight_;
+  queue_.push_back(pending_publish{.seq = ++accepted_seq_, .part = t.parts[static_cast<std::size_t>(p)].get(),
+                                   .msg = std::move(msg), .done = std::move(done), .deadline = deadline,
+                                   .offset = -1, .bytes = bytes});
+  const bool wake = writer_idle_;
+  lock.unlock();
+  if (wake) writer_cv_.notify_one();
+}
+
+void log_state::reject(publish_handler done, error why) {
+  {
+    std::unique_lock lock(reject_mu_);
+    if (!rejecter_done_) {
+      rejects_.push_back(rejection{.done = std::move(done), .why = std::move(why)});
+      lock.unlock();
+      reject_cv_.notify_one();
+      return;
+    }
+  }
+  // Only reachable once the bus is destroyed, which the caller must not race with.
+  done(std::unexpected(std::move(why)));
+}
+
+void log_state::rejecter_main() {
+  name_this_thread("yl-log-reject");
+  rejecter_id_.store(std::this_thread::get_id());
+  for (;;) {
+    std::deque<rejection> batch;
+    {
+      std::unique_lock lock(reject_mu_);
+      reject_cv_.wait(lock, [&] { return !rejects_.empty() || reject_stop_; });
+      if (rejects_.empty()) {
+        rejecter_done_ = true;
+        return;
+      }
+      batch.swap(rejects_);
+    }
+    for (auto& r : batch) r.done(std::unexpected(std::move(r.why)));
+  }
+}
+
+result<void> log_state::flush(std::chrono::milliseconds timeout) {
+  if (on_bus_thread()) return fail(errc::invalid_argument, "flush called from a publish handler");
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = accepted_seq_;
+  if (!flush_cv_.wait_for(lock, timeout, [&] { return completed_through_ >= target; })) {
+    return fail(errc::timeout, std::to_string(target - completed_through_) + " publishes still in flight",
+                options_.path.string());
+  }
+  return {};
+}
+
+result<void> log_state::check_ready(std::chrono::milliseconds timeout) {
+  if (on_bus_thread()) return fail(errc::invalid_argument, "check_ready called from a publish handler");
+  auto task = std::make_unique<probe_task>(clock::now() + timeout);
+  auto done = task->future();
+  if (auto r = submit(std::move(task)); !r) {
+    return fail(errc::unavailable, "the embedded log is shutting down", options_.path.string());
+  }
+  if (done.wait_for(timeout + 20ms) != std::future_status::ready) {
+    return fail(errc::timeout, "the log writer did not answer within the timeout", options_.path.string());
+  }
+  return done.get();
+}
+
+// ---- the writer --------------------------------------------------------------
+
+void log_state::writer_main() {
+  name_this_thread("yl-log-writer");
+  writer_id_.store(std::this_thread::get_id());
+  std::vector<pending_publish> batch;
+  batch.reserve(options_.max_batch);
+  std::vector<std::unique_ptr<write_task>> tasks;
+  for (;;) {
+    bool retention_due = false;
+    bool cancel_all = false;
+    {
+      std::unique_lock lock(mu_);
+      for (;;) {
+        retention_due = !stopping_ && (clock::now() >= next_retention_ || !retention_waiters_.empty());
+        if (!queue_.empty() || !tasks_.empty() || retention_due) break;
+        if (stopping_) {
+          auto waiters = std::move(retention_waiters_);
+          lock.unlock();
+          persist_positions();
+          for (auto& w : waiters) w.set_value(fail(errc::cancelled, "the embedded log is shutting down"));
+          return;
+        }
+        writer_idle_ = true;
+        writer_cv_.wait_until(lock, next_retention_);
+        writer_idle_ = false;
+      }
+      const std::size_t n = std::min(queue_.size(), options_.max_batch);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      tasks.swap(tasks_);
+      cancel_all = shutdown_failed_;
+    }
+    if (cancel_all) {
+      fail_all(batch, tasks, error::make(errc::cancelled, "the embedded log shut down before this was committed",
+                                         options_.path.string()));
+      continue;
+    }
+    if (!batch.empty() || !tasks.empty()) commit_batch(batch, tasks);
+    if (retention_due) run_retention();
+  }
+}
+
+void log_state::commit_batch(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks) {
+  sqlite3* db = db_.get();
+  expire(batch, tasks, clock::now(),
+         error::make(errc::timeout, "not committed within publish_timeout", options_.path.string()));
+  if (batch.empty() && tasks.empty()) return;
+
+  // Wait for a foreign write lock no longer than the oldest item may wait.
+  clock::time_point deadline = batch.empty() ? clock::time_point::max() : batch.front().deadline;
+  for (const auto& t : tasks) deadline = std::min(deadline, t->deadline());
+  busy_deadline_ = deadline;
+  if (const int rc = run(begin_.get()); rc != SQLITE_DONE) {
+    if (is_busy(rc)) {
+      const std::size_t before = batch.size() + tasks.size();
+      expire(batch, tasks, clock::now(),
+             error::make(errc::unavailable, "the log file is write-locked by another connection",
+                         options_.path.string()));
+      if (batch.size() + tasks.size() == before) std::this_thread::sleep_for(1ms);  // busy without waiting: rare
+      requeue(batch, tasks);
+    } else {
+      fail_all(batch, tasks, sqlite_error(db, rc, "begin transaction", options_.path.string()));
+    }
+    return;
+  }
+
+  auto abort = [&](error why) {
+    run(rollback_.get());
+    for (auto* p : touched_) p->touched = p->persisting = false;
+    touched_.clear();
+    fail_all(batch, tasks, why);
+  };
+
+  std::vector<result<void>> task_results;
+  task_results.reserve(tasks.size());
+  for (auto& t : tasks) {
+    if (const int rc = run(savepoint_.get()); rc != SQLITE_DONE) return abort(sqlite_error(db, rc, "savepoint"));
+    auto r = t->execute(*this);
+    if (!r) {
+      if (const int rc = run(rollback_to_.get()); rc != SQLITE_DONE) return abort(sqlite_error(db, rc, "rollback to"));
+    }
+    if (const int rc = run(release_.get()); rc != SQLITE_DONE) return abort(sqlite_error(db, rc, "release"));
+    task_results.push_back(std::move(r));
+  }
+
+  for (auto& item : batch) {
+    partition_state* p = item.part;
+    if (!p->touched) {
+      if (!p->append) {
+        auto s = prepare(db, "INSERT INTO " + records_table(p->pid) +
+                                 "(off, ts, key, value, headers) VALUES(?1, ?2, ?3, ?4, ?5)");
+        if (!s) return abort(s.error());
+        p->append = std::move(*s);
+      }
+      p->touched = true;
+      p->pending_next = p->next_offset;
+      p->pending_bytes = p->bytes;
+      touched_.push_back(p);
+    }
+    sqlite3_stmt* ins = p->append.get();
+    item.offset = p->pending_next++;
+    p->pending_bytes += static_cast<std::int64_t>(item.bytes);
+    encode_headers(item.msg.headers, header_scratch_);
+    sqlite3_bind_int64(ins, 1, item.offset);
+    sqlite3_bind_int64(ins, 2, item.msg.timestamp_ms);
+    bind_blob(ins, 3, item.msg.key);
+    bind_blob(ins, 4, item.msg.value);
+    if (header_scratch_.empty()) {
+      sqlite3_bind_null(ins, 5);
+    } else {
+      bind_blob(ins, 5, header_scratch_);
+    }
+    if (const int rc = run(ins); rc != SQLITE_DONE) return abort(sqlite_error(db, rc, "append", where_of(*p)));
+  }
+  sqlite3_stmt* upd = update_partition_.get();
+  for (auto* p : touched_) {
+    p->persisting = p->pending_next - p->persisted_next >= kPersistEvery;
+    if (!p->persisting) continue;
+    sqlite3_bind_int64(upd, 1, p->pending_next);
+    sqlite3_bind_int64(upd, 2, p->pending_bytes);
+    sqlite3_bind_int64(upd, 3, p->pid);
+    if (const int rc = run(upd); rc != SQLITE_DONE) {
+      return abort(sqlite_error(db, rc, "update partition", where_of(*p)));
+    }
+  }
+  if (const int rc = run(commit_.get()); rc != SQLITE_DONE) {
+    return abort(sqlite_error(db, rc, "commit", options_.path.string()));
+  }
+
+  // Durable. Make it visible, then tell everyone.
+  for (auto* p : touched_) {
+    p->next_offset = p->pending_next;
+    p->bytes = p->pending_bytes;
+    if (p->persisting) p->persisted_next = p->next_offset;
+    p->persisting = false;
+    p->touched = false;
+    p->visible_end.store(p->next_offset, std::memory_order_release);
+  }
+  touched_.clear();
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    if (task_results[i]) tasks[i]->apply(*this);
+  }
+  stats_.transactions.fetch_add(1, std::memory_order_relaxed);
+  stats_.records_committed.fetch_add(batch.size(), std::memory_order_relaxed);
+  if (batch.size() > stats_.largest_batch.load(std::memory_order_relaxed)) {
+    stats_.largest_batch.store(batch.size(), std::memory_order_relaxed);
+  }
+  update_pages_written();
+  if (!batch.empty()) notify_consumers();
+
+  for (std::size_t i = 0; i < tasks.size(); ++i) tasks[i]->finish(std::move(task_results[i]));
+  tasks.clear();
+  if (batch.empty()) return;
+  {
+    std::lock_guard lock(mu_);
+    in_flight_ -= batch.size();
+  }
+  for (auto& item : batch) {
+    item.done(position{.topic = std::move(item.msg.topic), .partition = item.part->index, .offset = item.offset});
+  }
+  {
+    std::lock_guard lock(mu_);
+    completed_through_ = batch.back().seq;
+  }
+  flush_cv_.notify_all();
+  batch.clear();
+  checkpoint_if_wal_too_long();
+}
+
+void log_state::expire(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks,
+                       clock::time_point now, const error& why) {
+  // The queue is FIFO and every publish gets the same timeout, so the expired
+  // publishes are a prefix.
+  std::size_t n = 0;
+  while (n < batch.size() && batch[n].deadline <= now) ++n;
+  if (n > 0) fail_publishes(batch, n, why);
+  std::erase_if(tasks, [&](std::unique_ptr<write_task>& t) {
+    if (t->deadline() > now) return false;
+    t->finish(std::unexpected(why));
+    return true;
+  });
+}
+
+void log_state::requeue(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      queue_.insert(queue_.begin(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+      tasks_.insert(tasks_.begin(), std::make_move_iterator(tasks.begin()), std::make_move_iterator(tasks.end()));
+      batch.clear();
+      tasks.clear();
+      return;
+    }
+    // Shutting down and the file is locked: do not wait out every deadline.
+    shutdown_failed_ = true;
+  }
+  fail_all(batch, tasks, error::make(errc::cancelled, "the embedded log shut down before this was committed",
+                                     options_.path.string()));
+}
+
+void log_state::fail_publishes(std::vector<pending_publish>& items, std::size_t count, const error& why) {
+  if (count == 0) return;
+  {
+    std::lock_guard lock(mu_);
+    in_flight_ -= count;
+  }
+  stats_.publish_failures.fetch_add(count, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < count; ++i) items[i].done(std::unexpected(why));
+  {
+    std::lock_guard lock(mu_);
+    completed_through_ = items[count - 1].seq;
+  }
+  flush_cv_.notify_all();
+  items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(count));
+}
+
+void log_state::fail_all(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks,
+                         const error& why) {
+  for (auto& t : tasks) t->finish(std::unexpected(why));
+  tasks.clear();
+  fail_publishes(batch, batch.size(), why);
+}
+
+void log_state::update_pages_written() {
+  int current = 0;
+  int highwater = 0;
+  if (sqlite3_db_status(db_.get(), SQLITE_DBSTATUS_CACHE_WRITE, &current, &highwater, 0) == SQLITE_OK) {
+    stats_.pages_written.store(static_cast<std::uint64_t>(current), std::memory_order_relaxed);
+  }
+}
+
+// ---- retention ---------------------------------------------------------------
+
+result<retention_report> log_state::enforce_retention(std::chrono::milliseconds timeout) {
+  if (on_bus_thread()) return fail(errc::invalid_argument, "enforce_retention called from a publish handler");
+  std::promise<result<retention_report>> promise;
+  auto done = promise.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail(errc::cancelled, "the embedded log is shutting down");
+    retention_waiters_.push_back(std::move(promise));
+  }
+  writer_cv_.notify_one();
+  if (done.wait_for(timeout) != std::future_status::ready) {
+    return fail(errc::timeout, "retention still running (it continues in the background)", options_.path.string());
+  }
+  return done.get();
+}
+
+void log_state::run_retention() {
+  auto more = retention_step(retention_progress_);
+  std::vector<std::promise<result<retention_report>>> waiters;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = clock::now();
+    if (more && *more) {
+      next_retention_ = now;  // more is due: continue after the next publish batch
+      return;
+    }
+    next_retention_ = now + options_.retention_check_interval;
+    waiters = std::move(retention_waiters_);
+    retention_waiters_.clear();
+  }
+  if (!more) stats_.retention_failures.fetch_add(1, std::memory_order_relaxed);
+  for (auto& w : waiters) {
+    if (more) {
+      w.set_value(retention_progress_);
+    } else {
+      w.set_value(std::unexpected(more.error()));
+    }
+  }
+  retention_progress_ = {};
+}
+
+// One round: at most retention_batch records per partition, each partition in
+// its own short transaction, then a bounded incremental_vacuum. Returns
+// whether more is due.
+result<bool> log_state::retention_step(retention_report& report) {
+  sqlite3* db = db_.get();
+  std::vector<topic_state*> topics;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, t] : topics_) {
+      if (t->retention_ms >= 0 || t->retention_bytes >= 0) topics.push_back(t.get());
+    }
+  }
+  const std::int64_t now = wall_ms();
+  bool more = false;
+  bool deleted_any = false;
+  for (auto* t : topics) {
+    for (auto& up : t->parts) {
+      partition_state& p = *up;
+      const std::int64_t start = p.log_start.load(std::memory_order_relaxed);
+      if (p.next_offset == start) continue;
+      if (t->retention_ms < 0 && p.bytes <= t->retention_bytes) continue;
+      busy_deadline_ = clock::now() + options_.publish_timeout;
+      if (const int rc = run(begin_.get()); rc != SQLITE_DONE) {
+        return std::unexpected(sqlite_error(db, rc, "retention: begin", where_of(p)));
+      }
+      if (!p.scan_oldest) {
+        const std::string table = records_table(p.pid);
+        auto scan = prepare(db, "SELECT off, ts, length(key) + length(value) + ifnull(length(headers), 0) FROM " +
+                                    table + " WHERE off >= ?1 ORDER BY off LIMIT ?2");
+        auto del = prepare(db, "DELETE FROM " + table + " WHERE off >= ?1 AND off <= ?2");
+        if (!scan || !del) {
+          run(rollback_.get());
+          return std::unexpected(scan ? del.error() : scan.error());
+        }
+        p.scan_oldest = std::move(*scan);
+        p.delete_oldest = std::move(*del);
+      }
+      std::int64_t last = -1;
+      std::int64_t bytes = p.bytes;
+      std::size_t rows = 0;
+      {
+        sqlite3_stmt* s = p.scan_oldest.get();
+        reset_guard guard(s);
+        sqlite3_bind_int64(s, 1, start);
+        sqlite3_bind_int64(s, 2, static_cast<std::int64_t>(options_.retention_batch));
+        int rc = SQLITE_OK;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+          const std::int64_t ts = sqlite3_column_int64(s, 1);
+          const bool too_old = t->retention_ms >= 0 && ts < now - t->retention_ms;
+          const bool too_big = t->retention_bytes >= 0 && bytes > t->retention_bytes;
+          if (!too_old && !too_big) break;
+          last = sqlite3_column_int64(s, 0);
+          bytes -= sqlite3_column_int64(s, 2);
+          ++rows;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+          run(rollback_.get());
+          return std::unexpected(sqlite_error(db, rc, "retention: scan", where_of(p)));
+        }
+      }
+      if (rows == 0) {
+        run(rollback_.get());
+        continue;
+      }
+      sqlite3_stmt* del = p.delete_oldest.get();
+      sqlite3_bind_int64(del, 1, start);
+      sqlite3_bind_int64(del, 2, last);
+      int rc = run(del);
+      if (rc == SQLITE_DONE) {
+        sqlite3_stmt* upd = retention_update_.get();
+        sqlite3_bind_int64(upd, 1, last + 1);
+        sqlite3_bind_int64(upd, 2, bytes);
+        sqlite3_bind_int64(upd, 3, p.pid);
+        sqlite3_bind_int64(upd, 4, p.next_offset);
+        rc = run(upd);
+      }
+      if (rc == SQLITE_DONE) rc = run(commit_.get());
+      if (rc != SQLITE_DONE) {
+        run(rollback_.get());
+        return std::unexpected(sqlite_error(db, rc, "retention: delete", where_of(p)));
+      }
+      p.bytes = bytes;
+      p.persisted_next = p.next_offset;
+      p.log_start.store(last + 1, std::memory_order_release);
+      stats_.retention_transactions.fetch_add(1, std::memory_order_relaxed);
+      stats_.retention_deleted.fetch_add(rows, std::memory_order_relaxed);
+      report.deleted_records += rows;
+      deleted_any = true;
+      if (rows == options_.retention_batch) more = true;
+    }
+  }
+  if (deleted_any || more) {
+    if (auto r = vacuum(report, more); !r) return std::unexpected(r.error());
+  }
+  update_pages_written();
+  return more;
+}
+
+// Hands free pages back to the file system a bounded number at a time
+// (auto_vacuum=INCREMENTAL), never rewriting the whole file.
+result<void> log_state::vacuum(retention_report& report, bool& more) {
+  sqlite3* db = db_.get();
+  auto freelist = [&]() -> result<std::int64_t> {
+    sqlite3_stmt* s = freelist_.get();
+    reset_guard guard(s);
+    const int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db, rc, "freelist_count"));
+    return sqlite3_column_int64(s, 0);
+  };
+  auto before = freelist();
+  if (!before) return std::unexpected(before.error());
+  if (*before == 0) return {};
+  busy_deadline_ = clock::now() + options_.publish_timeout;
+  const std::string sql = "PRAGMA incremental_vacuum(" + std::to_string(options_.vacuum_pages_per_pass) + ")";
+  if (auto r = exec(db, sql.c_str()); !r) return r;
+  auto after = freelist();
+  if (!after) return std::unexpected(after.error());
+  const auto freed = static_cast<std::uint64_t>(std::max<std::int64_t>(0, *before - *after));
+  report.vacuumed_pages += freed;
+  stats_.vacuumed_pages.fetch_add(freed, std::memory_order_relaxed);
+  if (*after > 0) more = true;
+  return {};
+}
+
+// ---- consumers ---------------------------------------------------------------
+
+result<std::unique_ptr<consumer>> log_state::subscribe(consumer_options options) {
+  if (options.group.empty()) return fail(errc::invalid_argument, "consumer group is empty");
+  if (options.topics.empty()) return fail(errc::invalid_argument, "no topics to consume", options.group);
+  std::vector<topic_state*> topics;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail(errc::cancelled, "the embedded log is shutting down");
+    for (const auto& name : options.topics) {
+      auto it = topics_.find(name);
+      if (it == topics_.end()) return fail(errc::not_found, "unknown topic (create it with ensure_topics)", name);
+      if (std::find(topics.begin(), topics.end(), it->second.get()) == topics.end()) topics.push_back(it->second.get());
+    }
+  }
+  auto db = open_reader();
+  if (!db) return std::unexpected(db.error());
+  auto committed = prepare(db->get(), "SELECT next_offset FROM group_offsets WHERE grp = ?1 AND pid = ?2");
+  if (!committed) return std::unexpected(committed.error());
+  const std::uint64_t member = groups_.join(options.group, std::move(topics));
+  notify_consumers();
+  return std::make_unique<embedded_consumer>(shared_from_this(), std::move(options.group), member, options.start,
+                                             std::move(*db), std::move(*committed));
+}
+
+embedded_log_stats log_state::stats() const {
+  auto get = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return embedded_log_stats{
+      .transactions = get(stats_.transactions),
+      .records_committed = get(stats_.records_committed),
+      .largest_batch = get(stats_.largest_batch),
+      .overloaded = get(stats_.overloaded),
+      .publish_failures = get(stats_.publish_failures),
+      .retention_transactions = get(stats_.retention_transactions),
+      .retention_deleted = get(stats_.retention_deleted),
+      .retention_failures = get(stats_.retention_failures),
+      .vacuumed_pages = get(stats_.vacuumed_pages),
+      .pages_written = get(stats_.pages_written),
+  };
+}
+
+}  // namespace detail
+
+// ---- embedded_log ------------------------------------------------------------
+
+embedded_log::embedded_log(std::shared_ptr<detail::log_state> state) : state_(std::move(state)) {}
+
+embedded_log::~embedded_log() { state_->shutdown(); }
+
+result<std::unique_ptr<embedded_log>> embedded_log::open(embedded_log_options options) {
+  auto state = std::make_shared<detail::log_state>(std::move(options));
+  if (auto r = state->open(); !r) {
+    state->shutdown();
+    return std::unexpected(r.error());
+  }
+  return std::unique_ptr<embedded_log>(new embedded_log(std::move(state)));
+}
+
+result<void> embedded_log::ensure_topics(std::span<const topic_spec> topics) { return state_->ensure_topics(topics); }
+result<std::int32_t> embedded_log::partitions(std::string_view topic) { return state_->partitions(topic); }
+void embedded_log::publish(message msg, publish_handler done) { state_->publish(std::move(msg), std::move(done)); }
+result<std::unique_ptr<consumer>> embedded_log::subscribe(consumer_options options) {
+  return state_->subscribe(std::move(options));
+}
+result<void> embedded_log::flush(std::chrono::milliseconds timeout) { return state_->flush(timeout); }
+result<void> embedded_log::check_ready(std::chrono::milliseconds timeout) { return state_->check_ready(timeout); }
+result<retention_report> embedded_log::enforce_retention(std::chrono::milliseconds timeout) {
+  return state_->enforce_retention(timeout);
+}
+embedded_log_stats embedded_log::stats() const { return state_->stats(); }
+const std::filesystem::path& embedded_log::path() const noexcept { return state_->options().path; }
+
+result<std::unique_ptr<bus>> open_embedded_log(embedded_log_options options) {
+  auto log = embedded_log::open(std::move(options));
+  if (!log) return std::unexpected(log.error());
+  return std::unique_ptr<bus>(std::move(*log));
+}
+
+}  // namespace yilian::bus
