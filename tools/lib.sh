@@ -13,7 +13,7 @@ YILIAN_BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
   libboost-dev libboost-system-dev librdkafka-dev libprotobuf-dev protobuf-compiler
   libsqlite3-dev sqlite3 libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
-  nlohmann-json3-dev libssl-dev libicu-dev catch2
+  nlohmann-json3-dev libssl-dev libicu-dev catch2 tzdata
 )
 # Extra packages the test suite's peers need (Kafka broker, HL7 clients).
 YILIAN_TEST_PACKAGES=(

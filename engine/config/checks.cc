@@ -550,7 +550,6 @@ void apply_defaults(v1::Consortium& c) {
   if (mllp.max_connections() == 0) mllp.set_max_connections(16);
   auto& logging = *c.mutable_logging();
   if (logging.level() == v1::LOG_LEVEL_UNSPECIFIED) logging.set_level(v1::LOG_LEVEL_INFO);
-  if (logging.format() == v1::LOG_FORMAT_UNSPECIFIED) logging.set_format(v1::LOG_FORMAT_TEXT);
   for (auto& p : *c.mutable_principals()) p.set_token_sha256(lower(p.token_sha256()));
 }
 
