@@ -123,7 +123,7 @@ class bus {
   bus(const bus&) = delete;
   bus& operator=(const bus&) = delete;
 
-  // "embedded" or "kafka".
+  // "embedded", "embedded-reader" (a read-only view) or "kafka".
   virtual std::string_view kind() const noexcept = 0;
 
   // Creates the topics that do not exist yet with their partition counts.

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -202,7 +203,8 @@ void encode_headers(const std::vector<header>& headers, std::string& out) {
   }
 }
 
-result<std::vector<header>> decode_headers(std::string_view blob, std::string_view where) {
+// The error carries no place; the caller adds the partition.
+result<std::vector<header>> decode_headers(std::string_view blob) {
   std::vector<header> out;
   std::size_t at = 0;
   auto take = [&](std::string& into) -> bool {
@@ -218,7 +220,7 @@ result<std::vector<header>> decode_headers(std::string_view blob, std::string_vi
   while (at < blob.size()) {
     header h;
     if (!take(h.key) || !take(h.value)) {
-      return fail(errc::corrupt, "stored record headers are truncated", std::string(where));
+      return fail(errc::corrupt, "stored record headers are truncated");
     }
     out.push_back(std::move(h));
   }
@@ -234,6 +236,126 @@ bool valid_topic_name(std::string_view name) {
 }
 
 void name_this_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
+
+// Shared by the owner (embedded_log and its consumers) and the read-only view
+// (open_embedded_log_reader), so both read the file the same way.
+
+// Reads one partition's records in offset order: ?1 first offset, ?2 end
+// (exclusive), ?3 most rows. Columns as read_records expects them.
+std::string fetch_records_sql(std::int64_t pid) {
+  return "SELECT off, ts, key, value, headers FROM " + records_table(pid) +
+         " WHERE off >= ?1 AND off < ?2 ORDER BY off LIMIT ?3";
+}
+
+// Runs a fetch_records_sql statement from `position` up to `end` and appends
+// at most `limit` records of topic/partition to `out`; `position` moves past
+// every record returned. Resets the statement on every path. Returns whether
+// any record was found.
+result<bool> read_records(sqlite3* db, sqlite3_stmt* s, const std::string& topic, std::int32_t partition,
+                          std::int64_t& position, std::int64_t end, std::size_t limit, std::vector<record>& out) {
+  reset_guard guard(s);
+  sqlite3_bind_int64(s, 1, position);
+  sqlite3_bind_int64(s, 2, end);
+  sqlite3_bind_int64(s, 3, static_cast<std::int64_t>(limit));
+  auto where = [&] { return topic + "/" + std::to_string(partition); };
+  bool any = false;
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const std::int64_t offset = sqlite3_column_int64(s, 0);
+    auto headers = decode_headers(column_bytes(s, 4));
+    if (!headers) {
+      auto why = std::move(headers.error());
+      why.where = where();
+      return std::unexpected(std::move(why));
+    }
+    out.push_back(record{.topic = topic, .partition = partition, .offset = offset, .key = column_bytes(s, 2),
+                         .value = column_bytes(s, 3), .headers = std::move(*headers),
+                         .timestamp_ms = sqlite3_column_int64(s, 1)});
+    position = offset + 1;
+    any = true;
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "read records", where()));
+  return any;
+}
+
+// Whether an existing SQLite file is a yilian log in the format this build
+// reads and writes.
+result<void> check_log_identity(sqlite3* db, const std::filesystem::path& path) {
+  auto app = query_int(db, "PRAGMA application_id");
+  if (!app) return std::unexpected(app.error());
+  if (*app != kApplicationId) {
+    return fail(errc::config_error, "not a yilian embedded log (SQLite application_id differs)", path);
+  }
+  auto version = query_int(db, "PRAGMA user_version");
+  if (!version) return std::unexpected(version.error());
+  if (*version != kSchemaVersion) {
+    return fail(errc::config_error,
+                "embedded log format " + std::to_string(*version) + " is not supported by this build (expects " +
+                    std::to_string(kSchemaVersion) + ")",
+                path);
+  }
+  return {};
+}
+
+// The rows of `topics` and `partitions` (the catalog), checked. Read both in
+// one transaction: a topic and its partitions are created in one.
+struct stored_partition {
+  std::int64_t pid = 0;
+  std::int32_t index = 0;
+  std::int64_t next_offset = 0;  // as stored: may be behind the real end (kPersistEvery)
+  std::int64_t log_start = 0;
+  std::int64_t bytes = 0;
+};
+
+struct stored_topic {
+  std::int64_t tid = 0;
+  std::string name;
+  std::int32_t partitions = 0;
+  std::int64_t retention_ms = -1;
+  std::int64_t retention_bytes = -1;
+  std::vector<stored_partition> parts;  // by index
+};
+
+result<std::vector<stored_topic>> read_catalog(sqlite3* db, const std::filesystem::path& path) {
+  std::vector<stored_topic> out;
+  auto topics = prepare(db, "SELECT tid, name, partitions, retention_ms, retention_bytes FROM topics");
+  if (!topics) return std::unexpected(topics.error());
+  std::map<std::int64_t, std::size_t> by_id;
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_step(topics->get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = topics->get();
+    stored_topic t{.tid = sqlite3_column_int64(s, 0), .name = column_bytes(s, 1), .partitions = sqlite3_column_int(s, 2),
+                   .retention_ms = sqlite3_column_int64(s, 3), .retention_bytes = sqlite3_column_int64(s, 4),
+                   .parts = {}};
+    by_id[t.tid] = out.size();
+    out.push_back(std::move(t));
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load topics"));
+
+  auto parts = prepare(db, "SELECT pid, tid, part, next_offset, log_start, bytes FROM partitions ORDER BY tid, part");
+  if (!parts) return std::unexpected(parts.error());
+  while ((rc = sqlite3_step(parts->get())) == SQLITE_ROW) {
+    sqlite3_stmt* s = parts->get();
+    auto it = by_id.find(sqlite3_column_int64(s, 1));
+    if (it == by_id.end()) return fail(errc::corrupt, "partition row without its topic", path);
+    stored_topic& t = out[it->second];
+    const stored_partition p{.pid = sqlite3_column_int64(s, 0), .index = sqlite3_column_int(s, 2),
+                             .next_offset = sqlite3_column_int64(s, 3), .log_start = sqlite3_column_int64(s, 4),
+                             .bytes = sqlite3_column_int64(s, 5)};
+    if (p.index != static_cast<std::int32_t>(t.parts.size())) {
+      return fail(errc::corrupt, "partitions of a topic are not numbered 0..n-1", t.name);
+    }
+    t.parts.push_back(p);
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load partitions"));
+  for (const auto& t : out) {
+    if (static_cast<std::int32_t>(t.parts.size()) != t.partitions) {
+      return fail(errc::corrupt, "topic has " + std::to_string(t.parts.size()) + " partition rows, expected " +
+                                     std::to_string(t.partitions), t.name);
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -759,31 +881,15 @@ class embedded_consumer final : public consumer {
       const std::int64_t end = o.part->visible_end.load(std::memory_order_acquire);
       if (o.position >= end) continue;
       if (!o.fetch) {
-        auto prepared = prepare(db_.get(), "SELECT off, ts, key, value, headers FROM " + records_table(o.part->pid) +
-                                               " WHERE off >= ?1 AND off < ?2 ORDER BY off LIMIT ?3");
+        auto prepared = prepare(db_.get(), fetch_records_sql(o.part->pid));
         if (!prepared) return std::unexpected(prepared.error());
         o.fetch = std::shared_ptr<sqlite3_stmt>(prepared->release(), stmt_finalizer{});
       }
-      sqlite3_stmt* s = o.fetch.get();
-      reset_guard guard(s);
-      sqlite3_bind_int64(s, 1, o.position);
-      sqlite3_bind_int64(s, 2, end);
-      sqlite3_bind_int64(s, 3, static_cast<std::int64_t>(max - out.size()));
-      bool any = false;
-      int rc = SQLITE_OK;
-      while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const std::int64_t offset = sqlite3_column_int64(s, 0);
-        auto headers = decode_headers(column_bytes(s, 4), where_of(*o.part));
-        if (!headers) return std::unexpected(headers.error());
-        out.push_back(record{.topic = o.part->topic->name, .partition = o.part->index, .offset = offset,
-                             .key = column_bytes(s, 2), .value = column_bytes(s, 3), .headers = std::move(*headers),
-                             .timestamp_ms = sqlite3_column_int64(s, 1)});
-        o.position = offset + 1;
-        any = true;
-      }
-      if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db_.get(), rc, "read records", where_of(*o.part)));
+      auto any = read_records(db_.get(), o.fetch.get(), o.part->topic->name, o.part->index, o.position, end,
+                              max - out.size(), out);
+      if (!any) return std::unexpected(any.error());
       // Retention removed everything between the position and the end.
-      if (!any) o.position = std::max(o.position, o.part->log_start.load(std::memory_order_acquire));
+      if (!*any) o.position = std::max(o.position, o.part->log_start.load(std::memory_order_acquire));
     }
     if (n > 0) cursor_ = (cursor_ + 1) % n;
     return {};
@@ -918,8 +1024,6 @@ result<void> log_state::configure_and_migrate() {
   auto migrate = [&]() -> result<void> {
     auto tables = query_int(db, "SELECT count(*) FROM sqlite_schema");
     if (!tables) return std::unexpected(tables.error());
-    auto app = query_int(db, "PRAGMA application_id");
-    if (!app) return std::unexpected(app.error());
     if (*tables == 0) {
       static constexpr const char* kSchema =
           "CREATE TABLE topics("
@@ -941,18 +1045,7 @@ result<void> log_state::configure_and_migrate() {
                               "; PRAGMA user_version=" + std::to_string(kSchemaVersion);
       return exec(db, ids.c_str());
     }
-    if (*app != kApplicationId) {
-      return fail(errc::config_error, "not a yilian embedded log (SQLite application_id differs)", options_.path);
-    }
-    auto version = query_int(db, "PRAGMA user_version");
-    if (!version) return std::unexpected(version.error());
-    if (*version != kSchemaVersion) {
-      return fail(errc::config_error,
-                  "embedded log format " + std::to_string(*version) + " is not supported by this build (expects " +
-                      std::to_string(kSchemaVersion) + ")",
-                  options_.path);
-    }
-    return {};
+    return check_log_identity(db, options_.path);
   };
   if (auto r = migrate(); !r) {
     (void)exec(db, "ROLLBACK");
@@ -976,52 +1069,30 @@ result<void> log_state::configure_and_migrate() {
 }
 
 result<void> log_state::load_topics() {
-  sqlite3* db = db_.get();
-  auto topics = prepare(db, "SELECT tid, name, partitions, retention_ms, retention_bytes FROM topics");
-  if (!topics) return std::unexpected(topics.error());
-  std::map<std::int64_t, topic_state*> by_id;
-  int rc = SQLITE_OK;
-  while ((rc = sqlite3_step(topics->get())) == SQLITE_ROW) {
+  auto catalog = read_catalog(db_.get(), options_.path);
+  if (!catalog) return std::unexpected(catalog.error());
+  for (auto& stored : *catalog) {
     auto t = std::make_unique<topic_state>();
-    t->tid = sqlite3_column_int64(topics->get(), 0);
-    t->name = column_bytes(topics->get(), 1);
-    t->partitions = sqlite3_column_int(topics->get(), 2);
-    t->retention_ms = sqlite3_column_int64(topics->get(), 3);
-    t->retention_bytes = sqlite3_column_int64(topics->get(), 4);
-    by_id[t->tid] = t.get();
+    t->tid = stored.tid;
+    t->name = std::move(stored.name);
+    t->partitions = stored.partitions;
+    t->retention_ms = stored.retention_ms;
+    t->retention_bytes = stored.retention_bytes;
+    for (const auto& sp : stored.parts) {
+      auto p = std::make_unique<partition_state>();
+      p->pid = sp.pid;
+      p->index = sp.index;
+      p->topic = t.get();
+      p->next_offset = sp.next_offset;
+      p->persisted_next = p->next_offset;
+      p->bytes = sp.bytes;
+      p->log_start.store(sp.log_start);
+      if (auto r = recover_tail(*p); !r) return r;
+      p->visible_end.store(p->next_offset);
+      t->parts.push_back(std::move(p));
+    }
     std::string name = t->name;
     topics_.emplace(std::move(name), std::move(t));
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load topics"));
-
-  auto parts = prepare(db, "SELECT pid, tid, part, next_offset, log_start, bytes FROM partitions ORDER BY tid, part");
-  if (!parts) return std::unexpected(parts.error());
-  while ((rc = sqlite3_step(parts->get())) == SQLITE_ROW) {
-    sqlite3_stmt* s = parts->get();
-    auto it = by_id.find(sqlite3_column_int64(s, 1));
-    if (it == by_id.end()) return fail(errc::corrupt, "partition row without its topic", options_.path);
-    topic_state* t = it->second;
-    auto p = std::make_unique<partition_state>();
-    p->pid = sqlite3_column_int64(s, 0);
-    p->index = sqlite3_column_int(s, 2);
-    p->topic = t;
-    p->next_offset = sqlite3_column_int64(s, 3);
-    p->persisted_next = p->next_offset;
-    p->bytes = sqlite3_column_int64(s, 5);
-    p->log_start.store(sqlite3_column_int64(s, 4));
-    if (p->index != static_cast<std::int32_t>(t->parts.size())) {
-      return fail(errc::corrupt, "partitions of a topic are not numbered 0..n-1", t->name);
-    }
-    if (auto r = recover_tail(*p); !r) return r;
-    p->visible_end.store(p->next_offset);
-    t->parts.push_back(std::move(p));
-  }
-  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load partitions"));
-  for (const auto& [name, t] : topics_) {
-    if (static_cast<std::int32_t>(t->parts.size()) != t->partitions) {
-      return fail(errc::corrupt, "topic has " + std::to_string(t->parts.size()) + " partition rows, expected " +
-                                     std::to_string(t->partitions), name);
-    }
   }
   return {};
 }
@@ -1898,6 +1969,336 @@ embedded_log_stats log_state::stats() const {
   };
 }
 
+// ---- the read-only view --------------------------------------------------------
+
+namespace {
+
+// A view waits this long for SQLite's own short-lived locks (rebuilding the
+// wal-index after the owner crashed, a reader racing a WAL restart). It never
+// waits for the owner's writer: WAL readers do not contend with it.
+constexpr int kViewBusyTimeoutMs = 5000;
+
+// How often an idle poll looks again. Nothing wakes a view when the owner
+// commits (the owner may be another process), so it looks, each time in a
+// fresh read transaction.
+constexpr auto kViewPollInterval = 50ms;
+
+error read_only(std::string what, std::string where) {
+  return error::make(errc::permission_denied, "read-only view of the embedded log: " + what, std::move(where));
+}
+
+// Opens the log file with SQLITE_OPEN_READONLY: no lock file, no pragma that
+// writes, and no checkpoint when this connection happens to close last (the
+// owner checkpoints; a view must not change the file).
+result<db_ptr> open_read_only(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (!std::filesystem::exists(status)) {
+    return fail(errc::not_found, "no embedded log at " + path.string(), path.string());
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    return fail(errc::invalid_argument, path.string() + " is not a file", path.string());
+  }
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  db_ptr db(raw);
+  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(raw, rc, "open read-only", path.string()));
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, kViewBusyTimeoutMs);
+  if (const int cfg = sqlite3_db_config(raw, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr); cfg != SQLITE_OK) {
+    return std::unexpected(sqlite_error(raw, cfg, "disable checkpoint on close", path.string()));
+  }
+  if (auto r = check_log_identity(raw, path); !r) {
+    if (r.error().code != errc::corrupt) return std::unexpected(r.error());
+    // SQLITE_NOTADB: some other kind of file.
+    return fail(errc::config_error, "not a yilian embedded log (" + r.error().message + ")", path.string());
+  }
+  return db;
+}
+
+// One read transaction: every read inside it sees one committed state of the
+// file, and the next one sees whatever the owner committed meanwhile. Ended
+// on every exit path: an open snapshot would hold back the owner's
+// checkpoints.
+class read_transaction {
+ public:
+  explicit read_transaction(sqlite3* db) : db_(db) {}
+  ~read_transaction() {
+    if (!open_ || sqlite3_get_autocommit(db_) != 0) return;
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+  read_transaction(const read_transaction&) = delete;
+  read_transaction& operator=(const read_transaction&) = delete;
+
+  result<void> begin() {
+    if (auto r = exec(db_, "BEGIN"); !r) return r;
+    open_ = true;
+    return {};
+  }
+
+ private:
+  sqlite3* db_;
+  bool open_ = false;
+};
+
+result<std::vector<stored_topic>> read_catalog_once(sqlite3* db, const std::filesystem::path& path) {
+  read_transaction txn(db);
+  if (auto r = txn.begin(); !r) return std::unexpected(r.error());
+  return read_catalog(db, path);
+}
+
+// The consumer of a view: one member reading every partition of its topics
+// through its own read-only connection. Owned and used by one thread; may
+// outlive the view. Positions (and commits) live in memory only.
+class view_consumer final : public consumer {
+ public:
+  struct partition_ref {
+    std::string topic;
+    std::int32_t index = 0;
+    std::int64_t pid = 0;
+  };
+
+  static result<std::unique_ptr<consumer>> open(const std::filesystem::path& path, std::string group,
+                                                std::vector<partition_ref> parts, start_from start) {
+    auto db = open_read_only(path);
+    if (!db) return std::unexpected(db.error());
+    std::unique_ptr<view_consumer> c(new view_consumer(std::move(*db), std::move(group)));
+    for (auto& ref : parts) {
+      auto fetch = prepare(c->db_.get(), fetch_records_sql(ref.pid));
+      if (!fetch) return std::unexpected(fetch.error());
+      // min/max over the rowid are one B-tree descent each. The stored
+      // next_offset only covers a partition emptied by retention: records
+      // after it are normal (it is written every kPersistEvery records).
+      const std::string table = records_table(ref.pid);
+      auto bounds = prepare(c->db_.get(), "SELECT (SELECT min(off) FROM " + table + "), (SELECT max(off) FROM " +
+                                              table + "), next_offset FROM partitions WHERE pid = ?1");
+      if (!bounds) return std::unexpected(bounds.error());
+      c->parts_.push_back(part{.ref = std::move(ref), .position = 0, .committed = -1, .fetch = std::move(*fetch),
+                               .bounds = std::move(*bounds)});
+    }
+    read_transaction txn(c->db_.get());
+    if (auto r = txn.begin(); !r) return std::unexpected(r.error());
+    for (auto& p : c->parts_) {
+      auto b = c->bounds_of(p);
+      if (!b) return std::unexpected(b.error());
+      p.position = start == start_from::earliest ? b->first : b->end;
+    }
+    return std::unique_ptr<consumer>(std::move(c));
+  }
+
+  ~view_consumer() override { close(); }
+
+  result<std::vector<record>> poll(std::chrono::milliseconds timeout, std::size_t max) override {
+    if (closed_) return fail(errc::cancelled, "the consumer is closed");
+    if (max == 0) return fail(errc::invalid_argument, "poll needs max >= 1");
+    const auto deadline = clock::now() + timeout;
+    for (;;) {
+      std::vector<record> out;
+      if (auto r = read_round(out, max); !r) return std::unexpected(r.error());
+      if (!out.empty()) return out;
+      const auto now = clock::now();
+      if (now >= deadline) return out;
+      std::this_thread::sleep_for(std::min<clock::duration>(kViewPollInterval, deadline - now));
+    }
+  }
+
+  // In memory only: nothing is written to the file, so it is not durable
+  // (a new consumer starts from its start_from again). Later polls continue
+  // after the highest offset committed per partition.
+  result<void> commit(std::span<const record> processed) override {
+    if (closed_) return fail(errc::cancelled, "the consumer is closed");
+    for (const auto& rec : processed) {
+      if (find(rec.topic, rec.partition) == nullptr) {
+        return fail(errc::invalid_argument, "record is not from a partition this consumer reads",
+                    rec.topic + "/" + std::to_string(rec.partition));
+      }
+    }
+    for (const auto& rec : processed) {
+      part* p = find(rec.topic, rec.partition);
+      p->committed = std::max(p->committed, rec.offset + 1);
+      p->position = std::max(p->position, p->committed);
+    }
+    return {};
+  }
+
+  std::vector<std::pair<std::string, std::int32_t>> assignment() override {
+    std::vector<std::pair<std::string, std::int32_t>> out;
+    if (closed_) return out;
+    for (const auto& p : parts_) out.emplace_back(p.ref.topic, p.ref.index);
+    return out;
+  }
+
+  // `committed` is the in-memory position: the next offset this consumer
+  // reads (never before the first record retention kept); `end` is computed
+  // from the records, not the stored end.
+  result<std::vector<partition_lag>> lag() override {
+    if (closed_) return fail(errc::cancelled, "the consumer is closed");
+    read_transaction txn(db_.get());
+    if (auto r = txn.begin(); !r) return std::unexpected(r.error());
+    std::vector<partition_lag> out;
+    for (auto& p : parts_) {
+      auto b = bounds_of(p);
+      if (!b) return std::unexpected(b.error());
+      p.position = std::max(p.position, b->first);
+      out.push_back(partition_lag{.topic = p.ref.topic, .partition = p.ref.index, .committed = p.position,
+                                  .end = std::max(b->end, p.position)});
+    }
+    return out;
+  }
+
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    parts_.clear();
+    db_.reset();
+  }
+
+ private:
+  struct part {
+    partition_ref ref;
+    std::int64_t position = 0;   // next offset to deliver
+    std::int64_t committed = -1;  // in memory only
+    stmt_ptr fetch;
+    stmt_ptr bounds;
+  };
+  struct partition_bounds {
+    std::int64_t first = 0;  // first record kept; == end when retention removed all
+    std::int64_t end = 0;    // offset the next record will get
+  };
+
+  view_consumer(db_ptr db, std::string group) : db_(std::move(db)), group_(std::move(group)) {}
+
+  part* find(const std::string& topic, std::int32_t index) {
+    for (auto& p : parts_) {
+      if (p.ref.index == index && p.ref.topic == topic) return &p;
+    }
+    return nullptr;
+  }
+
+  // Inside a read transaction.
+  result<partition_bounds> bounds_of(const part& p) {
+    sqlite3_stmt* s = p.bounds.get();
+    reset_guard guard(s);
+    sqlite3_bind_int64(s, 1, p.ref.pid);
+    const int rc = sqlite3_step(s);
+    const std::string where = p.ref.topic + "/" + std::to_string(p.ref.index);
+    if (rc == SQLITE_DONE) return fail(errc::corrupt, "partition row is missing", where);
+    if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db_.get(), rc, "read partition end", where));
+    const bool empty = sqlite3_column_type(s, 1) == SQLITE_NULL;
+    partition_bounds b;
+    b.end = sqlite3_column_int64(s, 2);
+    if (!empty) b.end = std::max<std::int64_t>(b.end, sqlite3_column_int64(s, 1) + 1);
+    b.first = empty ? b.end : sqlite3_column_int64(s, 0);
+    return b;
+  }
+
+  // One look at every partition, in one fresh read transaction, starting at
+  // a different partition each time so a busy one cannot starve the others.
+  result<void> read_round(std::vector<record>& out, std::size_t max) {
+    read_transaction txn(db_.get());
+    if (auto r = txn.begin(); !r) return r;
+    const std::size_t n = parts_.size();
+    for (std::size_t i = 0; i < n && out.size() < max; ++i) {
+      auto& p = parts_[(cursor_ + i) % n];
+      auto any = read_records(db_.get(), p.fetch.get(), p.ref.topic, p.ref.index, p.position,
+                              std::numeric_limits<std::int64_t>::max(), max - out.size(), out);
+      if (!any) return std::unexpected(any.error());
+    }
+    if (n > 0) cursor_ = (cursor_ + 1) % n;
+    return {};
+  }
+
+  db_ptr db_;
+  std::string group_;  // a label only: nothing is read or written under it
+  std::vector<part> parts_;
+  std::size_t cursor_ = 0;
+  bool closed_ = false;
+};
+
+// See open_embedded_log_reader. Thread-safe: its one connection is used
+// under mu_; consumers have their own.
+class log_view final : public bus {
+ public:
+  log_view(std::filesystem::path path, db_ptr db) : path_(std::move(path)), db_(std::move(db)) {}
+
+  std::string_view kind() const noexcept override { return "embedded-reader"; }
+
+  result<void> ensure_topics(std::span<const topic_spec> topics) override {
+    for (const auto& spec : topics) {
+      if (!valid_topic_name(spec.name)) {
+        return fail(errc::invalid_argument, "topic names are 1-249 characters of [a-zA-Z0-9._-]", spec.name);
+      }
+    }
+    auto catalog = catalog_now();
+    if (!catalog) return std::unexpected(catalog.error());
+    for (const auto& spec : topics) {
+      const auto* t = find(*catalog, spec.name);
+      if (t == nullptr) return std::unexpected(read_only("cannot create topics", spec.name));
+      if (spec.partitions > t->partitions) {
+        return std::unexpected(read_only("the topic has " + std::to_string(t->partitions) + " partitions, not " +
+                                             std::to_string(spec.partitions),
+                                         spec.name));
+      }
+    }
+    return {};
+  }
+
+  result<std::int32_t> partitions(std::string_view topic) override {
+    auto catalog = catalog_now();
+    if (!catalog) return std::unexpected(catalog.error());
+    const auto* t = find(*catalog, topic);
+    if (t == nullptr) return fail(errc::not_found, "unknown topic", std::string(topic));
+    return t->partitions;
+  }
+
+  // No bus thread to call it from: the handler runs at once, on the caller's
+  // thread, before publish returns.
+  void publish(message msg, publish_handler done) override {
+    if (done) done(std::unexpected(read_only("cannot publish", std::move(msg.topic))));
+  }
+
+  result<std::unique_ptr<consumer>> subscribe(consumer_options options) override {
+    if (options.group.empty()) return fail(errc::invalid_argument, "consumer group is empty");
+    if (options.topics.empty()) return fail(errc::invalid_argument, "no topics to consume", options.group);
+    auto catalog = catalog_now();
+    if (!catalog) return std::unexpected(catalog.error());
+    std::map<std::string_view, const stored_topic*> topics;  // by name, as the owner's assignment orders them
+    for (const auto& name : options.topics) {
+      const auto* t = find(*catalog, name);
+      if (t == nullptr) return fail(errc::not_found, "unknown topic", name);
+      topics.emplace(t->name, t);
+    }
+    std::vector<view_consumer::partition_ref> parts;
+    for (const auto& [name, t] : topics) {
+      for (const auto& p : t->parts) parts.push_back({.topic = t->name, .index = p.index, .pid = p.pid});
+    }
+    return view_consumer::open(path_, std::move(options.group), std::move(parts), options.start);
+  }
+
+  result<void> flush(std::chrono::milliseconds) override { return {}; }
+  result<void> check_ready(std::chrono::milliseconds) override { return {}; }
+
+ private:
+  static const stored_topic* find(const std::vector<stored_topic>& catalog, std::string_view name) {
+    auto it = std::find_if(catalog.begin(), catalog.end(), [&](const stored_topic& t) { return t.name == name; });
+    return it == catalog.end() ? nullptr : &*it;
+  }
+
+  // Read again each time: the owner may have created topics since.
+  result<std::vector<stored_topic>> catalog_now() {
+    std::lock_guard lock(mu_);
+    return read_catalog_once(db_.get(), path_);
+  }
+
+  const std::filesystem::path path_;
+  std::mutex mu_;
+  db_ptr db_;
+};
+
+}  // namespace
+
 }  // namespace detail
 
 // ---- embedded_log ------------------------------------------------------------
@@ -1933,6 +2334,15 @@ result<std::unique_ptr<bus>> open_embedded_log(embedded_log_options options) {
   auto log = embedded_log::open(std::move(options));
   if (!log) return std::unexpected(log.error());
   return std::unique_ptr<bus>(std::move(*log));
+}
+
+result<std::unique_ptr<bus>> open_embedded_log_reader(const std::filesystem::path& path) {
+  if (path.empty()) return fail(errc::config_error, "embedded log path is empty");
+  auto db = detail::open_read_only(path);
+  if (!db) return std::unexpected(db.error());
+  // Fails early on a damaged catalog rather than at the first subscribe.
+  if (auto catalog = detail::read_catalog_once(db->get(), path); !catalog) return std::unexpected(catalog.error());
+  return std::unique_ptr<bus>(std::make_unique<detail::log_view>(path, std::move(*db)));
 }
 
 }  // namespace yilian::bus

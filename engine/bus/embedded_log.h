@@ -30,6 +30,9 @@
 //    The group coordinator is in process: members of one group split the
 //    partitions round-robin and the split is recomputed when a member joins
 //    or leaves.
+//  * Other processes (`yilian events tail` beside `yilian serve`) read the
+//    file through open_embedded_log_reader below, which takes no lock and
+//    never writes.
 //
 // Errors: publish reports errc::overloaded (queue full), errc::not_found
 // (topic not created with ensure_topics), errc::invalid_argument (message too
@@ -140,5 +143,47 @@ class embedded_log final : public bus {
 
 // The factory the app uses: the embedded log as a plain bus.
 result<std::unique_ptr<bus>> open_embedded_log(embedded_log_options options);
+
+// A read-only view of the embedded log at `path`, for reading it while its
+// owner (an embedded_log, usually in another process such as `yilian serve`)
+// runs, or while no one runs; for `yilian events tail`.
+//
+// It opens the file with SQLITE_OPEN_READONLY and never writes to it: it
+// takes no "<path>.lock", has no bus thread, creates no schema, stores no
+// offsets and never checkpoints (not even when it closes last). WAL readers
+// do not block the owner's writer and are not blocked by it; SQLite's own
+// short locks are waited out (busy timeout 5 s). The database file and its
+// WAL are never modified. Like every WAL reader it does write "<path>-shm"
+// (the wal-index: read marks, and rebuilding it after the owner crashed);
+// beside a log no process has open, SQLite creates an empty "<path>-wal" and
+// a "<path>-shm" and leaves them there.
+//
+//  * kind() is "embedded-reader". partitions() and ensure_topics() read the
+//    topics again on every call (the owner may create more). ensure_topics
+//    succeeds only when every topic exists with at least the requested
+//    partitions, else errc::permission_denied.
+//  * publish() calls its handler exactly once with errc::permission_denied
+//    ("read-only view"), at once and on the calling thread (there is no bus
+//    thread), before it returns.
+//  * flush() and check_ready() succeed.
+//  * subscribe() returns a consumer with its own read-only connection that
+//    reads every partition of its topics (a single member; the group is a
+//    label only: no committed offset is read or written). start_from::earliest
+//    begins at the first record retention kept, latest at the current end,
+//    computed from the last record (the end stored in the file may lag
+//    behind). poll() reads in a fresh read transaction, so it sees every
+//    commit of the owner; when nothing is new it looks again every 50 ms until
+//    its timeout. Records deleted by retention are skipped.
+//  * consumer::commit() is NOT durable: it only moves the consumer's
+//    in-memory position (later polls continue after it; a new consumer starts
+//    over). lag() reports that position against the current end.
+//  * The view and its consumers are independent objects: a consumer may
+//    outlive the view. The view is thread-safe; a consumer is used by one
+//    thread.
+//
+// Errors: not_found (no file at path), invalid_argument (path is not a
+// regular file), config_error (empty path, not a yilian embedded log, or a
+// format this build does not read), corrupt/io_error/unavailable from SQLite.
+result<std::unique_ptr<bus>> open_embedded_log_reader(const std::filesystem::path& path);
 
 }  // namespace yilian::bus

@@ -7,117 +7,19 @@
 // payload that was acknowledged there, and that offsets are dense.
 #include <catch2/catch.hpp>
 
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/unit/bus/child_process.h"
 #include "tests/unit/bus/crash_payload.h"
 #include "tests/unit/bus/log_test_support.h"
 
-extern char** environ;
-
-namespace {
-
 using namespace yilian::bus;
 using namespace yilian::bus::test;
-
-struct ack {
-  std::int32_t partition = 0;
-  std::int64_t offset = 0;
-  std::uint64_t id = 0;
-};
-
-// The child process with its stdout on a pipe. Kills and reaps it on scope
-// exit if the test bails out early.
-class child {
- public:
-  child(const std::string& program, const std::vector<std::string>& args) {
-    int fds[2];
-    if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, fds[0]);
-    posix_spawn_file_actions_addclose(&actions, fds[1]);
-    std::vector<char*> argv{const_cast<char*>(program.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(fds[1]);
-    read_fd_ = fds[0];
-    if (rc != 0) {
-      ::close(read_fd_);
-      throw std::runtime_error("cannot start " + program + ": " + std::strerror(rc));
-    }
-  }
-  ~child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    if (read_fd_ >= 0) ::close(read_fd_);
-  }
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-
-  // The next complete line, or nullopt at end of file or when the deadline passes.
-  std::optional<std::string> line(steady::time_point deadline) {
-    for (;;) {
-      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
-        std::string out = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return out;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count();
-      if (left <= 0) return std::nullopt;
-      pollfd p{.fd = read_fd_, .events = POLLIN, .revents = 0};
-      const int ready = ::poll(&p, 1, static_cast<int>(left));
-      if (ready < 0 && errno == EINTR) continue;
-      if (ready <= 0) return std::nullopt;
-      char chunk[65536];
-      const auto n = ::read(read_fd_, chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return std::nullopt;  // EOF: the child is gone and the pipe is drained
-      buffer_.append(chunk, static_cast<std::size_t>(n));
-    }
-  }
-
-  void kill9() { ::kill(pid_, SIGKILL); }
-
-  // Reaps the child; returns its wait status.
-  int reap() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int read_fd_ = -1;
-  std::string buffer_;
-};
-
-std::optional<ack> parse_ack(const std::string& line) {
-  std::istringstream in(line);
-  std::string word;
-  ack a;
-  if (!(in >> word) || word != "ack" || !(in >> a.partition >> a.offset >> a.id)) return std::nullopt;
-  return a;
-}
-
-}  // namespace
 
 TEST_CASE("every publish acknowledged before a kill -9 is in the log after reopening, with its payload",
           "[unit][slow]") {
@@ -127,7 +29,7 @@ TEST_CASE("every publish acknowledged before a kill -9 is in the log after reope
   std::vector<std::string> errors;
 
   SECTION("given a child publishing from 64 concurrent publishers") {
-    child c(YILIAN_CRASH_CHILD, {dir.db().string(), "64"});
+    child_process c(YILIAN_CRASH_CHILD, {dir.db().string(), "64"});
     const auto deadline = steady::now() + 90s;
     auto first = c.line(deadline);
     REQUIRE(first.has_value());

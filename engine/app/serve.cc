@@ -1,0 +1,223 @@
+#include "engine/app/serve.h"
+
+#include <charconv>
+#include <cstdio>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "engine/api/server.h"
+#include "engine/app/bus_factory.h"
+#include "engine/app/event_feed.h"
+#include "engine/app/events_api.h"
+#include "engine/app/version.h"
+#include "engine/bus/instrumented_bus.h"
+#include "engine/config/config.h"
+#include "engine/core/log.h"
+#include "engine/core/metrics.h"
+
+namespace yilian::app {
+
+namespace {
+
+api::role to_api_role(config::v1::Role r) {
+  switch (r) {
+    case config::v1::ROLE_HOSPITAL_SYSTEM: return api::role::hospital_system;
+    case config::v1::ROLE_OPERATOR: return api::role::operator_;
+    default: return api::role::clinic_user;
+  }
+}
+
+log::level to_log_level(config::v1::LogLevel l) {
+  switch (l) {
+    case config::v1::LOG_LEVEL_TRACE: return log::level::trace;
+    case config::v1::LOG_LEVEL_DEBUG: return log::level::debug;
+    case config::v1::LOG_LEVEL_WARN: return log::level::warn;
+    case config::v1::LOG_LEVEL_ERROR: return log::level::error;
+    case config::v1::LOG_LEVEL_CRITICAL: return log::level::critical;
+    case config::v1::LOG_LEVEL_OFF: return log::level::off;
+    default: return log::level::info;
+  }
+}
+
+result<std::shared_ptr<const api::credential_store>> credentials(const config::loaded_consortium& cfg) {
+  auto store = std::make_shared<api::credential_store>();
+  for (const auto& p : cfg.consortium.principals()) {
+    auto added = store->add(api::principal{.id = principal_id{p.id()}, .role = to_api_role(p.role()),
+                                           .hospital = hospital_id{p.hospital()}, .display_name = p.display_name()},
+                            p.token_sha256());
+    if (!added) return std::unexpected(added.error());
+  }
+  return store;
+}
+
+api::server_options http_options(const config::loaded_consortium& cfg) {
+  const auto& h = cfg.consortium.http();
+  api::server_options o;
+  if (!h.address().empty()) o.address = h.address();
+  if (h.has_port()) o.port = static_cast<std::uint16_t>(h.port());
+  if (h.body_limit_bytes() > 0) o.body_limit = h.body_limit_bytes();
+  if (h.read_timeout_ms() > 0) o.read_timeout = std::chrono::milliseconds(h.read_timeout_ms());
+  return o;
+}
+
+}  // namespace
+
+bool split_host_port(std::string_view text, std::string& host, std::uint16_t& port) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == text.size()) return false;
+  auto h = text.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h.empty()) return false;
+  const auto p = text.substr(colon + 1);
+  unsigned value = 0;
+  const auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc{} || ptr != p.data() + p.size() || value > 65535) return false;
+  host.assign(h);
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+int run_serve(const serve_options& options) {
+  auto validated = config::validate_consortium(options.config, config::load_options{.data_dir = options.data_dir});
+  if (!validated.report.ok()) {
+    std::fprintf(stderr, "yilian: refusing to start: the configuration has %zu error(s)\n%s",
+                 validated.report.diagnostics.size(), validated.report.to_string().c_str());
+    return 1;
+  }
+  const auto& cfg = *validated.loaded;
+
+  auto level = to_log_level(cfg.consortium.logging().level());
+  if (options.log_level) {
+    auto parsed = log::parse_level(*options.log_level);
+    if (!parsed) {
+      std::fprintf(stderr, "yilian: %s\n", parsed.error().describe().c_str());
+      return 1;
+    }
+    level = *parsed;
+  }
+  const std::string log_file =
+      cfg.consortium.logging().file().empty() ? std::string{} : cfg.resolve(cfg.consortium.logging().file()).string();
+  if (auto configured = log::configure(log::options{.min_level = level, .file = log_file}); !configured) {
+    std::fprintf(stderr, "yilian: %s\n", configured.error().describe().c_str());
+    return 2;
+  }
+  const auto logger = log::get("app");
+  logger.info("starting", {log::field("version", version()), log::field("consortium", cfg.consortium.id()),
+                           log::field("hospitals", cfg.consortium.hospitals_size())});
+
+  auto http = http_options(cfg);
+  if (options.http_listen && !split_host_port(*options.http_listen, http.address, http.port)) {
+    std::fprintf(stderr, "yilian: --http-listen %s is not host:port\n", options.http_listen->c_str());
+    return 1;
+  }
+  auto creds = credentials(cfg);
+  if (!creds) {
+    std::fprintf(stderr, "yilian: principals: %s\n", creds.error().describe().c_str());
+    return 1;
+  }
+
+  auto opened = open_bus(cfg, bus_overrides{.kafka_brokers = options.kafka_brokers});
+  if (!opened) {
+    logger.error("cannot open the bus", {log::field("error", opened.error().describe())});
+    std::fprintf(stderr, "yilian: cannot open the bus: %s\n", opened.error().describe().c_str());
+    return 2;
+  }
+  std::unique_ptr<bus::bus> raw_bus = std::move(*opened);
+  const auto topics = topic_specs(cfg);
+  if (auto ensured = raw_bus->ensure_topics(topics); !ensured) {
+    logger.error("cannot create topics", {log::field("error", ensured.error().describe())});
+    std::fprintf(stderr, "yilian: cannot create topics: %s\n", ensured.error().describe().c_str());
+    return 2;
+  }
+  logger.info("bus open", {log::field("kind", raw_bus->kind()), log::field("topics", topics.size())});
+
+  metrics::registry registry;
+  registry.add_gauge("yilian_build_info", "Always 1; labels say which build runs.", {"version"})
+      .with({version()})
+      .set(1);
+  bus::instrumented_bus events_bus(*raw_bus, registry);
+
+  std::vector<std::string> topic_names;
+  std::set<std::string> topic_set;
+  for (const auto& t : topics) {
+    topic_names.push_back(t.name);
+    topic_set.insert(t.name);
+  }
+  event_feed feed(events_bus, topic_names, 200);
+  if (auto started = feed.start(); !started) {
+    std::fprintf(stderr, "yilian: cannot start the event feed: %s\n", started.error().describe().c_str());
+    return 2;
+  }
+  auto lag_gauge = registry.add_callback_gauge(
+      "yilian_bus_consumer_lag", "Records published but not yet committed by a consumer group, per partition.",
+      {"group", "topic", "partition"}, [&feed] {
+        std::vector<metrics::sample> out;
+        for (const auto& l : feed.lag()) {
+          out.push_back(metrics::sample{.label_values = {event_feed::group, l.topic, std::to_string(l.partition)},
+                                        .value = static_cast<double>(l.lag())});
+        }
+        return out;
+      });
+
+  boost::asio::io_context ioc;
+  api::server server(ioc, http, registry);
+  server.set_credentials(std::move(*creds));
+  server.set_readiness([&events_bus] {
+    std::vector<std::string> reasons;
+    if (auto ready = events_bus.check_ready(std::chrono::seconds(2)); !ready) {
+      reasons.push_back("bus: " + ready.error().describe());
+    }
+    return reasons;
+  });
+  add_event_routes(server.routes(), events_bus, feed, topic_set);
+  if (auto started = server.start(); !started) {
+    std::fprintf(stderr, "yilian: cannot start the HTTP server on %s:%u: %s\n", http.address.c_str(), http.port,
+                 started.error().describe().c_str());
+    return 2;
+  }
+  const std::string address = (http.address.find(':') != std::string::npos ? "[" + http.address + "]" : http.address) +
+                              ":" + std::to_string(server.port());
+  logger.info("http listening", {log::field("address", address)});
+
+  auto work = boost::asio::make_work_guard(ioc);
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  bool stopping = false;
+  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec,
+                                                                            int signo) {
+    if (ec) return;
+    if (stopping) {
+      logger.warn("second signal: stopping now", {log::field("signal", signo)});
+      ioc.stop();
+      return;
+    }
+    stopping = true;
+    logger.info("stopping", {log::field("signal", signo)});
+    signals.async_wait(on_signal);
+    server.stop([&] {
+      boost::asio::post(ioc, [&] {
+        signals.cancel();
+        work.reset();
+      });
+    });
+  };
+  signals.async_wait(on_signal);
+
+  const unsigned threads = std::max(2U, cfg.consortium.http().threads());
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : pool) t.join();
+
+  feed.stop();
+  auto flushed = events_bus.flush(std::chrono::seconds(10));
+  if (!flushed) logger.error("flush on shutdown failed", {log::field("error", flushed.error().describe())});
+  raw_bus.reset();
+  logger.info("stopped", {});
+  log::flush();
+  return flushed ? 0 : 2;
+}
+
+}  // namespace yilian::app
