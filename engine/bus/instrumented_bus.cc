@@ -32,6 +32,13 @@ instrumented_bus::topic_metrics& instrumented_bus::for_topic(const std::string& 
   auto [it, inserted] = topics_.try_emplace(topic, topic_metrics{.published = &published_.with({topic}),
                                                                   .duration = &duration_.with({topic})});
   it->second.name = it->first;  // map keys never move: the view stays valid
+  if (inserted) {
+    // Start the series operators alert on at zero, so rate() and absence
+    // checks work before the first failure.
+    for (const auto code : {errc::unavailable, errc::timeout, errc::overloaded}) {
+      (void)errors_.with({it->second.name, to_string(code)});
+    }
+  }
   return it->second;
 }
 

@@ -105,5 +105,6 @@ class Engine:
 
     def close(self):
         self.stop()
+        self.proc.stderr.close()
         if self.owns_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)

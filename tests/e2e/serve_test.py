@@ -12,8 +12,9 @@ from engine import EXAMPLE, OPERATOR, Engine, run_cli
 
 ENVELOPE = {
     "eventId": "e2e-evt-1",
-    "type": "PatientRegistered",
+    "type": "yilian.events.v1.PatientRegistered",
     "schemaVersion": 1,
+    "patientRegistered": {},
     "source": {"hospital": "zs-tertiary", "system": "HIS", "controlId": "MSG0001"},
 }
 
@@ -54,7 +55,7 @@ class ServeOnEmbeddedLog(unittest.TestCase):
             if any(e["event_id"] == "e2e-evt-1" for e in seen):
                 break
             time.sleep(0.1)
-        self.assertTrue(any(e["event_id"] == "e2e-evt-1" and e["type"] == "PatientRegistered" for e in seen), seen)
+        self.assertTrue(any(e["event_id"] == "e2e-evt-1" and e["type"] == "yilian.events.v1.PatientRegistered" for e in seen), seen)
 
         metrics = self.engine.request("GET", "/metrics").body
         self.assertRegex(metrics, r'yilian_bus_published_total\{topic="yilian.patient.v1"\} [1-9]')
@@ -64,17 +65,39 @@ class ServeOnEmbeddedLog(unittest.TestCase):
 
         # The operator's tail tool reads the same log while the engine runs.
         out = run_cli("events", "tail", "--config", EXAMPLE, "--data-dir", self.engine.data_dir,
-                      "--topic", "yilian.patient.v1", "--from-beginning", "--limit", "1")
+                      "--topic", "yilian.patient.v1", "--from-beginning")
         self.assertEqual(out.returncode, 0, out.stderr)
-        line = json.loads(out.stdout.splitlines()[0])
-        self.assertEqual(line["envelope"]["eventId"], "e2e-evt-1")
-        self.assertEqual(line["key"], "e2e-patient")
+        lines = [json.loads(l) for l in out.stdout.splitlines()]
+        mine = [l for l in lines if l["key"] == "e2e-patient"]
+        self.assertEqual(len(mine), 1, lines)
+        self.assertEqual(mine[0]["envelope"]["eventId"], "e2e-evt-1")
+        self.assertEqual(mine[0]["headers"]["type"], "yilian.events.v1.PatientRegistered")
 
     def test_an_event_that_is_not_an_envelope_is_refused_with_the_reason(self):
         r = self.engine.request("POST", "/api/v1/events?topic=yilian.patient.v1&key=k",
-                                body='{"eventId": 5, "noSuchField": true}', token=OPERATOR)
+                                body='{"eventId": "x", "noSuchField": true}', token=OPERATOR)
         self.assertEqual(r.status, 400)
         self.assertIn("noSuchField", r.body)
+        bad_type = dict(ENVELOPE, type="yilian.events.v1.ReportIssued")
+        r = self.engine.request("POST", "/api/v1/events?topic=yilian.patient.v1&key=k",
+                                body=json.dumps(bad_type), token=OPERATOR)
+        self.assertEqual(r.status, 422)
+        self.assertIn("does not name the body", r.body)
+        r = self.engine.request("POST", "/api/v1/events?topic=yilian.nosuch.v1&key=k",
+                                body=json.dumps(ENVELOPE), token=OPERATOR)
+        self.assertEqual(r.status, 404)
+
+    def test_a_hospital_system_may_publish_only_its_own_events(self):
+        r = self.engine.request("POST", "/api/v1/events?topic=yilian.patient.v1&key=k",
+                                body=json.dumps(ENVELOPE), token="dev-qh-county-his-token")
+        self.assertEqual(r.status, 403, r.body)
+        r = self.engine.request("POST", "/api/v1/events?topic=yilian.patient.v1&key=k",
+                                body=json.dumps(ENVELOPE), token="dev-zs-tertiary-his-token")
+        self.assertEqual(r.status, 201, r.body)
+        # Clinic users cannot publish at all.
+        r = self.engine.request("POST", "/api/v1/events?topic=yilian.patient.v1&key=k",
+                                body=json.dumps(ENVELOPE), token="dev-dc-chc-user-token")
+        self.assertEqual(r.status, 403, r.body)
 
 
 class Lifecycle(unittest.TestCase):
