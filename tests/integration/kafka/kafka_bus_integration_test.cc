@@ -24,18 +24,6 @@ kafka_options real_options() {
                        .consumer_properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}}};
 }
 
-int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 TEST_CASE("the real broker is reachable", "[integration]") {
   auto b = kafka_test::open_or_throw(real_options());
@@ -118,7 +106,7 @@ TEST_CASE("publishing beyond the in-flight bound fails fast with overloaded, the
 
 TEST_CASE("a publish to an unreachable broker fails within the publish timeout with a retriable error",
           "[integration]") {
-  auto b = kafka_test::open_or_throw(kafka_options{.brokers = "127.0.0.1:" + std::to_string(closed_port()),
+  auto b = kafka_test::open_or_throw(kafka_options{.brokers = "127.0.0.1:" + std::to_string(kafka_test::unused_loopback_port()),
                                                    .publish_timeout = 2000ms,
                                                    .shutdown_timeout = 500ms,
                                                    .log = kafka_test::quiet_log});

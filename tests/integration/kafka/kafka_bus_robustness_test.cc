@@ -37,18 +37,6 @@ fs::path source_dir() {
   return YILIAN_SOURCE_DIR_DEFAULT;
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // Runs a command, returns (exit status, stdout).
 std::pair<int, std::string> run(const std::string& command) {
@@ -69,7 +57,7 @@ class private_broker {
     REQUIRE(::mkdtemp(tmpl) != nullptr);
     dir_ = tmpl;
     try {
-      port_ = free_port();
+      port_ = kafka_test::unused_loopback_port();
       const auto [status, out] = run("'" + (source_dir() / "deploy/kafka/start").string() + "' '" + dir_.string() +
                                      "' " + std::to_string(port_));
       INFO(out);

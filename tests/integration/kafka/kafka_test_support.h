@@ -2,7 +2,10 @@
 // a topic back, librdkafka's in-process mock cluster, the real broker's address.
 #pragma once
 
+#include <arpa/inet.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <librdkafka/rdkafka_mock.h>
 
 #include <atomic>
@@ -23,6 +26,21 @@
 #include "engine/bus/kafka_bus.h"
 
 namespace yilian::kafka_test {
+
+// A loopback TCP port nothing listens on right now (bound, read, released).
+inline int unused_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket() failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("bind()/getsockname() failed");
+  return ntohs(addr.sin_port);
+}
 
 using namespace std::chrono_literals;
 using clock = std::chrono::steady_clock;

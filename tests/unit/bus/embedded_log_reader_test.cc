@@ -26,24 +26,6 @@ using namespace yilian::bus;
 using namespace yilian::bus::test;
 using any_bus = yilian::bus::bus;  // "bus" alone also names the namespace
 
-std::string kib_value(std::size_t i) {
-  std::string v = "value-" + std::to_string(i) + ";";
-  v.resize(1024, static_cast<char>('a' + i % 26));
-  return v;
-}
-
-std::set<std::int64_t> offsets_of(const std::vector<record>& records) {
-  std::set<std::int64_t> out;
-  for (const auto& r : records) out.insert(r.offset);
-  return out;
-}
-
-std::set<std::int64_t> range(std::int64_t from, std::int64_t to_exclusive) {
-  std::set<std::int64_t> out;
-  for (auto i = from; i < to_exclusive; ++i) out.insert(i);
-  return out;
-}
-
 std::unique_ptr<any_bus> open_view(const std::filesystem::path& path) {
   auto view = open_embedded_log_reader(path);
   if (!view) throw std::runtime_error("open_embedded_log_reader: " + view.error().describe());

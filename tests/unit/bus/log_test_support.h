@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,6 +24,26 @@ namespace yilian::bus::test {
 
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
+
+// A 1 KiB value that names its index.
+inline std::string kib_value(std::size_t i) {
+  std::string v = "value-" + std::to_string(i) + ";";
+  v.resize(1024, static_cast<char>('a' + i % 26));
+  return v;
+}
+
+inline std::set<std::int64_t> offsets_of(const std::vector<record>& records) {
+  std::set<std::int64_t> out;
+  for (const auto& r : records) out.insert(r.offset);
+  return out;
+}
+
+// {from, ..., to_exclusive - 1}
+inline std::set<std::int64_t> range(std::int64_t from, std::int64_t to_exclusive) {
+  std::set<std::int64_t> out;
+  for (auto i = from; i < to_exclusive; ++i) out.insert(i);
+  return out;
+}
 
 class temp_dir {
  public:
