@@ -149,6 +149,9 @@ result<std::string> percent_decode(std::string_view s, bool plus_is_space) {
       i += 2;
     } else if (c == '+' && plus_is_space) {
       out += ' ';
+    } else if (c == '\0') {
+      // Raw or encoded, a NUL never reaches a decoded value.
+      return fail(errc::invalid_argument, "NUL byte");
     } else {
       out += c;
     }

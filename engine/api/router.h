@@ -59,7 +59,7 @@ class router {
     std::vector<http::verb> allowed;   // when not found: methods of the patterns that match the path
   };
   // `raw_path` is the target's path without query, still percent-encoded.
-  // Fails with invalid_argument on a bad percent-escape or an encoded NUL.
+  // Fails with invalid_argument on a bad percent-escape or a NUL (raw or %00).
   result<match_result> match(http::verb method, std::string_view raw_path) const;
 
   const std::vector<route>& routes() const noexcept { return routes_; }
@@ -68,7 +68,8 @@ class router {
   std::vector<route> routes_;
 };
 
-// "%41b+c" -> "Ab+c" (plus_is_space: "Ab c"). Fails on a bad escape or %00.
+// "%41b+c" -> "Ab+c" (plus_is_space: "Ab c"). Fails on a bad escape or a NUL
+// byte, raw or %00: a decoded value never holds a NUL.
 result<std::string> percent_decode(std::string_view s, bool plus_is_space = false);
 // "a=1&b=x+y&a=2" -> {a:1, b:"x y", a:2}; "flag" -> {flag:""}; empty pairs skipped.
 result<params> parse_query(std::string_view query);

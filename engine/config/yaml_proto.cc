@@ -176,6 +176,50 @@ std::string range_text() {
          std::to_string(std::numeric_limits<T>::max());
 }
 
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+// U+10FFFF), which protobuf requires of proto3 string fields: a message holding
+// anything else does not parse back after serialization.
+bool is_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t more = 0;  // continuation bytes
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;  // allowed range of the first continuation byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      more = 1;
+    } else if (c == 0xE0) {
+      more = 2;
+      lo = 0xA0;
+    } else if (c == 0xED) {
+      more = 2;
+      hi = 0x9F;
+    } else if (c >= 0xE1 && c <= 0xEF) {
+      more = 2;
+    } else if (c == 0xF0) {
+      more = 3;
+      lo = 0x90;
+    } else if (c == 0xF4) {
+      more = 3;
+      hi = 0x8F;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+      more = 3;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= more) return false;
+    for (std::size_t k = 1; k <= more; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return false;
+    }
+    i += more + 1;
+  }
+  return true;
+}
+
 bool is_integer_text(std::string_view s) {
   if (!s.empty() && (s.front() == '-' || s.front() == '+')) s.remove_prefix(1);
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -363,6 +407,10 @@ class walker {
     const std::string& text = node.Scalar();
     switch (field.cpp_type()) {
       case pb::FieldDescriptor::CPPTYPE_STRING:
+        if (field.type() == pb::FieldDescriptor::TYPE_STRING && !is_utf8(text)) {
+          error(at, path, "not valid UTF-8 text (configuration files are UTF-8)");
+          return;
+        }
         repeated ? r.AddString(&msg, &field, text) : r.SetString(&msg, &field, text);
         return;
       case pb::FieldDescriptor::CPPTYPE_INT32:
