@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
@@ -97,30 +98,48 @@ int run_events_tail(const events_cli_options& o) {
     std::fprintf(stderr, "yilian: cannot read %s: %s\n", o.topic.c_str(), consumer.error().describe().c_str());
     return 2;
   }
+  // Without --follow, stop once every assigned partition has been read up to
+  // the end it had when the partitions were assigned (or after a quiet spell,
+  // which covers partitions whose records retention has already deleted).
   std::size_t printed = 0;
-  const auto assignment_deadline = std::chrono::steady_clock::now() + 30s;
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> target_end;  // per partition, at assignment
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> next;        // per partition, after what we printed
+  auto last_progress = std::chrono::steady_clock::now();
+  const auto assignment_deadline = last_progress + 30s;
+  const bool follow = o.follow || !o.from_beginning;
   while (o.limit == 0 || printed < o.limit) {
-    auto batch = (*consumer)->poll(500ms, 500);
+    auto batch = (*consumer)->poll(200ms, 500);
     if (!batch) {
       std::fprintf(stderr, "yilian: %s\n", batch.error().describe().c_str());
       return 2;
     }
     for (const auto& r : *batch) {
       std::cout << record_json(r).dump() << '\n';
+      next[{r.topic, r.partition}] = r.offset + 1;
       if (++printed == o.limit) break;
     }
     std::cout.flush();
-    if (!batch->empty() || o.follow) continue;
-    // Caught up when every assigned partition has been read to its end.
-    auto assigned = (*consumer)->assignment();
-    if (assigned.empty()) {
-      if (std::chrono::steady_clock::now() > assignment_deadline) {
-        std::fprintf(stderr, "yilian: no partitions of %s were assigned within 30 s\n", o.topic.c_str());
-        return 2;
+    if (!batch->empty()) last_progress = std::chrono::steady_clock::now();
+    if (follow) continue;
+    if (target_end.empty()) {
+      if ((*consumer)->assignment().empty()) {
+        if (std::chrono::steady_clock::now() > assignment_deadline) {
+          std::fprintf(stderr, "yilian: no partitions of %s were assigned within 30 s\n", o.topic.c_str());
+          return 2;
+        }
+        continue;
       }
-      continue;
+      auto lag = (*consumer)->lag();
+      if (!lag) continue;
+      for (const auto& l : *lag) target_end[{l.topic, l.partition}] = l.end;
+      last_progress = std::chrono::steady_clock::now();
     }
-    break;
+    bool caught_up = true;
+    for (const auto& [partition, end] : target_end) {
+      const auto it = next.find(partition);
+      if (end > 0 && (it == next.end() || it->second < end)) caught_up = false;
+    }
+    if (caught_up || std::chrono::steady_clock::now() - last_progress > 5s) break;
   }
   (*consumer)->close();
   return 0;

@@ -21,7 +21,8 @@ struct events_cli_options {
 
 // Prints records of one topic as JSON lines ({"topic","partition","offset",
 // "key","timestamp_ms","headers","envelope"} — or "value_base64" when the value
-// is not an Envelope). Without --follow it stops once caught up. Reads the
+// is not an Envelope). With --from-beginning and without --follow it stops
+// once it has read every partition to its end; otherwise it follows. Reads the
 // embedded log without taking it over, so it works while an engine serves it.
 int run_events_tail(const events_cli_options& options);
 

@@ -101,8 +101,9 @@ int main(int argc, char** argv) {
   };
   auto* tail_cmd = events_cmd->add_subcommand("tail", "Print a topic's events as JSON lines");
   add_bus_options(tail_cmd);
-  tail_cmd->add_flag("--from-beginning", events.from_beginning, "Start at the oldest kept record (default: new records only)");
-  tail_cmd->add_flag("-f,--follow", events.follow, "Keep waiting for new records");
+  tail_cmd->add_flag("--from-beginning", events.from_beginning,
+                     "Start at the oldest kept record and stop at the end (default: follow new records)");
+  tail_cmd->add_flag("-f,--follow", events.follow, "With --from-beginning: keep waiting for new records");
   tail_cmd->add_option("--limit", events.limit, "Stop after this many records (0: no limit)");
   auto* publish_cmd = events_cmd->add_subcommand(
       "publish", "Publish Envelopes given as JSON lines on stdin, durably; prints each position");
