@@ -102,14 +102,4 @@ void run(std::string_view header) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string_view input(reinterpret_cast<const char*>(data), size);
-  try {
-    run(input);
-  } catch (const std::exception& e) {
-    FUZZ_CHECK(false) << "exception escaped: " << e.what() << printable(input);
-  } catch (...) {
-    FUZZ_CHECK(false) << "non-standard exception escaped" << printable(input);
-  }
-  return 0;
-}
+YILIAN_FUZZ_ENTRY(run)

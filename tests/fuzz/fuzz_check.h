@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -58,6 +59,22 @@ inline std::string printable(std::string_view s, std::size_t limit = 200) {
 }
 
 }  // namespace yilian::fuzz
+
+// The body of every LLVMFuzzerTestOneInput: runs `run(input)` and turns an
+// escaping exception into an invariant failure (parsers must never throw on
+// input from outside).
+#define YILIAN_FUZZ_ENTRY(run)                                                                  \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {          \
+    const std::string_view input(reinterpret_cast<const char*>(data), size);                   \
+    try {                                                                                       \
+      run(input);                                                                               \
+    } catch (const std::exception& e) {                                                         \
+      FUZZ_CHECK(false) << "exception escaped: " << e.what() << ::yilian::fuzz::printable(input); \
+    } catch (...) {                                                                             \
+      FUZZ_CHECK(false) << "non-standard exception escaped" << ::yilian::fuzz::printable(input);  \
+    }                                                                                           \
+    return 0;                                                                                   \
+  }
 
 // The stream after the macro is only evaluated when the check fails. A loop
 // rather than if/else, so that it nests under an unbraced `if` without a
