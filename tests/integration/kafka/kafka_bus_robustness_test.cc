@@ -234,16 +234,40 @@ void check_outcomes(bus& b, const std::string& topic, load& l, std::size_t resum
   std::printf("%s: all %zu acknowledged records read back at their positions\n", topic.c_str(), found);
 }
 
+// A bus on the private broker that gives up on a publish after `publish_timeout`.
+std::unique_ptr<bus> open_bus(private_broker& broker, std::chrono::milliseconds publish_timeout) {
+  return kafka_test::open_or_throw(kafka_options{.brokers = broker.brokers(),
+                                                 .client_id = "kafka-bus-robustness-test",
+                                                 .publish_timeout = publish_timeout,
+                                                 .shutdown_timeout = 5000ms,
+                                                 .log = kafka_test::quiet_log});
+}
+
+void create_topic(bus& b, const std::string& topic) {
+  const topic_spec spec{.name = topic, .partitions = 3};
+  REQUIRE(b.ensure_topics({&spec, 1}));
+}
+
+// After the broker is back: publishing recovers (200 successes after
+// `resumed_at`), every handler is called, the producer is not fenced, and
+// every reported success is readable at its position.
+void recover_and_check(bus& b, const std::string& topic, load& l, std::size_t resumed_at) {
+  const auto deadline = kafka_test::clock::now() + 60s;
+  while (l.successes_since(resumed_at) < 200 && kafka_test::clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  l.stop();
+  REQUIRE(l.drain(30s));
+  REQUIRE(b.flush(30s));
+  auto* kb = dynamic_cast<kafka_bus*>(&b);
+  REQUIRE(kb != nullptr);
+  CHECK_FALSE(kb->fatal_error().has_value());
+  check_outcomes(b, topic, l, resumed_at);
+}
+
 TEST_CASE("publishes that reported success survive a paused broker, the rest fail retriably", "[integration][slow]") {
   private_broker broker;
-  auto b = kafka_test::open_or_throw(kafka_options{.brokers = broker.brokers(),
-                                                   .client_id = "kafka-bus-robustness-test",
-                                                   .publish_timeout = 3000ms,
-                                                   .shutdown_timeout = 5000ms,
-                                                   .log = kafka_test::quiet_log});
+  auto b = open_bus(broker, 3000ms);
   const std::string topic = kafka_test::unique_name("robust-pause");
-  const topic_spec spec{.name = topic, .partitions = 3};
-  REQUIRE(b->ensure_topics({&spec, 1}));
+  create_topic(*b, topic);
 
   load l(*b, topic, 32);
   std::this_thread::sleep_for(1500ms);  // steady state: the pause hits publishes in flight
@@ -252,43 +276,21 @@ TEST_CASE("publishes that reported success survive a paused broker, the rest fai
   std::this_thread::sleep_for(6s);  // > publish_timeout: publishes in flight and queued time out
   broker.resume();
   const std::size_t resumed_at = l.started();
-  // Publishing recovers once the broker answers again.
-  const auto deadline = kafka_test::clock::now() + 60s;
-  while (l.successes_since(resumed_at) < 200 && kafka_test::clock::now() < deadline) std::this_thread::sleep_for(50ms);
-  l.stop();
-  REQUIRE(l.drain(30s));
-  REQUIRE(b->flush(30s));
-  auto* kb = dynamic_cast<kafka_bus*>(b.get());
-  REQUIRE(kb != nullptr);
-  CHECK_FALSE(kb->fatal_error().has_value());
-  check_outcomes(*b, topic, l, resumed_at);
+  recover_and_check(*b, topic, l, resumed_at);
 }
 
 TEST_CASE("publishes that reported success survive a broker restart, the rest fail retriably", "[integration][slow]") {
   private_broker broker;
-  auto b = kafka_test::open_or_throw(kafka_options{.brokers = broker.brokers(),
-                                                   .client_id = "kafka-bus-robustness-test",
-                                                   .publish_timeout = 2000ms,
-                                                   .shutdown_timeout = 5000ms,
-                                                   .log = kafka_test::quiet_log});
+  auto b = open_bus(broker, 2000ms);
   const std::string topic = kafka_test::unique_name("robust-restart");
-  const topic_spec spec{.name = topic, .partitions = 3};
-  REQUIRE(b->ensure_topics({&spec, 1}));
+  create_topic(*b, topic);
 
   load l(*b, topic, 32);
   std::this_thread::sleep_for(1500ms);
   REQUIRE(l.successes_since(0) > 0);
   broker.restart();  // graceful stop, then start on the same data and port
   const std::size_t resumed_at = l.started();
-  const auto deadline = kafka_test::clock::now() + 60s;
-  while (l.successes_since(resumed_at) < 200 && kafka_test::clock::now() < deadline) std::this_thread::sleep_for(50ms);
-  l.stop();
-  REQUIRE(l.drain(30s));
-  REQUIRE(b->flush(30s));
-  auto* kb = dynamic_cast<kafka_bus*>(b.get());
-  REQUIRE(kb != nullptr);
-  CHECK_FALSE(kb->fatal_error().has_value());
-  check_outcomes(*b, topic, l, resumed_at);
+  recover_and_check(*b, topic, l, resumed_at);
 }
 
 }  // namespace
