@@ -23,6 +23,7 @@ error_mapping map_error(errc code) noexcept {
     case errc::config_error: return {s::internal_server_error, "exception", false};
     case errc::cancelled: return {s::service_unavailable, "transient", true};
     case errc::internal: return {s::internal_server_error, "exception", false};
+    case errc::unsupported: return {s::unprocessable_entity, "not-supported", true};
   }
   return {s::internal_server_error, "exception", false};
 }

@@ -20,6 +20,7 @@ std::string_view to_string(errc code) noexcept {
     case errc::config_error: return "config_error";
     case errc::cancelled: return "cancelled";
     case errc::internal: return "internal";
+    case errc::unsupported: return "unsupported";
   }
   return "unknown";
 }

@@ -30,6 +30,7 @@ enum class errc : int {
   config_error,
   cancelled,             // shutdown or explicit cancellation
   internal,              // a bug: an invariant did not hold
+  unsupported,           // well-formed input of a kind we do not handle (message type, version, charset)
 };
 
 std::string_view to_string(errc code) noexcept;

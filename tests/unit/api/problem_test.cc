@@ -43,8 +43,9 @@ TEST_CASE("every errc maps to one HTTP status and FHIR issue type", "[unit]") {
       {errc::config_error, s::internal_server_error, "exception", false},
       {errc::cancelled, s::service_unavailable, "transient", true},
       {errc::internal, s::internal_server_error, "exception", false},
+      {errc::unsupported, s::unprocessable_entity, "not-supported", true},
   };
-  REQUIRE(table.size() == static_cast<std::size_t>(errc::internal));
+  REQUIRE(table.size() == static_cast<std::size_t>(errc::unsupported));
   for (std::size_t i = 0; i < table.size(); ++i) {
     const auto& r = table[i];
     INFO(to_string(r.code));
