@@ -17,7 +17,7 @@ YILIAN_BUILD_PACKAGES=(
 )
 # Extra packages the test suite's peers need (Kafka broker, HL7 clients).
 YILIAN_TEST_PACKAGES=(
-  openjdk-17-jre-headless maven python3 python3-hl7 procps iproute2
+  openjdk-17-jdk-headless maven python3 python3-hl7 procps iproute2
 )
 
 as_root() {

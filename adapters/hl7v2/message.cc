@@ -78,7 +78,9 @@ std::string unescape(std::string_view raw, const delimiters& d) {
         const int hi = hex_value(body[i]);
         const int lo = hex_value(body[i + 1]);
         if (hi < 0 || lo < 0) known = false;
-        else bytes.push_back(static_cast<char>(hi * 16 + lo));
+        // NUL bytes are dropped: HAPI writes a CR as \X000d\ (a 16-bit
+        // unit), and a NUL is never meaningful in HL7 text.
+        else if (hi * 16 + lo != 0) bytes.push_back(static_cast<char>(hi * 16 + lo));
       }
       if (known) out += bytes;
     } else {
@@ -110,14 +112,29 @@ std::string escape(std::string_view text, const delimiters& d) {
 }
 
 std::string location::path() const {
+  // Appended piece by piece: g++ 12 at -O3 warns (-Wrestrict) on
+  // "literal" + std::to_string(...).
   std::string out = segment;
-  if (segment_seq > 1) out += "[" + std::to_string(segment_seq) + "]";
+  if (segment_seq > 1) {
+    out += '[';
+    out += std::to_string(segment_seq);
+    out += ']';
+  }
   if (field == 0) return out;
-  out += "-" + std::to_string(field);
-  if (repetition > 1) out += "[" + std::to_string(repetition) + "]";
+  out += '-';
+  out += std::to_string(field);
+  if (repetition > 1) {
+    out += '[';
+    out += std::to_string(repetition);
+    out += ']';
+  }
   if (component == 0) return out;
-  out += "." + std::to_string(component);
-  if (subcomponent != 0) out += "." + std::to_string(subcomponent);
+  out += '.';
+  out += std::to_string(component);
+  if (subcomponent != 0) {
+    out += '.';
+    out += std::to_string(subcomponent);
+  }
   return out;
 }
 

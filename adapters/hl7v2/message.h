@@ -42,8 +42,9 @@ struct delimiters {
 
 // Decodes HL7 escape sequences in `raw` (a field, component or subcomponent as
 // sent). \F\ \S\ \T\ \R\ \E\ (and \P\ for the truncation character) become
-// the delimiter, \Xhh..\ the bytes given in hex, \.br\ a line feed; formatting
-// commands other than .br (\H\ \N\ \.sp\ ...) are dropped; an unterminated or
+// the delimiter, \Xhh..\ the bytes given in hex (NUL bytes dropped, so HAPI's
+// \X000d\ for a CR reads as a CR), \.br\ and \.sp\ a line feed; other
+// formatting commands (\H\ \N\ \.in\ ...) are dropped; an unterminated or
 // unknown sequence is kept as sent.
 std::string unescape(std::string_view raw, const delimiters& d);
 

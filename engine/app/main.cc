@@ -1,5 +1,5 @@
 // The yilian executable: serve the engine, check configuration, look at the
-// bus, hash tokens. Every command has --help.
+// bus, try HL7 v2 messages, hash tokens. Every command has --help.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -8,6 +8,7 @@
 
 #include "engine/api/auth.h"
 #include "engine/app/events_cli.h"
+#include "engine/app/hl7_cli.h"
 #include "engine/app/serve.h"
 #include "engine/app/version.h"
 #include "engine/config/config.h"
@@ -48,7 +49,7 @@ int show_endpoints(const std::filesystem::path& path, bool http_only) {
             << "  metrics:   http://" << http << "/metrics   (Prometheus text)\n"
             << "  bus:       " << (loaded->uses_kafka() ? "kafka" : "embedded log in " + loaded->bus_dir.string())
             << '\n'
-            << "  MLLP ports configured per hospital (the HL7 v2 listener is not part of this build yet):\n";
+            << "  MLLP channels (HL7 v2) per hospital:\n";
   for (const auto& p : loaded->profiles) {
     const auto& m = p.profile.inbound().mllp();
     std::cout << "    " << p.hospital_id << "  " << m.bind_address() << ':' << m.port() << '\n';
@@ -72,6 +73,8 @@ int main(int argc, char** argv) {
   auto* listen_opt = serve_cmd->add_option("--http-listen", "HTTP listen address host:port (port 0: any free port)");
   auto* serve_kafka_opt = serve_cmd->add_option("--kafka-brokers", "Use Kafka at these brokers instead of the configured bus");
   auto* level_opt = serve_cmd->add_option("--log-level", "trace, debug, info, warn, error, critical or off");
+  serve_cmd->add_flag("--mllp-any-port", serve.mllp_any_port,
+                      "Bind every MLLP channel to 127.0.0.1 on a free port (tests; ports are logged)");
 
   // config
   auto* config_cmd = app.add_subcommand("config", "Work with a consortium configuration");
@@ -110,6 +113,39 @@ int main(int argc, char** argv) {
   add_bus_options(publish_cmd);
   publish_cmd->add_option("--key", events.key, "Record key (decides the partition)");
 
+  // hl7
+  auto* hl7_cmd = app.add_subcommand("hl7", "Try HL7 v2 messages: map them to events, send them over MLLP");
+  hl7_cmd->require_subcommand(1);
+  yilian::app::hl7_parse_options hl7_parse;
+  std::string hl7_profile;
+  std::string hl7_config;
+  std::string hl7_recorded_at;
+  auto* hl7_parse_cmd = hl7_cmd->add_subcommand(
+      "parse",
+      "Print the events the messages in FILEs map to, as JSON lines (protobuf JSON mapping), or each error with "
+      "its position; exit 1 on any error. Without a profile: the generic profile (any sending facility, "
+      "identifiers kept as sent). A file may hold several messages, each starting with MSH at a line start");
+  hl7_parse_cmd->add_option("--profile", hl7_profile, "A hospital profile YAML");
+  hl7_parse_cmd->add_option("--config", hl7_config,
+                            "Consortium directory or consortium.yaml (with --hospital: that hospital's profile)");
+  hl7_parse_cmd->add_option("--hospital", hl7_parse.hospital, "Hospital id of the profile to use (with --config)");
+  hl7_parse_cmd->add_option("--charset", hl7_parse.charset,
+                            "Character set when MSH-18 is empty, e.g. GBK, GB18030, UTF-8 (default: the profile's)");
+  hl7_parse_cmd->add_option("--recorded-at", hl7_recorded_at, "RFC 3339 time for envelope recorded_at (default now)");
+  hl7_parse_cmd->add_flag("--raw-store-uri", hl7_parse.raw_store_uri,
+                          "raw_ref.uri as the engine's raw store names it (raw://<hospital>/<sha256>)");
+  hl7_parse_cmd->add_option("files", hl7_parse.files, "HL7 v2 message files")->required();
+  yilian::app::hl7_send_options hl7_send;
+  auto* hl7_send_cmd = hl7_cmd->add_subcommand(
+      "send",
+      "Send the messages in FILEs over MLLP one at a time and print each ACK as a JSON line; exit 1 unless every "
+      "ACK is AA or CA");
+  hl7_send_cmd->add_option("--host", hl7_send.host, "Listener host")->capture_default_str();
+  hl7_send_cmd->add_option("--port", hl7_send.port, "Listener port")->required();
+  hl7_send_cmd->add_option("--timeout-ms", hl7_send.timeout_ms, "Connect and ACK deadline, milliseconds")
+      ->capture_default_str();
+  hl7_send_cmd->add_option("files", hl7_send.files, "HL7 v2 message files")->required();
+
   // token
   auto* token_cmd = app.add_subcommand("token", "Bearer tokens for principals");
   token_cmd->require_subcommand(1);
@@ -138,6 +174,13 @@ int main(int argc, char** argv) {
       if (!events_kafka.empty()) events.kafka_brokers = events_kafka;
       return tail_cmd->parsed() ? yilian::app::run_events_tail(events) : yilian::app::run_events_publish(events);
     }
+    if (hl7_parse_cmd->parsed()) {
+      if (!hl7_profile.empty()) hl7_parse.profile = hl7_profile;
+      if (!hl7_config.empty()) hl7_parse.config = hl7_config;
+      if (!hl7_recorded_at.empty()) hl7_parse.recorded_at = hl7_recorded_at;
+      return yilian::app::run_hl7_parse(hl7_parse);
+    }
+    if (hl7_send_cmd->parsed()) return yilian::app::run_hl7_send(hl7_send);
     if (hash_cmd->parsed()) {
       std::string token;
       std::getline(std::cin, token);

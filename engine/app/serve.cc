@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "adapters/hl7v2/service.h"
 #include "engine/api/server.h"
 #include "engine/app/bus_factory.h"
 #include "engine/app/event_feed.h"
@@ -182,6 +183,20 @@ int run_serve(const serve_options& options) {
                               ":" + std::to_string(server.port());
   logger.info("http listening", {log::field("address", address)});
 
+  // HL7 v2: MLLP channels per hospital profile and the outbound MLLP sender.
+  hl7v2::service hl7(ioc.get_executor(), cfg, events_bus, registry,
+                     hl7v2::service_options{
+                         .ingest_file = {},
+                         .bind_override = options.mllp_any_port ? "127.0.0.1" : "",
+                         .any_port = options.mllp_any_port,
+                         .group_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : "",
+                         .start_sender = true});
+  if (auto started = hl7.start(); !started) {
+    logger.error("cannot start HL7 v2", {log::field("error", started.error().describe())});
+    std::fprintf(stderr, "yilian: cannot start HL7 v2: %s\n", started.error().describe().c_str());
+    return 2;
+  }
+
   auto work = boost::asio::make_work_guard(ioc);
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
   bool stopping = false;
@@ -196,10 +211,13 @@ int run_serve(const serve_options& options) {
     stopping = true;
     logger.info("stopping", {log::field("signal", signo)});
     signals.async_wait(on_signal);
-    server.stop([&] {
-      boost::asio::post(ioc, [&] {
-        signals.cancel();
-        work.reset();
+    // MLLP first (in-flight messages finish and get their ACK), then HTTP.
+    hl7.stop([&] {
+      server.stop([&] {
+        boost::asio::post(ioc, [&] {
+          signals.cancel();
+          work.reset();
+        });
       });
     });
   };

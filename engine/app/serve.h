@@ -13,6 +13,7 @@ struct serve_options {
   std::optional<std::string> http_listen;         // "host:port" overrides Consortium.http
   std::optional<std::string> kafka_brokers;       // use Kafka at these brokers
   std::optional<std::string> log_level;           // overrides Consortium.logging.level
+  bool mllp_any_port = false;                     // MLLP channels on 127.0.0.1, any free port (tests)
 };
 
 // Loads and validates the configuration (refusing to start on any error,

@@ -84,6 +84,14 @@ struct consumer_options {
   std::string group;
   std::vector<std::string> topics;
   start_from start = start_from::earliest;  // where a group with no committed offset begins
+  // >= 0: a group with no committed offset starts at the first record whose
+  // timestamp is >= this (ms since the epoch) instead of at `start`; a
+  // partition with no such record starts at its end. Kafka looks it up in the
+  // broker's time index (offsets_for_times); the embedded log by binary search
+  // over offsets, exact while timestamps do not decrease along a partition
+  // (publish-time stamps, the default). Used to rescan a recent stretch of the
+  // bus, e.g. by the ingest store's crash recovery.
+  std::int64_t start_timestamp_ms = -1;
 };
 
 // One member of a consumer group. Not thread-safe: one thread (or strand) owns it.

@@ -278,6 +278,35 @@ result<bool> read_records(sqlite3* db, sqlite3_stmt* s, const std::string& topic
   return any;
 }
 
+// consumer_options::start_timestamp_ms: the first offset in [first, end) of
+// partition `pid` whose record has a timestamp >= `ts`, or `end` when none
+// has. Binary search (O(log n) rowid lookups instead of a scan of the whole
+// partition), so exact while timestamps do not decrease along the partition;
+// an offset retention removed counts as the next record kept.
+result<std::int64_t> offset_for_time(sqlite3* db, std::int64_t pid, std::int64_t first, std::int64_t end,
+                                     std::int64_t ts, const std::string& where) {
+  auto s = prepare(db, "SELECT off, ts FROM " + records_table(pid) + " WHERE off >= ?1 ORDER BY off LIMIT 1");
+  if (!s) return std::unexpected(s.error());
+  std::int64_t lo = first;
+  std::int64_t hi = end;
+  while (lo < hi) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    reset_guard guard(s->get());
+    sqlite3_bind_int64(s->get(), 1, mid);
+    const int rc = sqlite3_step(s->get());
+    if (rc == SQLITE_DONE) {
+      hi = mid;
+    } else if (rc != SQLITE_ROW) {
+      return std::unexpected(sqlite_error(db, rc, "find offset for timestamp", where));
+    } else if (sqlite3_column_int64(s->get(), 1) >= ts) {
+      hi = mid;
+    } else {
+      lo = sqlite3_column_int64(s->get(), 0) + 1;
+    }
+  }
+  return lo;
+}
+
 // Whether an existing SQLite file is a yilian log in the format this build
 // reads and writes.
 result<void> check_log_identity(sqlite3* db, const std::filesystem::path& path) {
@@ -742,11 +771,12 @@ class probe_task final : public write_task {
 class embedded_consumer final : public consumer {
  public:
   embedded_consumer(std::shared_ptr<log_state> log, std::string group, std::uint64_t member, start_from start,
-                    db_ptr db, stmt_ptr committed)
+                    std::int64_t start_timestamp_ms, db_ptr db, stmt_ptr committed)
       : log_(std::move(log)),
         group_(std::move(group)),
         member_(member),
         start_(start),
+        start_timestamp_ms_(start_timestamp_ms),
         db_(std::move(db)),
         committed_(std::move(committed)) {}
 
@@ -850,6 +880,11 @@ class embedded_consumer final : public consumer {
       std::int64_t position = 0;
       if (*committed >= 0) {
         position = std::max(*committed, log_start);
+      } else if (start_timestamp_ms_ >= 0) {
+        auto at = offset_for_time(db_.get(), p->pid, log_start, p->visible_end.load(std::memory_order_acquire),
+                                  start_timestamp_ms_, where_of(*p));
+        if (!at) return std::unexpected(at.error());
+        position = *at;
       } else if (start_ == start_from::earliest) {
         position = log_start;
       } else {
@@ -899,6 +934,7 @@ class embedded_consumer final : public consumer {
   std::string group_;
   std::uint64_t member_;
   start_from start_;
+  std::int64_t start_timestamp_ms_;  // < 0: start_ decides
   db_ptr db_;
   stmt_ptr committed_;
   std::vector<owned> owned_;
@@ -1950,7 +1986,7 @@ result<std::unique_ptr<consumer>> log_state::subscribe(consumer_options options)
   const std::uint64_t member = groups_.join(options.group, std::move(topics));
   notify_consumers();
   return std::make_unique<embedded_consumer>(shared_from_this(), std::move(options.group), member, options.start,
-                                             std::move(*db), std::move(*committed));
+                                             options.start_timestamp_ms, std::move(*db), std::move(*committed));
 }
 
 embedded_log_stats log_state::stats() const {
@@ -2061,7 +2097,8 @@ class view_consumer final : public consumer {
   };
 
   static result<std::unique_ptr<consumer>> open(const std::filesystem::path& path, std::string group,
-                                                std::vector<partition_ref> parts, start_from start) {
+                                                std::vector<partition_ref> parts, start_from start,
+                                                std::int64_t start_timestamp_ms) {
     auto db = open_read_only(path);
     if (!db) return std::unexpected(db.error());
     std::unique_ptr<view_consumer> c(new view_consumer(std::move(*db), std::move(group)));
@@ -2084,6 +2121,12 @@ class view_consumer final : public consumer {
       auto b = c->bounds_of(p);
       if (!b) return std::unexpected(b.error());
       p.position = start == start_from::earliest ? b->first : b->end;
+      if (start_timestamp_ms >= 0) {
+        auto at = offset_for_time(c->db_.get(), p.ref.pid, b->first, b->end, start_timestamp_ms,
+                                  p.ref.topic + "/" + std::to_string(p.ref.index));
+        if (!at) return std::unexpected(at.error());
+        p.position = *at;
+      }
     }
     return std::unique_ptr<consumer>(std::move(c));
   }
@@ -2274,7 +2317,8 @@ class log_view final : public bus {
     for (const auto& [name, t] : topics) {
       for (const auto& p : t->parts) parts.push_back({.topic = t->name, .index = p.index, .pid = p.pid});
     }
-    return view_consumer::open(path_, std::move(options.group), std::move(parts), options.start);
+    return view_consumer::open(path_, std::move(options.group), std::move(parts), options.start,
+                               options.start_timestamp_ms);
   }
 
   result<void> flush(std::chrono::milliseconds) override { return {}; }

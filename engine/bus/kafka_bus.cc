@@ -109,6 +109,10 @@ std::string err_text(rd_kafka_resp_err_t err) {
 // What a librdkafka client's opaque points to: lives longer than the client.
 struct client_context {
   std::function<void(int, std::string_view)> log;
+  // Consumers: consumer_options::start_timestamp_ms (< 0: unused) and the
+  // bound for the lookups the rebalance callback makes for it.
+  std::int64_t start_timestamp_ms = -1;
+  int lookup_timeout_ms = 10'000;
 };
 
 void log_callback(const rd_kafka_t* rk, int level, const char* facility, const char* line) {
@@ -240,7 +244,7 @@ result<conf_ptr> consumer_conf(const kafka_options& o, const consumer_options& c
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
       {"enable.partition.eof", "false"},
-      {"auto.offset.reset", c.start == start_from::earliest ? "earliest" : "latest"},
+      {"auto.offset.reset", c.start == start_from::earliest || c.start_timestamp_ms >= 0 ? "earliest" : "latest"},
       {"socket.nagle.disable", "true"},
   };
   for (const auto& [name, value] : contract) {
@@ -301,10 +305,49 @@ record to_record(const rd_kafka_message_t& m) {
   return r;
 }
 
+// consumer_options::start_timestamp_ms: before assigning, partitions the
+// group has no committed offset for get the offset of their first record at
+// or after the timestamp (or their end when there is none). If a lookup
+// fails, those partitions keep auto.offset.reset, which is then "earliest":
+// reading more than asked, never less.
+void start_at_timestamp(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* partitions, const client_context& ctx) {
+  tpl_ptr committed(rd_kafka_topic_partition_list_copy(partitions));
+  if (rd_kafka_committed(rk, committed.get(), ctx.lookup_timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  tpl_ptr query(rd_kafka_topic_partition_list_new(committed->cnt));
+  for (int i = 0; i < committed->cnt; ++i) {
+    const auto& e = committed->elems[i];
+    if (e.err == RD_KAFKA_RESP_ERR_NO_ERROR && e.offset < 0) {
+      rd_kafka_topic_partition_list_add(query.get(), e.topic, e.partition)->offset = ctx.start_timestamp_ms;
+    }
+  }
+  if (query->cnt == 0) return;
+  if (rd_kafka_offsets_for_times(rk, query.get(), ctx.lookup_timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  for (int i = 0; i < query->cnt; ++i) {
+    const auto& q = query->elems[i];
+    if (q.err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
+    auto* target = rd_kafka_topic_partition_list_find(partitions, q.topic, q.partition);
+    if (target == nullptr) continue;
+    target->offset = q.offset;
+    if (q.offset < 0) {
+      // No record that late: start at the end as it is now (OFFSET_END would
+      // be resolved only when fetching starts, skipping what arrives meanwhile).
+      std::int64_t low = 0;
+      std::int64_t high = 0;
+      target->offset = rd_kafka_query_watermark_offsets(rk, q.topic, q.partition, &low, &high,
+                                                        ctx.lookup_timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR
+                           ? high
+                           : RD_KAFKA_OFFSET_END;
+    }
+  }
+}
+
 void rebalance_callback(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
-                        void* /*opaque*/) {
+                        void* opaque) {
   const bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (const auto* ctx = static_cast<const client_context*>(opaque); ctx != nullptr && ctx->start_timestamp_ms >= 0) {
+      start_at_timestamp(rk, partitions, *ctx);
+    }
     if (cooperative) {
       error_ptr e(rd_kafka_incremental_assign(rk, partitions));
     } else {
@@ -1138,7 +1181,9 @@ result<std::unique_ptr<consumer>> kafka_bus::subscribe(consumer_options options)
   if (options.topics.empty()) return fail(errc::invalid_argument, "subscribe without topics", options.group);
   auto conf = consumer_conf(s.opts, options);
   if (!conf) return std::unexpected(conf.error());
-  auto ctx = std::make_unique<client_context>(client_context{.log = s.opts.log});
+  auto ctx = std::make_unique<client_context>(
+      client_context{.log = s.opts.log, .start_timestamp_ms = options.start_timestamp_ms,
+                     .lookup_timeout_ms = to_ms(s.opts.request_timeout)});
   rd_kafka_conf_set_opaque(conf->get(), ctx.get());
   if (ctx->log) rd_kafka_conf_set_log_cb(conf->get(), log_callback);
   rd_kafka_conf_set_rebalance_cb(conf->get(), rebalance_callback);

@@ -565,6 +565,8 @@ void apply_defaults(v1::HospitalProfile& p, const v1::Consortium& c) {
   }
   if (p.has_inbound() && p.inbound().has_mllp()) {
     auto& m = *p.mutable_inbound()->mutable_mllp();
+    // The facilities a hospital sends as are the ones it is named by.
+    if (p.facility_ids_size() == 0) *p.mutable_facility_ids() = m.expected_sending_facilities();
     if (m.bind_address().empty()) m.set_bind_address(c.mllp().bind_address());
     if (m.max_frame_bytes() == 0) m.set_max_frame_bytes(c.mllp().max_frame_bytes());
     if (m.read_timeout_ms() == 0) m.set_read_timeout_ms(c.mllp().read_timeout_ms());
@@ -707,6 +709,22 @@ void check_profile(const v1::HospitalProfile& p, const document& doc, const fs::
     }
   }
 
+  unique_ids facilities(out, doc, "facility id");
+  for (int i = 0; i < p.facility_ids_size(); ++i) {
+    const std::string fp = index_path("facility_ids", i);
+    if (p.facility_ids(i).empty()) {
+      out.error(doc, fp, "empty facility id (an HD-1 namespace id such as \"ZSRMYY\")");
+    } else {
+      facilities.add(p.facility_ids(i), fp);
+    }
+  }
+  std::map<std::string, std::string> resources(p.resource_ids().begin(), p.resource_ids().end());
+  for (const auto& [local, target] : resources) {
+    const std::string rp = "resource_ids[\"" + local + "\"]";
+    if (local.empty()) out.error(doc, rp, "local resource code is empty");
+    if (target.empty()) out.error(doc, rp, "target equipment id is empty");
+  }
+
   std::vector<std::string> items;
   for (int i = 0; i < v1::LocatedItem_descriptor()->value_count(); ++i) {
     const auto* v = v1::LocatedItem_descriptor()->value(i);
@@ -728,6 +746,47 @@ void check_profile(const v1::HospitalProfile& p, const document& doc, const fs::
     const bool z = s.size() == 3 && s[0] == 'Z' &&
                    std::all_of(s.begin() + 1, s.end(), [](char ch) { return std::isupper(static_cast<unsigned char>(ch)) || is_digit(ch); });
     if (!z) out.error(doc, index_path("quirks.ignored_segments", i), quote(s) + " is not a Z-segment name (e.g. \"ZPI\")");
+  }
+}
+
+void check_profiles_together(const v1::Consortium& c, const std::vector<profile_ref>& profiles, reporter& out) {
+  // A facility id names one hospital: messages from any hospital that
+  // mention it are resolved to that one.
+  struct first_use {
+    std::string hospital;
+    const document* doc = nullptr;
+    std::string path;
+  };
+  std::unordered_map<std::string, first_use> facilities;
+  std::vector<std::string> equipment_ids;
+  for (const auto& e : c.equipment()) {
+    if (!e.id().empty()) equipment_ids.push_back(e.id());
+  }
+  for (const auto& ref : profiles) {
+    const v1::HospitalProfile& p = *ref.profile;
+    for (int i = 0; i < p.facility_ids_size(); ++i) {
+      const std::string& f = p.facility_ids(i);
+      if (f.empty()) continue;
+      // Defaulted ids are reported where they were written.
+      const std::string path = ref.doc->locations.contains("facility_ids")
+                                   ? index_path("facility_ids", i)
+                                   : index_path("inbound.mllp.expected_sending_facilities", i);
+      auto [it, inserted] = facilities.emplace(f, first_use{ref.hospital, ref.doc, path});
+      if (!inserted && it->second.hospital != ref.hospital) {
+        const source_location at = out.where(*it->second.doc, it->second.path);
+        out.error(*ref.doc, path,
+                  "facility id " + quote(f) + " already names hospital " + quote(it->second.hospital) + " (" +
+                      it->second.doc->file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) +
+                      "); each facility id names one hospital");
+      }
+    }
+    std::map<std::string, std::string> resources(p.resource_ids().begin(), p.resource_ids().end());
+    for (const auto& [local, target] : resources) {
+      if (target.empty()) continue;
+      if (std::find(equipment_ids.begin(), equipment_ids.end(), target) == equipment_ids.end()) {
+        out.error(*ref.doc, "resource_ids[\"" + local + "\"]", unknown_reference("equipment", target, equipment_ids));
+      }
+    }
   }
 }
 

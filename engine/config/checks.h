@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/config/diagnostics.h"
 #include "engine/config/yaml_proto.h"
@@ -46,6 +47,17 @@ void check_consortium(const v1::Consortium& c, const document& doc, const std::f
                       reporter& out);
 void check_profile(const v1::HospitalProfile& p, const document& doc, const std::filesystem::path& dir,
                    reporter& out);
+
+// One loaded profile, for the checks across profiles.
+struct profile_ref {
+  std::string hospital;
+  const v1::HospitalProfile* profile = nullptr;
+  const document* doc = nullptr;
+};
+
+// Checks that need every profile and the consortium: facility ids unique
+// across profiles, resource_ids targets that are equipment ids.
+void check_profiles_together(const v1::Consortium& c, const std::vector<profile_ref>& profiles, reporter& out);
 
 std::string quote(std::string_view s);
 

@@ -135,6 +135,7 @@ validation_result validate_consortium(const fs::path& dir_or_file, const load_op
   // Profiles, one per hospital.
   std::deque<detail::document> pdocs;
   std::vector<hospital_profile> profiles;
+  std::vector<const detail::document*> profile_docs;  // parallel to profiles
   std::vector<listener> listeners;
   if (c.http().port() != 0 && c.http().port() <= 65535) {
     listeners.push_back({c.http().port(), "the HTTP listener", &cdoc, "http.port"});
@@ -175,7 +176,14 @@ validation_result validate_consortium(const fs::path& dir_or_file, const load_op
       }
     }
     profiles.push_back(std::move(loaded));
+    profile_docs.push_back(&pdoc);
   }
+
+  std::vector<detail::profile_ref> refs;
+  for (std::size_t i = 0; i < profiles.size(); ++i) {
+    refs.push_back({.hospital = profiles[i].hospital_id, .profile = &profiles[i].profile, .doc = profile_docs[i]});
+  }
+  detail::check_profiles_together(c, refs, rep);
 
   // Ports are unique across the HTTP listener and every MLLP listener.
   for (std::size_t i = 0; i < listeners.size(); ++i) {

@@ -552,3 +552,117 @@ SCENARIO("ensure_topics creates a topic once and partitions() reports its partit
     }
   }
 }
+
+// "<prefix><n>" built by appending: g++ 12 reports a false -Wrestrict for
+// `"literal" + std::to_string(n)` when inlined into this scenario.
+namespace {
+std::string numbered(std::string_view prefix, std::int64_t n) {
+  std::string out(prefix);
+  out += std::to_string(n);
+  return out;
+}
+}  // namespace
+
+SCENARIO("a group without committed offsets can start at a timestamp, and committed offsets still win",
+         "[conformance]") {
+  auto fixture = yilian::testing::make_bus_fixture();
+  auto b = fixture->open();
+  GIVEN("twenty records one second apart, ten minutes ago, on two partitions") {
+    const auto topic = fixture->fresh_name("timestamp");
+    create_topic(*b, topic, 2);
+    const std::int64_t base = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch()).count() - 600'000;
+    std::vector<message> messages;
+    for (int i = 0; i < 20; ++i) {
+      messages.push_back(message{.topic = topic, .key = numbered("t", i % 4), .value = numbered("at-", i),
+                                 .headers = {}, .timestamp_ms = base + i * 1000});
+    }
+    publish_all(*b, messages);
+    // One fresh record per partition: whatever a consumer reads before the
+    // marker of a partition precedes it in that partition.
+    std::vector<message> markers;
+    for (std::int32_t p = 0; p < 2; ++p) {
+      for (int k = 0;; ++k) {
+        const std::string key = numbered("marker-", k);
+        if (yilian::partition_for_key(key, 2) != p) continue;
+        markers.push_back(message{.topic = topic, .key = key, .value = numbered("marker-", p)});
+        break;
+      }
+    }
+    auto read_until_markers = [&](consumer& c) {
+      std::vector<record> out;
+      std::set<std::string> seen;
+      const auto deadline = clock_type::now() + drain_bound(*fixture);
+      while (seen.size() < markers.size() && clock_type::now() < deadline) {
+        auto batch = c.poll(200ms, 100);
+        REQUIRE(batch.has_value());
+        for (auto& r : *batch) {
+          if (r.value.starts_with("marker-")) seen.insert(r.value);
+          out.push_back(std::move(r));
+        }
+      }
+      REQUIRE(seen.size() == markers.size());
+      return out;
+    };
+    auto values_of = [](const std::vector<record>& records) {
+      std::multiset<std::string> out;
+      for (const auto& r : records) out.insert(r.value);
+      return out;
+    };
+
+    WHEN("a new group starts at the timestamp between the tenth and eleventh record") {
+      auto c = b->subscribe(consumer_options{.group = fixture->fresh_name("timestamp-group"), .topics = {topic},
+                                             .start = start_from::latest, .start_timestamp_ms = base + 9'500});
+      REQUIRE(c.has_value());
+      auto got = consume(**c, 10, drain_bound(*fixture));
+      publish_all(*b, markers);
+      auto rest = read_until_markers(**c);
+      got.insert(got.end(), rest.begin(), rest.end());
+      THEN("it reads exactly the last ten records, then the new ones") {
+        std::multiset<std::string> expected{"marker-0", "marker-1"};
+        for (int i = 10; i < 20; ++i) expected.insert(numbered("at-", i));
+        CHECK(values_of(got) == expected);
+      }
+    }
+    WHEN("a new group starts after the last record") {
+      auto c = b->subscribe(consumer_options{.group = fixture->fresh_name("timestamp-late"), .topics = {topic},
+                                             .start = start_from::earliest, .start_timestamp_ms = base + 60'000});
+      REQUIRE(c.has_value());
+      // Let the group settle before publishing, so "the end" is the end before the markers.
+      const auto until = clock_type::now() + 2 * fixture->settle_time() + 10s;
+      std::vector<record> early;
+      while (assigned(**c).size() < 2 && clock_type::now() < until) {
+        auto batch = (*c)->poll(100ms, 10);
+        REQUIRE(batch.has_value());
+        early.insert(early.end(), batch->begin(), batch->end());
+      }
+      REQUIRE(assigned(**c) == all_partitions(topic, 2));
+      auto more = drain_for(**c, 1s);
+      early.insert(early.end(), more.begin(), more.end());
+      publish_all(*b, markers);
+      auto got = read_until_markers(**c);
+      THEN("it reads only what is published afterwards") {
+        CHECK(early.empty());
+        CHECK(values_of(got) == std::multiset<std::string>{"marker-0", "marker-1"});
+      }
+    }
+    WHEN("a group that committed everything is joined with a timestamp before all records") {
+      const auto group = fixture->fresh_name("timestamp-committed");
+      {
+        auto first = join(*b, group, topic);
+        auto all = consume(*first, 20, drain_bound(*fixture));
+        REQUIRE(all.size() == 20);
+        REQUIRE(first->commit(all).has_value());
+        first->close();
+      }
+      auto c = b->subscribe(consumer_options{.group = group, .topics = {topic}, .start = start_from::earliest,
+                                             .start_timestamp_ms = base});
+      REQUIRE(c.has_value());
+      publish_all(*b, markers);
+      auto got = read_until_markers(**c);
+      THEN("the committed offsets decide: only the new records arrive") {
+        CHECK(values_of(got) == std::multiset<std::string>{"marker-0", "marker-1"});
+      }
+    }
+  }
+}

@@ -1,0 +1,95 @@
+// yilian::hl7v2 time — HL7 v2 DTM/TS values to instants, with IANA time zones
+// for the values that carry no offset.
+//
+// HL7 v2 date/time (DTM; TS component 1 in v2.3-2.5):
+//   YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]
+// A value without an offset is local time of the sending hospital: its
+// profile's time_zone (HospitalProfile.time_zone, default the consortium's).
+// Missing parts are the start of the period ("202506" = 1 June 00:00 local).
+//
+// time_zone reads the compiled tz database (TZif, /usr/share/zoneinfo or
+// $TZDIR) once, including the POSIX rule in its footer for instants after the
+// last listed transition; converting is then a binary search, no allocation
+// and no locks, so one time_zone is shared by every thread. libstdc++ 12 has
+// no <chrono> tzdb, and the C library's localtime depends on the process-wide
+// TZ variable, hence this small reader.
+//
+// Local times that do not exist (skipped by a DST change) are read with the
+// offset in effect before the change (02:30 on a spring-forward night becomes
+// 03:30); local times that occur twice take the earlier instant.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <google/protobuf/timestamp.pb.h>
+
+#include "engine/core/error.h"
+
+namespace yilian::hl7v2 {
+
+class time_zone {
+ public:
+  // UTC (the default-constructed zone).
+  time_zone();
+  // A fixed offset east of UTC, in seconds (tests, "+0800" zones).
+  static time_zone fixed(std::int32_t offset_seconds, std::string name = {});
+  // An IANA zone name, e.g. "Asia/Shanghai". "UTC"/"Etc/UTC" need no database.
+  // Errors: errc::not_found (no such zone file), errc::corrupt (not TZif),
+  // errc::invalid_argument (a name with ".." or a leading '/').
+  static result<time_zone> load(std::string_view iana_name);
+
+  const std::string& name() const;
+  // Offset east of UTC (seconds) in effect at the instant `utc_seconds`.
+  std::int32_t offset_at(std::int64_t utc_seconds) const;
+  // The instant at which the wall clock of this zone shows `local_seconds`
+  // (seconds since 1970-01-01T00:00 of the wall clock), per the rules above.
+  std::int64_t to_utc(std::int64_t local_seconds) const;
+
+  struct rules;  // opaque: transitions and the POSIX footer rule
+
+ private:
+  explicit time_zone(std::shared_ptr<const rules> r) : rules_(std::move(r)) {}
+  std::shared_ptr<const rules> rules_;
+};
+
+// How much of a DTM was given.
+enum class dtm_precision : std::uint8_t { year, month, day, hour, minute, second, fraction };
+
+// A DTM taken apart, not yet placed in a zone.
+struct dtm_value {
+  std::int32_t year = 0;
+  std::int32_t month = 1;   // 1-12
+  std::int32_t day = 1;     // 1-31
+  std::int32_t hour = 0;
+  std::int32_t minute = 0;
+  std::int32_t second = 0;
+  std::int32_t nanos = 0;
+  dtm_precision precision = dtm_precision::year;
+  bool has_offset = false;
+  std::int32_t offset_seconds = 0;  // east of UTC, when has_offset
+  bool operator==(const dtm_value&) const = default;
+};
+
+// Parses a DTM (the first component of a TS is the caller's business: pass
+// only the DTM). Errors: errc::validation_failed with a message naming the
+// problem ("month 13 out of range", "expected digits"), never the value
+// itself; `where` is left empty for the caller to fill in.
+result<dtm_value> parse_dtm(std::string_view text);
+
+// Seconds since the Unix epoch of the wall-clock value (ignoring any offset).
+std::int64_t local_seconds(const dtm_value& v);
+
+// The instant `v` names: its own offset when it has one, else `zone`.
+google::protobuf::Timestamp to_timestamp(const dtm_value& v, const time_zone& zone);
+
+// parse_dtm + to_timestamp.
+result<google::protobuf::Timestamp> parse_timestamp(std::string_view text, const time_zone& zone);
+
+// "YYYY-MM-DD" / "YYYY-MM" / "YYYY" from a DTM, for dates without a time of
+// day (birth dates): the date as written, whatever time or offset follows.
+result<std::string> dtm_date(std::string_view text);
+
+}  // namespace yilian::hl7v2

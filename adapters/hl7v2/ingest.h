@@ -1,0 +1,92 @@
+// yilian::hl7v2::ingest — what happens to one received HL7 v2 message, from
+// the unframed bytes to the ACK (DESIGN.md "Delivery contract"):
+//
+//   decode charset (MSH-18 / profile default) -> parse -> check MSH-4 (and
+//   MSH-3) against the channel -> map through the profile -> reserve a receipt
+//   and keep the raw bytes (store::ingest_store, durable) -> publish the events
+//   (durable on the bus) -> ACK AA (enhanced mode: CA, then the application
+//   ACK MSH-16 asks for) -> complete the receipt.
+//
+// Content errors (charset, parse, mapping, a facility not allowed on this
+// channel) never drop the message: its bytes are kept and a DeadLetter event
+// (topic yilian.deadletter.v1, keyed by hospital) says why; the sender gets
+// AE (AR for a facility mismatch, as the profile documents) with an ERR
+// segment. When the engine cannot accept now (store or bus overloaded or
+// unavailable) the answer is AR and nothing is kept half-way: the receipt is
+// abandoned (or left partial, so a resend publishes only what is missing).
+//
+// A resend (same hospital, MSH-4, MSH-10 and bytes) is answered again from the
+// same deterministic outcome and publishes nothing new; the same MSH-10 with
+// other bytes is AE 205 and is dead-lettered.
+//
+// One pipeline per hospital channel, shared by that channel's connections;
+// on_frame may run concurrently for different connections (state is in the
+// store and the bus; the pipeline itself is immutable after construction
+// apart from atomics and metrics).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "adapters/hl7v2/listener.h"
+#include "adapters/hl7v2/mapping.h"
+#include "engine/bus/bus.h"
+#include "engine/config/config.h"
+#include "engine/core/metrics.h"
+#include "engine/store/ingest_store.h"
+
+namespace yilian::hl7v2 {
+
+struct ingest_options {
+  std::string hospital;                      // the channel's hospital id
+  const config::loaded_consortium* consortium = nullptr;
+  const config::v1::HospitalProfile* profile = nullptr;  // required for a channel
+  std::string deadletter_topic = "yilian.deadletter.v1";
+  // The engine's own names for ACK MSH-3/MSH-4 when the message's MSH-5/6 are empty.
+  std::string engine_application = "YILIAN";
+  std::string engine_facility;               // default: the consortium id
+};
+
+// Counts what happened to messages, per hospital (see docs/operations.md).
+struct ingest_metrics {
+  explicit ingest_metrics(metrics::registry& registry);
+  metrics::counter_family* messages;      // {hospital, type, ack}
+  metrics::counter_family* dead_letters;  // {hospital, stage}
+  metrics::counter_family* resends;       // {hospital}
+  metrics::histogram_family* seconds;     // {hospital}: frame in -> ACK out
+};
+
+class ingest_pipeline final : public frame_handler {
+ public:
+  ingest_pipeline(ingest_options options, mapper map, bus::bus& bus, store::ingest_store& store,
+                  std::shared_ptr<ingest_metrics> metrics);
+
+  boost::asio::awaitable<std::vector<std::string>> on_frame(const connection_info& conn,
+                                                           std::string payload) override;
+  void on_framing_error(const connection_info& conn, const error& err, std::string_view skipped) override;
+
+  // The same decision without a connection (for `yilian hl7` tooling and
+  // tests): the reply payloads, UTF-8 encoded back to the sender's charset.
+  boost::asio::awaitable<std::vector<std::string>> handle(std::string payload);
+
+ private:
+  struct decision;
+  boost::asio::awaitable<std::vector<std::string>> process(std::string payload);
+  std::string next_control_id();
+
+  ingest_options options_;
+  mapper mapper_;
+  bus::bus& bus_;
+  store::ingest_store& store_;
+  std::shared_ptr<ingest_metrics> metrics_;
+  std::atomic<std::uint64_t> ack_counter_{0};
+  std::string ack_prefix_;
+};
+
+}  // namespace yilian::hl7v2

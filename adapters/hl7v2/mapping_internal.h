@@ -1,0 +1,274 @@
+// Internal to the mapper (mapping*.cc): the compiled profile, the per-message
+// context and the field readers the message-type mappings share.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "adapters/hl7v2/hl7_time.h"
+#include "adapters/hl7v2/mapping.h"
+#include "adapters/hl7v2/message.h"
+#include "yilian/config/v1/consortium.pb.h"
+#include "yilian/events/v1/envelope.pb.h"
+
+namespace yilian::hl7v2::detail {
+
+namespace ev = yilian::events::v1;
+
+// Hash maps looked up with string_view keys (no temporary strings).
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <class V>
+using string_map = std::unordered_map<std::string, V, string_hash, std::equal_to<>>;
+
+template <class V>
+const V* find(const string_map<V>& m, std::string_view key) {
+  const auto it = m.find(key);
+  return it == m.end() ? nullptr : &it->second;
+}
+
+struct authority {
+  std::string system;
+  ev::IdentifierType type = ev::IDENTIFIER_TYPE_UNSPECIFIED;
+  std::string hospital;  // whose profile declares it (the assigner of domain identifiers)
+  bool ambiguous = false;  // declared by several profiles with different systems
+};
+
+struct code_map {
+  std::string target_system;
+  string_map<std::string> codes;
+};
+
+struct equipment {
+  std::string id;
+  std::string hospital;
+  std::string modality;  // DICOM code, "CT"
+};
+
+// A quirks.field_locations value: SEG-field[rep][.component[.subcomponent]].
+struct location_spec {
+  std::string segment;
+  std::uint32_t field = 0;
+  std::uint32_t repetition = 0;  // 1-based; 0 = first
+  std::uint32_t component = 0;   // 0 = the whole repetition
+  std::uint32_t subcomponent = 0;
+  std::string text;              // as configured, for error messages
+};
+
+inline constexpr std::size_t located_item_count = 17;  // LocatedItem values 0..16
+
+inline constexpr std::string_view report_section_system = "urn:yilian:report-section";
+
+struct compiled_profile {
+  std::string hospital;  // empty: generic without a hospital (MSH-4.1 is used)
+  bool generic = false;
+  time_zone zone;
+  // CX-4.1 -> CX-5 -> authority: this profile's, then the other profiles'
+  // of the consortium (a tertiary hospital's message naming a clinic's MRN).
+  string_map<string_map<authority>> authorities;
+  string_map<string_map<authority>> consortium_authorities;
+  // systems for identifiers read from quirk locations (resident_id, insurance_card)
+  std::string resident_system;
+  std::string insurance_system;
+  // CWE-3 -> local code map
+  string_map<code_map> code_maps;
+  // catalogue code -> display name (consortium exam types)
+  string_map<std::string> catalogue_names;
+  // HD-1 facility id (all profiles) -> hospital id
+  string_map<std::string> facilities;
+  // hospital id -> tier number (1 = tertiary, the highest)
+  string_map<int> tiers;
+  std::deque<equipment> equipment_list;
+  // local resource code / equipment id / AE title -> equipment
+  string_map<const equipment*> resources;
+  std::array<std::optional<location_spec>, located_item_count> locations;
+  std::vector<std::string> ignored_segments;
+  bool birth_date_has_fake_time = false;
+
+  bool ignored(std::string_view segment_id) const {
+    for (const auto& s : ignored_segments) {
+      if (s == segment_id) return true;
+    }
+    return false;
+  }
+  const location_spec* location(config::v1::LocatedItem item) const {
+    const auto i = static_cast<std::size_t>(item);
+    return i < locations.size() && locations[i] ? &*locations[i] : nullptr;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Reading fields
+
+// Decoded text of a raw value: the HL7 null `""` reads as empty; escapes are
+// decoded only when the escape character occurs.
+std::string text_of(std::string_view raw, const delimiters& d);
+
+// Component c (1-based) of a raw repetition/field value, as sent.
+std::string_view component_of(std::string_view raw, std::size_t c, const delimiters& d);
+// Subcomponent s of a raw component.
+std::string_view subcomponent_of(std::string_view raw_component, std::size_t s, const delimiters& d);
+
+inline bool is_null(std::string_view raw) { return raw == "\"\""; }
+
+// "PID-3", "PID-3[2]", "OBR[2]-25.1" (segment occurrence shown when > 1,
+// repetition when > 1).
+std::string path_of(const segment_view& s, std::size_t field, std::size_t rep = 0, std::size_t comp = 0);
+
+// The range of segment indices [begin, end) a group covers.
+struct group_range {
+  std::size_t begin = 0;
+  std::size_t end = 0;
+};
+
+// One value read through a quirk location (or its standard place).
+struct located_value {
+  std::string_view raw;  // the component/subcomponent, or the whole repetition when no component was given
+  bool whole_repetition = false;
+  std::string where;
+  bool found = false;
+};
+
+// ---------------------------------------------------------------------------
+// The per-message context
+
+class map_context {
+ public:
+  map_context(const compiled_profile& p, const message& m, const ev::ClaimCheck& raw_ref,
+              google::protobuf::Timestamp recorded_at);
+
+  const compiled_profile& profile() const { return p_; }
+  const message& msg() const { return msg_; }
+  const delimiters& delims() const { return msg_.delims(); }
+  const ev::ClaimCheck& raw_ref() const { return raw_ref_; }
+  const std::string& trigger() const { return trigger_; }
+  const std::string& code() const { return code_; }
+  const std::string& hospital() const { return hospital_; }
+
+  // Sets up the source fields common to every event; checks MSH.
+  result<void> start();
+
+  // A new event with the common envelope fields; the caller fills the body.
+  ev::Envelope& emit(ev::Topic topic, std::string key);
+  std::vector<mapped_event> take_events();
+  std::size_t event_count() const { return events_.size(); }
+
+  // occurred_at for the events emitted from now on (default MSH-7).
+  void set_occurred_at(const google::protobuf::Timestamp& t) { occurred_at_ = t; }
+  const google::protobuf::Timestamp& msh_time() const { return msh_time_; }
+
+  // -- segments
+  // The segments of the message other than the profile's ignored ones.
+  std::size_t size() const { return msg_.segment_count(); }
+  segment_view seg(std::size_t i) const { return msg_.segment(i); }
+  bool skip(const segment_view& s) const { return p_.ignored(s.id()); }
+  // First segment `id` in [r.begin, r.end), else nullopt.
+  std::optional<segment_view> find_in(std::string_view id, group_range r) const;
+  // First segment `id` of the message (not ignored).
+  std::optional<segment_view> find_first(std::string_view id) const;
+
+  // -- reading
+  std::string text(std::string_view raw) const { return text_of(raw, delims()); }
+  std::string_view comp(const segment_view& s, std::size_t field, std::size_t c) const {
+    return s.field(field).repetition(0).component_raw(c);
+  }
+  std::string comp_text(const segment_view& s, std::size_t field, std::size_t c) const {
+    return text(comp(s, field, c));
+  }
+  // A quirk location (when configured) or nothing; looks in the group first,
+  // then in the whole message.
+  located_value located(config::v1::LocatedItem item, group_range r) const;
+  // The value of an id-like item: the quirk location when configured, else
+  // `fallback` (already read from the standard place).
+  std::string id_item(config::v1::LocatedItem item, group_range r, std::string_view fallback_raw) const;
+
+  // Timestamp of a DTM/TS value (first component of `raw`); empty -> nullopt.
+  result<std::optional<google::protobuf::Timestamp>> time_of(std::string_view raw, const std::string& where) const;
+  result<std::optional<google::protobuf::Timestamp>> time_at(const segment_view& s, std::size_t field) const;
+
+  // -- profile lookups
+  // Hospital id of a facility (HD-1); in the generic profile the value as sent.
+  std::string facility_hospital(std::string_view facility) const;
+  const equipment* resource(std::string_view code) const;
+  // Identifier from a CX repetition; nullopt when CX-1 is empty.
+  std::optional<ev::Identifier> identifier(const repetition_view& cx) const;
+  // Every identifier of a CX field.
+  std::vector<ev::Identifier> identifiers(const field_view& f) const;
+  // Catalogue coding for a local coding; `known` false when the system has a
+  // map that lacks the code.
+  struct catalogue_lookup {
+    ev::Coding coding;
+    bool mapped = false;
+    bool system_has_map = false;
+  };
+  catalogue_lookup catalogue(const ev::Coding& local) const;
+  // The report section ("findings", "conclusion" or "") of an OBX-3 coding.
+  std::string_view report_section(const ev::Coding& code) const;
+  int tier(std::string_view hospital) const;
+
+  // -- value builders
+  ev::Coding coding(std::string_view cwe_raw) const;
+  ev::ProviderRef provider_xcn(std::string_view xcn_raw) const;
+  // "张" + "三" -> "张三", "ZHANG" + "SAN" -> "ZHANG SAN".
+  static std::string join_name(std::string family, std::string_view given);
+
+ private:
+  const compiled_profile& p_;
+  const message& msg_;
+  const ev::ClaimCheck& raw_ref_;
+  google::protobuf::Timestamp recorded_at_;
+  google::protobuf::Timestamp msh_time_;
+  google::protobuf::Timestamp occurred_at_;
+  std::string code_;
+  std::string trigger_;
+  std::string hospital_;
+  std::string facility_;
+  std::string control_id_;
+  ev::Source source_;
+  std::vector<mapped_event> events_;
+};
+
+// Errors with the conventions the ACK mapping relies on.
+std::unexpected<error> missing(std::string where, std::string_view what);
+std::unexpected<error> unknown_code(std::string where, std::string_view what, std::string_view value,
+                                    std::string_view expected = {});
+std::unexpected<error> invalid(std::string where, std::string_view what);
+
+// The message-type mappings (mapping_adt.cc, mapping_order.cc, ...).
+result<void> map_adt(map_context& c);
+result<void> map_merge(map_context& c);
+result<void> map_order(map_context& c);
+result<void> map_report(map_context& c);
+result<void> map_schedule(map_context& c);
+result<void> map_referral(map_context& c);
+
+// Subject identifiers from a PID segment (PID-3, plus quirk resident_id /
+// insurance_card locations).
+result<std::vector<ev::Identifier>> patient_identifiers(const map_context& c, const segment_view& pid,
+                                                        bool required);
+// "system|value" of the first identifier (the patient topic key).
+std::string identifier_key(const std::vector<ev::Identifier>& ids);
+void set_subject(ev::Envelope& e, const std::vector<ev::Identifier>& ids);
+// The same for the last use of `ids`: moved, not copied.
+void set_subject(ev::Envelope& e, std::vector<ev::Identifier>&& ids);
+
+// Hospital id named by an XON (ORC-21, PRD-10): XON-10, else XON-3, else
+// XON-1, through facility_ids; empty when none resolves.
+std::string xon_hospital(const map_context& c, std::string_view xon_raw);
+
+// Claim-check of an ED/RP OBX-5 (documents stay in the raw store).
+result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type);
+
+// Observation from an OBX; `section` receives its report section.
+result<ev::Observation> observation(const map_context& c, const segment_view& obx);
+
+}  // namespace yilian::hl7v2::detail

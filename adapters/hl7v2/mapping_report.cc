@@ -1,0 +1,434 @@
+// ORU^R01 -> ReportIssued per OBR; OBX observations and embedded documents
+// (claim-checks, never copied into the event).
+#include <array>
+#include <charconv>
+#include <memory>
+
+#include <openssl/evp.h>
+
+#include "adapters/hl7v2/mapping_internal.h"
+
+namespace yilian::hl7v2::detail {
+
+namespace cfg = config::v1;
+
+namespace {
+
+// SHA-256 over bytes fed in pieces; owns the OpenSSL context.
+class sha256_stream {
+ public:
+  sha256_stream() : ctx_(EVP_MD_CTX_new()) {
+    if (ctx_) EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr);
+  }
+  void update(const unsigned char* p, std::size_t n) {
+    if (n > 0) EVP_DigestUpdate(ctx_.get(), p, n);
+    size_ += n;
+  }
+  std::string hex() {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_.get(), digest, &len);
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(static_cast<std::size_t>(len) * 2, '0');
+    for (unsigned int i = 0; i < len; ++i) {
+      out[2 * i] = digits[digest[i] >> 4];
+      out[2 * i + 1] = digits[digest[i] & 0x0f];
+    }
+    return out;
+  }
+  std::uint64_t size() const { return size_; }
+  bool ok() const { return ctx_ != nullptr; }
+
+ private:
+  struct free_ctx {
+    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+  };
+  std::unique_ptr<EVP_MD_CTX, free_ctx> ctx_;
+  std::uint64_t size_ = 0;
+};
+
+// Decodes in chunks into a fixed buffer: a 20 MB PDF is hashed without a
+// second copy of it.
+class chunk_sink {
+ public:
+  explicit chunk_sink(sha256_stream& h) : h_(h) {}
+  void put(unsigned char b) {
+    buf_[n_++] = b;
+    if (n_ == buf_.size()) flush();
+  }
+  void flush() {
+    h_.update(buf_.data(), n_);
+    n_ = 0;
+  }
+
+ private:
+  sha256_stream& h_;
+  std::array<unsigned char, 16384> buf_{};
+  std::size_t n_ = 0;
+};
+
+int base64_value(char ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  if (ch == '+' || ch == '-') return 62;
+  if (ch == '/' || ch == '_') return 63;
+  return -1;
+}
+
+bool is_space(char ch) { return ch == ' ' || ch == '\r' || ch == '\n' || ch == '\t'; }
+
+bool decode_base64(std::string_view s, sha256_stream& h) {
+  chunk_sink out(h);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  bool padding = false;
+  for (char ch : s) {
+    if (is_space(ch)) continue;
+    if (ch == '=') {
+      padding = true;
+      continue;
+    }
+    if (padding) return false;  // data after padding
+    const int v = base64_value(ch);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.put(static_cast<unsigned char>((acc >> bits) & 0xff));
+    }
+  }
+  out.flush();
+  return true;
+}
+
+bool decode_hex(std::string_view s, sha256_stream& h) {
+  chunk_sink out(h);
+  int high = -1;
+  for (char ch : s) {
+    if (is_space(ch)) continue;
+    int v = -1;
+    if (ch >= '0' && ch <= '9') v = ch - '0';
+    if (ch >= 'a' && ch <= 'f') v = ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') v = ch - 'A' + 10;
+    if (v < 0) return false;
+    if (high < 0) {
+      high = v;
+    } else {
+      out.put(static_cast<unsigned char>(high * 16 + v));
+      high = -1;
+    }
+  }
+  out.flush();
+  return high < 0;
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) {
+    if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 'a' + 'A');
+  }
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return out;
+}
+
+// ED-2/ED-3 (RP-3/RP-4): type of data (table 0191) and subtype (table 0291,
+// plus the PDF everyone sends) -> MIME type.
+std::string content_type(std::string_view type, std::string_view subtype) {
+  if (subtype.find('/') != std::string_view::npos) return lower(subtype);
+  const std::string sub = upper(subtype);
+  if (sub == "PDF") return "application/pdf";
+  if (sub == "JPEG" || sub == "JPG") return "image/jpeg";
+  if (sub == "PNG") return "image/png";
+  if (sub == "GIF") return "image/gif";
+  if (sub == "TIFF" || sub == "TIF") return "image/tiff";
+  if (sub == "RTF") return "application/rtf";
+  if (sub == "HTML") return "text/html";
+  if (sub == "XML" || sub == "X-HL7-CDA-LEVEL-ONE") return "application/xml";
+  if (sub == "DICOM") return "application/dicom";
+  if (sub == "POSTSCRIPT") return "application/postscript";
+  if (sub == "SGML") return "text/sgml";
+  const std::string t = upper(type);
+  if (t == "TEXT" || t == "TX" || t == "FT") return "text/plain";
+  if (t == "IM" && !sub.empty()) return "image/" + lower(sub);
+  if (t == "AU" && !sub.empty()) return "audio/" + lower(sub);
+  return "application/octet-stream";
+}
+
+result<ev::ReportStatus> report_status(std::string_view code, const std::string& where) {
+  if (code == "P" || code == "R" || code == "A") return ev::REPORT_STATUS_PRELIMINARY;
+  if (code == "F") return ev::REPORT_STATUS_FINAL;
+  if (code == "C") return ev::REPORT_STATUS_CORRECTED;
+  if (code == "X") return ev::REPORT_STATUS_CANCELLED;
+  return unknown_code(where, "result status", code,
+                      "table 0123 report statuses: P, F, C, X (R and A read as preliminary)");
+}
+
+std::string joined_text(const map_context& c, const field_view& f) {
+  std::string out;
+  const std::size_t n = f.repetition_count();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i > 0) out += '\n';
+    out += c.text(f.repetition(i).raw());
+  }
+  return out;
+}
+
+}  // namespace
+
+result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type) {
+  const delimiters& dl = c.delims();
+  const std::string_view raw = obx.field(5).repetition(0).raw();
+  ev::ClaimCheck claim;
+  claim.set_title(c.text(component_of(obx.field(3).repetition(0).raw(), 2, dl)));
+  const std::string where = path_of(obx, 5);
+  if (value_type == "RP") {
+    // A reference: the document is elsewhere; the pointer is the claim.
+    claim.set_uri(c.text(component_of(raw, 1, dl)));
+    claim.set_content_type(content_type(component_of(raw, 3, dl), component_of(raw, 4, dl)));
+    if (claim.uri().empty()) return missing(where + ".1", "reference pointer");
+    return claim;
+  }
+  const std::string_view encoding = component_of(raw, 4, dl);
+  std::string_view data = component_of(raw, 5, dl);
+  if (data.empty()) return missing(where + ".5", "encapsulated data");
+  std::string unescaped;
+  if (data.find(dl.escape) != std::string_view::npos) {
+    unescaped = unescape(data, dl);
+    data = unescaped;
+  }
+  sha256_stream h;
+  if (!h.ok()) return fail(errc::internal, "SHA-256 context could not be created", where);
+  if (encoding == "Base64") {
+    if (!decode_base64(data, h)) return invalid(where + ".5", "encapsulated data is not valid Base64");
+  } else if (encoding == "Hex") {
+    if (!decode_hex(data, h)) return invalid(where + ".5", "encapsulated data is not valid hexadecimal");
+  } else if (encoding.empty() || encoding == "A") {
+    h.update(reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  } else {
+    return unknown_code(where + ".4", "encoding", encoding, "table 0299: A, Hex, Base64");
+  }
+  claim.set_uri(c.raw_ref().uri() + "#OBX[" + std::to_string(obx.seq()) + "]-5");
+  claim.set_size_bytes(h.size());
+  claim.set_sha256(h.hex());
+  claim.set_content_type(content_type(component_of(raw, 2, dl), component_of(raw, 3, dl)));
+  return claim;
+}
+
+result<ev::Observation> observation(const map_context& c, const segment_view& obx) {
+  ev::Observation o;
+  const delimiters& dl = c.delims();
+  o.set_set_id(c.text(obx.field(1).raw()));
+  const std::string_view type = obx.field(2).repetition(0).raw();
+  o.set_value_type(std::string(type));
+  *o.mutable_code() = c.coding(obx.field(3).repetition(0).raw());
+  o.set_sub_id(c.text(obx.field(4).raw()));
+  const field_view value = obx.field(5);
+  if (!value.empty() && !value.is_null()) {
+    if (type == "NM") {
+      std::string text = c.text(value.repetition(0).raw());
+      std::string_view v = text;
+      while (!v.empty() && is_space(v.front())) v.remove_prefix(1);
+      while (!v.empty() && is_space(v.back())) v.remove_suffix(1);
+      if (!v.empty() && v.front() == '+') v.remove_prefix(1);
+      double number = 0;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), number);
+      if (v.empty() || ec != std::errc{} || end != v.data() + v.size()) {
+        return invalid(path_of(obx, 5), "not a number (value type NM)");
+      }
+      o.set_number(number);
+    } else if (type == "CWE" || type == "CE" || type == "CNE" || type == "CF") {
+      *o.mutable_coded() = c.coding(value.repetition(0).raw());
+    } else if (type == "ED" || type == "RP") {
+      auto claim = document_claim(c, obx, type);
+      if (!claim) return std::unexpected(std::move(claim.error()));
+      *o.mutable_attachment() = std::move(*claim);
+    } else {
+      o.set_text(joined_text(c, value));
+    }
+  }
+  const std::string_view units = obx.field(6).repetition(0).raw();
+  std::string u = c.text(component_of(units, 1, dl));
+  if (u.empty()) u = c.text(component_of(units, 2, dl));
+  o.set_units(std::move(u));
+  o.set_reference_range(c.text(obx.field(7).repetition(0).raw()));
+  const field_view flags = obx.field(8);
+  for (std::size_t i = 0; i < flags.repetition_count(); ++i) {
+    std::string f = c.text(flags.repetition(i).component_raw(1));
+    if (!f.empty()) o.add_abnormal_flags(std::move(f));
+  }
+  o.set_result_status(c.text(obx.field(11).raw()));
+  auto t = c.time_at(obx, 14);
+  if (!t) return std::unexpected(std::move(t.error()));
+  if (*t) *o.mutable_observed_at() = **t;
+  return o;
+}
+
+result<void> map_report(map_context& c) {
+  const std::size_t n = c.size();
+  const segment_view msh = c.msg().msh();
+  std::string performing = c.facility_hospital(msh.field(4).repetition(0).component_raw(1));
+  if (performing.empty()) performing = c.hospital();
+  const std::string receiver = c.facility_hospital(msh.field(6).repetition(0).component_raw(1));
+  const delimiters& dl = c.delims();
+  std::vector<ev::Identifier> ids;
+  constexpr std::size_t no_orc = static_cast<std::size_t>(-1);
+  std::size_t pending_orc = no_orc;  // index of an ORC not yet paired with its OBR
+  bool any = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    const segment_view s = c.seg(i);
+    if (c.skip(s)) continue;
+    if (s.id() == "PID") {
+      auto read = patient_identifiers(c, s, /*required=*/false);
+      if (!read) return std::unexpected(std::move(read.error()));
+      ids = std::move(*read);
+      pending_orc = no_orc;
+      continue;
+    }
+    if (s.id() == "ORC") {
+      pending_orc = i;
+      continue;
+    }
+    if (s.id() != "OBR") continue;
+    const segment_view obr = s;
+    std::size_t end = i + 1;
+    while (end < n) {
+      const std::string_view id = c.seg(end).id();
+      if (id == "OBR" || id == "ORC" || id == "PID") break;
+      ++end;
+    }
+    const group_range g{pending_orc == no_orc ? i : pending_orc, end};
+    const std::optional<segment_view> orc =
+        pending_orc == no_orc ? std::nullopt : std::optional<segment_view>(c.seg(pending_orc));
+    pending_orc = no_orc;
+    const auto ipc = c.find_in("IPC", g);
+    any = true;
+
+    std::string placer = c.id_item(cfg::LOCATED_ITEM_PLACER_ORDER, g, orc ? c.comp(*orc, 2, 1) : std::string_view{});
+    if (placer.empty()) placer = c.comp_text(obr, 2, 1);
+    std::string filler = c.id_item(cfg::LOCATED_ITEM_FILLER_ORDER, g, c.comp(obr, 3, 1));
+    if (filler.empty() && orc) filler = c.comp_text(*orc, 3, 1);
+    std::string accession;
+    if (c.profile().location(cfg::LOCATED_ITEM_ACCESSION) != nullptr) {
+      accession = c.id_item(cfg::LOCATED_ITEM_ACCESSION, g, {});
+    } else {
+      accession = c.comp_text(obr, 18, 1);
+      if (accession.empty() && ipc) accession = c.comp_text(*ipc, 1, 1);
+    }
+    std::string study_uid;
+    if (c.profile().location(cfg::LOCATED_ITEM_STUDY_UID) != nullptr) {
+      study_uid = c.id_item(cfg::LOCATED_ITEM_STUDY_UID, g, {});
+    } else {
+      if (ipc) study_uid = c.comp_text(*ipc, 3, 1);
+      if (study_uid.empty()) {
+        auto zds = c.find_in("ZDS", g);
+        if (!zds) zds = c.find_first("ZDS");
+        if (zds) study_uid = c.comp_text(*zds, 1, 1);
+      }
+    }
+    std::string report_id = c.id_item(cfg::LOCATED_ITEM_REPORT_ID, g, c.comp(obr, 3, 1));
+    if (report_id.empty()) report_id = !filler.empty() ? filler : !accession.empty() ? accession : placer;
+    if (report_id.empty()) return missing(path_of(obr, 3), "filler order number (the report id)");
+    const std::string referral = c.id_item(cfg::LOCATED_ITEM_REFERRAL_ID, g, {});
+    const std::string appointment = c.id_item(cfg::LOCATED_ITEM_APPOINTMENT_ID, g, {});
+
+    const std::string_view status_code = obr.field(25).repetition(0).raw();
+    if (status_code.empty() || is_null(status_code)) return missing(path_of(obr, 25), "result status");
+    auto status = report_status(status_code, path_of(obr, 25));
+    if (!status) return std::unexpected(std::move(status.error()));
+
+    std::string referring;
+    if (orc) referring = xon_hospital(c, orc->field(21).repetition(0).raw());
+    if (referring.empty() && receiver != performing) referring = receiver;
+
+    ev::ReportIssued body;
+    body.set_report_id(report_id);
+    body.set_status(*status);
+    body.set_status_code(std::string(status_code));
+    body.set_placer_order(placer);
+    body.set_filler_order(filler);
+    body.set_accession(accession);
+    body.set_study_uid(study_uid);
+    if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
+      const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, g);
+      if (v.whole_repetition) {
+        *body.mutable_exam() = c.coding(v.raw);
+      } else {
+        body.mutable_exam()->set_code(c.text(v.raw));
+      }
+    } else {
+      *body.mutable_exam() = c.coding(obr.field(4).repetition(0).raw());
+    }
+    if (const auto cat = c.catalogue(body.exam()); cat.mapped) *body.mutable_catalogue_code() = cat.coding;
+    body.set_performing_hospital(performing);
+    body.set_referring_hospital(referring);
+    std::string_view xcn = obr.field(16).repetition(0).raw();
+    if (c.profile().location(cfg::LOCATED_ITEM_REFERRING_DOCTOR) != nullptr) {
+      xcn = c.located(cfg::LOCATED_ITEM_REFERRING_DOCTOR, g).raw;
+    } else if (xcn.empty() && orc) {
+      xcn = orc->field(12).repetition(0).raw();
+    }
+    if (!xcn.empty() && !is_null(xcn)) {
+      *body.mutable_ordering_provider() = c.provider_xcn(xcn);
+      body.mutable_ordering_provider()->set_hospital(referring);
+    }
+    // OBR-32 (NDL): the name is a CNN in component 1: id & family & given.
+    if (const std::string_view ndl = obr.field(32).repetition(0).component_raw(1); !ndl.empty() && !is_null(ndl)) {
+      auto* interp = body.mutable_interpreter();
+      interp->set_id(c.text(subcomponent_of(ndl, 1, dl)));
+      interp->set_name(map_context::join_name(c.text(subcomponent_of(ndl, 2, dl)), c.text(subcomponent_of(ndl, 3, dl))));
+      interp->set_hospital(performing);
+    }
+    auto observed = c.time_at(obr, 7);
+    if (!observed) return std::unexpected(std::move(observed.error()));
+    if (*observed) *body.mutable_observed_at() = **observed;
+    auto issued = c.time_at(obr, 22);
+    if (!issued) return std::unexpected(std::move(issued.error()));
+    if (*issued) *body.mutable_issued_at() = **issued;
+
+    for (std::size_t j = i + 1; j < end; ++j) {
+      const segment_view obx = c.seg(j);
+      if (obx.id() != "OBX" || c.skip(obx)) continue;
+      auto o = observation(c, obx);
+      if (!o) return std::unexpected(std::move(o.error()));
+      if (o->has_attachment()) *body.add_documents() = o->attachment();
+      if (o->value_case() == ev::Observation::kText) {
+        const std::string_view section = c.report_section(o->code());
+        std::string* target = section == "findings"     ? body.mutable_findings()
+                              : section == "conclusion" ? body.mutable_conclusion()
+                                                        : nullptr;
+        if (target != nullptr) {
+          if (!target->empty()) *target += '\n';
+          *target += o->text();
+        }
+      }
+      *body.add_observations() = std::move(*o);
+    }
+    body.set_referral_id(referral);
+    body.set_appointment_id(appointment);
+
+    std::string key = !accession.empty() ? accession : !placer.empty() ? placer : report_id;
+    ev::Envelope& e = c.emit(ev::TOPIC_REPORT, std::move(key));
+    set_subject(e, ids);
+    auto* corr = e.mutable_correlation();
+    corr->set_placer_order(placer);
+    corr->set_filler_order(filler);
+    corr->set_accession(accession);
+    corr->set_study_uid(study_uid);
+    corr->set_referral_id(referral);
+    corr->set_appointment_id(appointment);
+    *e.mutable_report_issued() = std::move(body);
+  }
+  if (!any) return missing("OBR", "observation request");
+  return {};
+}
+
+}  // namespace yilian::hl7v2::detail

@@ -1,0 +1,94 @@
+"""HL7 v2 helpers for the end-to-end tests: message builders (synthetic
+patients only), a plain-socket MLLP client independent of yilian's, and
+python-hl7's `mllp_send` (Debian python3-hl7) run as a separate process."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+
+from engine import run_cli, EXAMPLE
+
+VT, FS, CR = b"\x0b", b"\x1c", b"\r"
+
+
+def adt_a04(control_id, mrn="100001", facility="ZSRMYY", app="HIS", name="测试^患者", version="2.5",
+            extra_pid=""):
+    segs = [
+        "MSH|^~\\&|%s|%s|YILIAN|ZSYL|20260105093000+0800||ADT^A04^ADT_A01|%s|P|%s" % (app, facility, control_id, version),
+        "EVN|A04|20260105093000+0800",
+        "PID|1||%s^^^ZSRMYY^MR~110101199003070038^^^CHN^NNCHN||%s^^^^^^I||19900307|F%s" % (mrn, name, extra_pid),
+        "PV1|1|O|RAD^^^ZSRMYY||||D01^医生^甲|||||||||||V%s" % control_id,
+    ]
+    return ("\r".join(segs) + "\r").encode("utf-8")
+
+
+def mllp_exchange(port, payload, replies=1, timeout=20, host="127.0.0.1"):
+    """Sends one framed message on a fresh connection and returns `replies` ACK payloads."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(VT + payload + FS + CR)
+        return read_frames(s, replies, timeout)
+
+
+def read_frames(sock, count, timeout):
+    sock.settimeout(timeout)
+    buf = b""
+    out = []
+    while len(out) < count:
+        end = buf.find(FS + CR)
+        if end >= 0:
+            start = buf.find(VT)
+            out.append(buf[start + 1:end])
+            buf = buf[end + 2:]
+            continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed after %d of %d replies" % (len(out), count))
+        buf += chunk
+    return out
+
+
+def segments(payload, encoding="utf-8"):
+    return [s.split("|") for s in payload.decode(encoding).split("\r") if s]
+
+
+def msa(payload, encoding="utf-8"):
+    for seg in segments(payload, encoding):
+        if seg[0] == "MSA":
+            return seg
+    raise AssertionError("no MSA in %r" % payload)
+
+
+def mllp_send(port, payload):
+    """python-hl7's mllp_send (its own framing and socket code); returns its stdout."""
+    with tempfile.NamedTemporaryFile(suffix=".hl7", delete=False) as f:
+        f.write(payload.replace(b"\r", b"\n"))
+        path = f.name
+    try:
+        out = subprocess.run(["/usr/bin/mllp_send", "--loose", "-f", path, "-p", str(port), "127.0.0.1"],
+                             capture_output=True, timeout=60)
+    finally:
+        os.unlink(path)
+    if out.returncode != 0:
+        raise AssertionError("mllp_send failed: %s" % out.stderr.decode(errors="replace"))
+    return out.stdout
+
+
+def events(data_dir, topic, config=EXAMPLE, extra=()):
+    out = run_cli("events", "tail", "--config", config, "--data-dir", data_dir, "--topic", topic,
+                  "--from-beginning", *extra, timeout=120)
+    if out.returncode != 0:
+        raise AssertionError("events tail failed: %s" % out.stderr)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def mllp_ports(engine, hospitals, timeout=30):
+    """Waits for the "mllp listening" log line of each hospital; returns {hospital: port}."""
+    ports = {}
+    for entry in engine.log_entries():
+        if entry.get("msg") == "mllp listening":
+            ports[entry["hospital"]] = int(entry["address"].rsplit(":", 1)[1])
+    while not set(hospitals) <= set(ports):
+        entry = engine.wait_for_log(lambda e: e.get("msg") == "mllp listening", timeout)
+        ports[entry["hospital"]] = int(entry["address"].rsplit(":", 1)[1])
+    return ports
