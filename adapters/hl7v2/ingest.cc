@@ -294,15 +294,8 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
     }
   }
 
-  // A content error is kept as one DeadLetter event: it is this message's
-  // outcome, deduplicated like any other on resend.
-  const bool keyed = !control_id.empty();
-  if (d.what == decision::kind::content_error) {
-    metrics_->dead_letters->with({hospital, stage}).inc();
-    logger().warn("message rejected",
-                  {log::field("hospital", hospital), log::field("control_id", control_id),
-                   log::field("type", message_type), log::field("stage", stage),
-                   log::field("error", d.err.describe())});
+  // The DeadLetter event that is this message's outcome when it is refused.
+  const auto dead_letter_event = [&](const error& err, const std::string& at_stage) {
     mapped_event dl;
     dl.topic = ev::TOPIC_DEADLETTER;
     dl.key = hospital;
@@ -319,17 +312,29 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
     src->set_facility(facility);
     src->set_message_type(message_type);
     auto* body = env.mutable_dead_letter();
-    body->set_reason(d.err.message);
-    body->set_error_code(std::string(to_string(d.err.code)));
-    body->set_where(d.err.where);
-    body->set_stage(stage);
+    body->set_reason(err.message);
+    body->set_error_code(std::string(to_string(err.code)));
+    body->set_where(err.where);
+    body->set_stage(at_stage);
     body->set_source_hospital(hospital);
     body->set_protocol(ev::PROTOCOL_HL7V2_MLLP);
     body->set_control_id(control_id);
     body->set_message_type(message_type);
-    body->set_retriable(d.err.retriable);
+    body->set_retriable(err.retriable);
+    return dl;
+  };
+
+  // A content error is kept as one DeadLetter event: it is this message's
+  // outcome, deduplicated like any other on resend.
+  const bool keyed = !control_id.empty();
+  if (d.what == decision::kind::content_error) {
+    metrics_->dead_letters->with({hospital, stage}).inc();
+    logger().warn("message rejected",
+                  {log::field("hospital", hospital), log::field("control_id", control_id),
+                   log::field("type", message_type), log::field("stage", stage),
+                   log::field("error", d.err.describe())});
     events.clear();
-    events.push_back(std::move(dl));
+    events.push_back(dead_letter_event(d.err, stage));
   }
 
   // 5. Keep the bytes and the receipt, publish, answer.
@@ -382,33 +387,8 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
                        "MSH-10")};
       stage = "hl7v2.dedupe";
       metrics_->dead_letters->with({hospital, stage}).inc();
-      if (events.empty() || events[0].topic != ev::TOPIC_DEADLETTER) {
-        mapped_event dl;
-        dl.topic = ev::TOPIC_DEADLETTER;
-        dl.key = hospital;
-        dl.envelope.set_type("yilian.events.v1.DeadLetter");
-        dl.envelope.set_schema_version(1);
-        *dl.envelope.mutable_occurred_at() = to_timestamp(received_at);
-        *dl.envelope.mutable_recorded_at() = to_timestamp(received_at);
-        auto* src = dl.envelope.mutable_source();
-        src->set_hospital(hospital);
-        src->set_system(first_component(header.sending_application));
-        src->set_protocol(ev::PROTOCOL_HL7V2_MLLP);
-        src->set_control_id(control_id);
-        src->set_facility(facility);
-        src->set_message_type(message_type);
-        events.clear();
-        events.push_back(std::move(dl));
-      }
-      auto* body = events[0].envelope.mutable_dead_letter();
-      body->set_reason(d.err.message);
-      body->set_error_code(std::string(to_string(d.err.code)));
-      body->set_where(d.err.where);
-      body->set_stage(stage);
-      body->set_source_hospital(hospital);
-      body->set_protocol(ev::PROTOCOL_HL7V2_MLLP);
-      body->set_control_id(control_id);
-      body->set_message_type(message_type);
+      events.clear();
+      events.push_back(dead_letter_event(d.err, stage));
     }
     events[0].envelope.set_event_id(deterministic_id(hospital, facility, control_id.empty() ? sha : control_id,
                                                      conflict ? "conflict:" + sha : "deadletter:" + sha));
