@@ -483,6 +483,15 @@ google::protobuf::Timestamp to_timestamp(const dtm_value& v, const time_zone& zo
   return ts;
 }
 
+google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t) {
+  const auto since = t.time_since_epoch();
+  const auto secs = std::chrono::floor<std::chrono::seconds>(since);
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(secs.count());
+  ts.set_nanos(static_cast<std::int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count()));
+  return ts;
+}
+
 result<google::protobuf::Timestamp> parse_timestamp(std::string_view text, const time_zone& zone) {
   auto v = parse_dtm(text);
   if (!v) return std::unexpected(std::move(v.error()));

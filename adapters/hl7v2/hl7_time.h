@@ -19,6 +19,7 @@
 // 03:30); local times that occur twice take the earlier instant.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -84,6 +85,9 @@ std::int64_t local_seconds(const dtm_value& v);
 
 // The instant `v` names: its own offset when it has one, else `zone`.
 google::protobuf::Timestamp to_timestamp(const dtm_value& v, const time_zone& zone);
+
+// A clock instant as a protobuf Timestamp (nanos always in [0, 1e9)).
+google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t);
 
 // parse_dtm + to_timestamp.
 result<google::protobuf::Timestamp> parse_timestamp(std::string_view text, const time_zone& zone);

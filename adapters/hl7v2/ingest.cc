@@ -9,10 +9,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <google/protobuf/util/time_util.h>
 
 #include "adapters/hl7v2/ack.h"
 #include "adapters/hl7v2/charset.h"
+#include "adapters/hl7v2/hl7_time.h"
 #include "adapters/hl7v2/message.h"
 #include "engine/core/log.h"
 
@@ -81,12 +81,6 @@ auto publish_all(bus::bus& b, std::vector<bus::message> msgs) {
   return await_callback<publish_results>(std::move(start));
 }
 
-std::string topic_name(ev::Topic t) {
-  for (const auto& s : config::standard_topics()) {
-    if (s.topic == t) return s.name;
-  }
-  return {};
-}
 
 bool condition_allows(std::string_view condition, bool success) {
   // HL7 table 0155: AL always, NE never, ER error/reject only, SU success only.
@@ -105,18 +99,7 @@ std::string_view condition_code(config::v1::AckCondition c) {
   }
 }
 
-std::string deterministic_id(std::string_view hospital, std::string_view facility, std::string_view control_id,
-                             std::string_view suffix) {
-  std::string s;
-  s.reserve(hospital.size() + facility.size() + control_id.size() + suffix.size() + 16);
-  s.append(hospital).append("|hl7v2|").append(facility).append("|").append(control_id).append("|").append(suffix);
-  return store::sha256_hex(s);
-}
 
-google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t) {
-  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
 
 }  // namespace
 
@@ -180,7 +163,7 @@ void ingest_pipeline::on_framing_error(const connection_info& conn, const error&
                                              std::chrono::system_clock::now().time_since_epoch())
                                              .count()};
   auto hospital = options_.hospital;
-  auto topic = options_.deadletter_topic;
+  const auto topic = std::string(config::topic_name(ev::TOPIC_DEADLETTER));
   auto code = std::string(to_string(err.code));
   auto reason = err.message;
   auto& b = bus_;
@@ -188,7 +171,7 @@ void ingest_pipeline::on_framing_error(const connection_info& conn, const error&
                  [&b, hospital, topic, code, reason](result<ev::ClaimCheck> raw) {
                    if (!raw) return;  // nothing to point at; the log line above remains
                    ev::Envelope env;
-                   env.set_event_id(deterministic_id(hospital, "", raw->sha256(), "mllp"));
+                   env.set_event_id(hl7_event_id(hospital, "", raw->sha256(), "mllp"));
                    env.set_type("yilian.events.v1.DeadLetter");
                    env.set_schema_version(1);
                    const auto now = to_timestamp(std::chrono::system_clock::now());
@@ -347,7 +330,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
   bool conflict = false;
   if (keyed) {
     if (d.what == decision::kind::content_error) {
-      events[0].envelope.set_event_id(deterministic_id(hospital, facility, control_id, "deadletter"));
+      events[0].envelope.set_event_id(hl7_event_id(hospital, facility, control_id, "deadletter"));
     }
     store::reserve_request req{.key = {.hospital = hospital, .facility = facility, .control_id = control_id},
                                .sha256 = sha,
@@ -390,7 +373,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
       events.clear();
       events.push_back(dead_letter_event(d.err, stage));
     }
-    events[0].envelope.set_event_id(deterministic_id(hospital, facility, control_id.empty() ? sha : control_id,
+    events[0].envelope.set_event_id(hl7_event_id(hospital, facility, control_id.empty() ? sha : control_id,
                                                      conflict ? "conflict:" + sha : "deadletter:" + sha));
     auto put = [this, hospital, payload, meta](auto done) mutable {
       store_.put_raw(hospital, payload, meta, std::move(done));
@@ -422,7 +405,8 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
         }
       }
       *env.mutable_recorded_at() = now;
-      msgs.push_back(bus::message{.topic = topic_name(e.topic), .key = e.key, .value = env.SerializeAsString()});
+      msgs.push_back(bus::message{
+          .topic = std::string(config::topic_name(e.topic)), .key = e.key, .value = env.SerializeAsString()});
       ids.push_back(id);
     }
     publish_results results = co_await publish_all(bus_, std::move(msgs));

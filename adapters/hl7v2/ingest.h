@@ -47,7 +47,6 @@ struct ingest_options {
   std::string hospital;                      // the channel's hospital id
   const config::loaded_consortium* consortium = nullptr;
   const config::v1::HospitalProfile* profile = nullptr;  // required for a channel
-  std::string deadletter_topic = "yilian.deadletter.v1";
   // The engine's own names for ACK MSH-3/MSH-4 when the message's MSH-5/6 are empty.
   std::string engine_application = "YILIAN";
   std::string engine_facility;               // default: the consortium id

@@ -157,14 +157,10 @@ void to_hex(const unsigned char* digest, std::size_t n, std::string& out) {
 }  // namespace
 
 std::string hl7_event_id(std::string_view hospital, std::string_view facility, std::string_view control_id,
-                         std::uint32_t event_index) {
-  char index[16];
-  const auto [index_end, ec] = std::to_chars(index, index + sizeof index, event_index);
-  (void)ec;  // 16 characters always hold a uint32
+                         std::string_view suffix) {
   std::string input;
-  input.reserve(hospital.size() + facility.size() + control_id.size() + 24);
-  input.append(hospital).append("|hl7v2|").append(facility).append("|").append(control_id).append("|");
-  input.append(index, static_cast<std::size_t>(index_end - index));
+  input.reserve(hospital.size() + facility.size() + control_id.size() + suffix.size() + 8);
+  input.append(hospital).append("|hl7v2|").append(facility).append("|").append(control_id).append("|").append(suffix);
   // OpenSSL 3's one-shot SHA256() fetches the algorithm (locks, lookups) on
   // every call; the digest is fetched once and each thread keeps a context.
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
@@ -183,6 +179,15 @@ std::string hl7_event_id(std::string_view hospital, std::string_view facility, s
   std::string out;
   to_hex(digest, len, out);
   return out;
+}
+
+std::string hl7_event_id(std::string_view hospital, std::string_view facility, std::string_view control_id,
+                         std::uint32_t event_index) {
+  char index[16];
+  const auto [index_end, ec] = std::to_chars(index, index + sizeof index, event_index);
+  (void)ec;  // 16 characters always hold a uint32
+  return hl7_event_id(hospital, facility, control_id,
+                      std::string_view(index, static_cast<std::size_t>(index_end - index)));
 }
 
 // ---------------------------------------------------------------------------
@@ -305,12 +310,7 @@ const time_zone& mapper::zone() const { return p_->zone; }
 
 result<std::vector<mapped_event>> mapper::map(const message& msg, const ev::ClaimCheck& raw_ref,
                                               std::chrono::system_clock::time_point recorded_at) const {
-  const auto since = recorded_at.time_since_epoch();
-  const auto secs = std::chrono::floor<std::chrono::seconds>(since);
-  google::protobuf::Timestamp rec;
-  rec.set_seconds(secs.count());
-  rec.set_nanos(static_cast<std::int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count()));
-  map_context c(*p_, msg, raw_ref, rec);
+  map_context c(*p_, msg, raw_ref, to_timestamp(recorded_at));
   if (auto started = c.start(); !started) return std::unexpected(std::move(started.error()));
   handler fn = nullptr;
   bool code_known = false;

@@ -188,5 +188,9 @@ class mapper {
 // "<hospital>|hl7v2|<facility>|<control_id>|<event_index>".
 std::string hl7_event_id(std::string_view hospital, std::string_view facility, std::string_view control_id,
                          std::uint32_t event_index);
+// The same with a text suffix instead of the index, for the events the ingest
+// pipeline makes itself ("deadletter", "conflict:<sha256>", ...).
+std::string hl7_event_id(std::string_view hospital, std::string_view facility, std::string_view control_id,
+                         std::string_view suffix);
 
 }  // namespace yilian::hl7v2

@@ -56,14 +56,6 @@ std::string sha256_hex(std::string_view bytes) {
   return out;
 }
 
-google::protobuf::Timestamp to_proto(std::chrono::system_clock::time_point t) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  google::protobuf::Timestamp out;
-  out.set_seconds(ns / 1'000'000'000);
-  out.set_nanos(static_cast<std::int32_t>(ns % 1'000'000'000));
-  return out;
-}
-
 std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -655,7 +647,7 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
     env.set_event_id(sha256_hex("outbound|" + s_.label + "|" + (original_id.empty() ? raw_uri : original_id)));
     env.set_type("yilian.events.v1.DeadLetter");
     env.set_schema_version(1);
-    const auto now = to_proto(std::chrono::system_clock::now());
+    const auto now = to_timestamp(std::chrono::system_clock::now());
     *env.mutable_occurred_at() = now;
     *env.mutable_recorded_at() = now;
     env.mutable_source()->set_hospital(s_.hospital);
