@@ -7,16 +7,6 @@
 // profile's time_zone (HospitalProfile.time_zone, default the consortium's).
 // Missing parts are the start of the period ("202506" = 1 June 00:00 local).
 //
-// time_zone reads the compiled tz database (TZif, /usr/share/zoneinfo or
-// $TZDIR) once, including the POSIX rule in its footer for instants after the
-// last listed transition; converting is then a binary search, no allocation
-// and no locks, so one time_zone is shared by every thread. libstdc++ 12 has
-// no <chrono> tzdb, and the C library's localtime depends on the process-wide
-// TZ variable, hence this small reader.
-//
-// Local times that do not exist (skipped by a DST change) are read with the
-// offset in effect before the change (02:30 on a spring-forward night becomes
-// 03:30); local times that occur twice take the earlier instant.
 #pragma once
 
 #include <chrono>
@@ -28,33 +18,11 @@
 #include <google/protobuf/timestamp.pb.h>
 
 #include "engine/core/error.h"
+#include "engine/core/time_zone.h"
 
 namespace yilian::hl7v2 {
 
-class time_zone {
- public:
-  // UTC (the default-constructed zone).
-  time_zone();
-  // A fixed offset east of UTC, in seconds (tests, "+0800" zones).
-  static time_zone fixed(std::int32_t offset_seconds, std::string name = {});
-  // An IANA zone name, e.g. "Asia/Shanghai". "UTC"/"Etc/UTC" need no database.
-  // Errors: errc::not_found (no such zone file), errc::corrupt (not TZif),
-  // errc::invalid_argument (a name with ".." or a leading '/').
-  static result<time_zone> load(std::string_view iana_name);
-
-  const std::string& name() const;
-  // Offset east of UTC (seconds) in effect at the instant `utc_seconds`.
-  std::int32_t offset_at(std::int64_t utc_seconds) const;
-  // The instant at which the wall clock of this zone shows `local_seconds`
-  // (seconds since 1970-01-01T00:00 of the wall clock), per the rules above.
-  std::int64_t to_utc(std::int64_t local_seconds) const;
-
-  struct rules;  // opaque: transitions and the POSIX footer rule
-
- private:
-  explicit time_zone(std::shared_ptr<const rules> r) : rules_(std::move(r)) {}
-  std::shared_ptr<const rules> rules_;
-};
+using yilian::time_zone;
 
 // How much of a DTM was given.
 enum class dtm_precision : std::uint8_t { year, month, day, hour, minute, second, fraction };

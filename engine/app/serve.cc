@@ -1,5 +1,6 @@
 #include "engine/app/serve.h"
 
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <thread>
@@ -9,7 +10,9 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "adapters/hl7v2/service.h"
+#include "engine/api/audit.h"
 #include "engine/api/server.h"
+#include "engine/app/booking_api.h"
 #include "engine/app/bus_factory.h"
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
@@ -18,6 +21,7 @@
 #include "engine/config/config.h"
 #include "engine/core/log.h"
 #include "engine/core/metrics.h"
+#include "engine/workflows/booking/service.h"
 
 namespace yilian::app {
 
@@ -166,14 +170,43 @@ int run_serve(const serve_options& options) {
   boost::asio::io_context ioc;
   api::server server(ioc, http, registry);
   server.set_credentials(std::move(*creds));
-  server.set_readiness([&events_bus] {
+  std::atomic<const workflows::booking::service*> booking_ref{nullptr};
+  server.set_readiness([&events_bus, &booking_ref] {
     std::vector<std::string> reasons;
     if (auto ready = events_bus.check_ready(std::chrono::seconds(2)); !ready) {
       reasons.push_back("bus: " + ready.error().describe());
     }
+    if (const auto* b = booking_ref.load(); b != nullptr && !b->caught_up()) {
+      reasons.push_back("booking: still reading the booking topic");
+    }
     return reasons;
   });
   add_event_routes(server.routes(), events_bus, feed, topic_set);
+  // Audit log of patient-data reads and writes.
+  auto audit = api::audit_log::open(cfg.data_dir / "audit" / "audit.log");
+  if (!audit) {
+    std::fprintf(stderr, "yilian: %s\n", audit.error().describe().c_str());
+    return 2;
+  }
+  // Booking workflow: the ledger (view of the booking topic) and the writer.
+  auto booking_ledger = workflows::booking::ledger::create(cfg);
+  if (!booking_ledger) {
+    std::fprintf(stderr, "yilian: booking: %s\n", booking_ledger.error().describe().c_str());
+    return 2;
+  }
+  workflows::booking::service booking(
+      events_bus, std::move(*booking_ledger),
+      workflows::booking::service_options{
+          .topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
+          .group_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : ""},
+      &registry);
+  if (auto started = booking.start(); !started) {
+    logger.error("cannot start the booking workflow", {log::field("error", started.error().describe())});
+    std::fprintf(stderr, "yilian: cannot start the booking workflow: %s\n", started.error().describe().c_str());
+    return 2;
+  }
+  booking_ref.store(&booking);
+  add_booking_routes(server.routes(), booking, **audit);
   if (auto started = server.start(); !started) {
     std::fprintf(stderr, "yilian: cannot start the HTTP server on %s:%u: %s\n", http.address.c_str(), http.port,
                  started.error().describe().c_str());
@@ -230,6 +263,8 @@ int run_serve(const serve_options& options) {
   for (auto& t : pool) t.join();
 
   feed.stop();
+  booking_ref.store(nullptr);
+  booking.stop();
   auto flushed = events_bus.flush(std::chrono::seconds(10));
   if (!flushed) logger.error("flush on shutdown failed", {log::field("error", flushed.error().describe())});
   raw_bus.reset();

@@ -1,0 +1,547 @@
+#include "engine/app/booking_api.h"
+
+#include <charconv>
+#include <memory>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/api/problem.h"
+#include "engine/core/ids.h"
+
+namespace yilian::app {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace bk = workflows::booking;
+namespace ev = events::v1;
+using api::http::status;
+using api::http::verb;
+using json = nlohmann::json;
+
+std::size_t parse_limit(std::optional<std::string_view> text, std::size_t fallback, std::size_t most) {
+  if (!text) return fallback;
+  std::size_t v = 0;
+  const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc{} || ptr != text->data() + text->size() || v == 0) return fallback;
+  return std::min(v, most);
+}
+
+std::string modality_name(config::v1::Modality m) {
+  std::string n = config::v1::Modality_Name(m);
+  return n.starts_with("MODALITY_") ? n.substr(9) : n;
+}
+
+// A refusal as an HTTP answer: the errc's status, the refusal's code.
+api::response refusal_response(const bk::refusal& r, const api::request& req) {
+  const auto m = api::map_error(r.kind);
+  return api::problem_response(m.status, r.code, m.fhir_issue_code, r.message, "", req.path, req.request_id,
+                               default_retriable(r.kind));
+}
+
+bool sees(const api::principal& p, const bk::booking_view& b) {
+  if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
+  return p.hospital.value() == b.requesting_hospital || p.hospital.value() == b.owner;
+}
+
+json time_json(bk::seconds t, const time_zone& zone) {
+  if (t == bk::seconds{}) return nullptr;
+  return bk::format_local(t, zone);
+}
+
+json booking_json(const bk::booking_view& b, const bk::ledger& l) {
+  const auto* cal = l.equipment(b.equipment_id);
+  const time_zone zone = cal != nullptr ? cal->zone() : time_zone();
+  std::string patient_json;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(b.patient, &patient_json, opts);
+  std::string subject_json;
+  (void)google::protobuf::util::MessageToJsonString(b.subject, &subject_json, opts);
+  json history = json::array();
+  for (const auto& s : b.history) {
+    history.push_back({{"version", s.version},
+                       {"state", bk::state_name(s.to)},
+                       {"action", bk::action_name(s.act)},
+                       {"at", time_json(s.at, zone)},
+                       {"actor", s.actor},
+                       {"start", s.slot.end > s.slot.start ? time_json(s.slot.start, zone) : json(nullptr)},
+                       {"reason", s.reason}});
+  }
+  json j{{"id", b.id},
+         {"state", bk::state_name(b.st)},
+         {"fhir_status", bk::fhir_appointment_status(b.st)},
+         {"version", b.version},
+         {"equipment_id", b.equipment_id},
+         {"owner", b.owner},
+         {"requesting_hospital", b.requesting_hospital},
+         {"exam_code", b.exam_code},
+         {"start", b.has_slot() ? time_json(b.slot.start, zone) : json(nullptr)},
+         {"end", b.has_slot() ? time_json(b.slot.end, zone) : json(nullptr)},
+         {"hold_expires_at", b.st == ev::BOOKING_STATE_HELD ? time_json(b.hold_expires_at, zone) : json(nullptr)},
+         {"requested_at", time_json(b.requested_at, zone)},
+         {"updated_at", time_json(b.updated_at, zone)},
+         {"placer_order", b.placer_order},
+         {"referral_id", b.referral_id},
+         {"booked_by", b.booked_by},
+         {"conflict", b.conflict},
+         {"patient", json::parse(patient_json, nullptr, false)},
+         {"identifiers", json::parse(subject_json, nullptr, false).value("identifiers", json::array())},
+         {"history", std::move(history)}};
+  if (cal != nullptr) {
+    if (const auto* e = cal->exam(b.exam_code)) j["exam_name"] = e->name();
+  }
+  if (const auto* eq = l.config().equipment(b.equipment_id)) {
+    j["equipment_name"] = eq->name();
+    j["location"] = eq->location();
+  }
+  return j;
+}
+
+// Resumes the coroutine with the decision for `command_id`, or a timeout.
+asio::awaitable<result<bk::decision>> await_decision(bk::service& svc, const std::string& command_id,
+                                                     std::chrono::milliseconds timeout) {
+  struct slot {
+    explicit slot(asio::any_io_executor ex) : timer(std::move(ex)) {}
+    asio::steady_timer timer;
+    std::optional<bk::decision> d;
+  };
+  auto ex = co_await asio::this_coro::executor;
+  auto st = std::make_shared<slot>(ex);
+  st->timer.expires_after(timeout);
+  const auto token = svc.wait(command_id, [st](bk::decision d) {
+    asio::post(st->timer.get_executor(), [st, d = std::move(d)]() mutable {
+      st->d = std::move(d);
+      st->timer.cancel();
+    });
+  });
+  for (;;) {
+    boost::system::error_code ec;
+    co_await st->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (st->d) break;
+    if (!ec) {
+      if (svc.forget(token)) {
+        co_return fail(errc::timeout, "no decision yet for command " + command_id +
+                                          "; send it again with the same Idempotency-Key to get its answer");
+      }
+      st->timer.expires_after(std::chrono::milliseconds(20));  // the answer is on its way
+    }
+  }
+  co_return std::move(*st->d);
+}
+
+asio::awaitable<result<void>> publish_command(bk::service& svc, const ev::Envelope& cmd) {
+  auto start = [&svc, &cmd](auto handler) {
+    auto ex = asio::get_associated_executor(handler);
+    svc.send(cmd, [h = std::move(handler), ex](result<void> r) mutable {
+      asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+    });
+  };
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(result<void>)>(start,
+                                                                                             asio::use_awaitable);
+}
+
+// The command envelope every endpoint starts from.
+ev::Envelope command_envelope(const api::request& req, ev::BookingAction action, const std::string& booking_id,
+                              const std::string& equipment_id, bk::seconds now) {
+  ev::Envelope cmd;
+  const auto& p = *req.principal;
+  const auto key = req.header("Idempotency-Key");
+  const std::string command_id =
+      key.empty() ? random_id("cmd-") : stable_id("cmd-", p.id.value() + "\n" + std::string(key));
+  cmd.set_event_id("booking-command:" + command_id);
+  cmd.set_type("yilian.events.v1.BookingCommand");
+  cmd.set_schema_version(1);
+  *cmd.mutable_occurred_at() = bk::to_timestamp(now);
+  *cmd.mutable_recorded_at() = bk::to_timestamp(now);
+  auto* src = cmd.mutable_source();
+  src->set_hospital(p.hospital.value());
+  src->set_system("api");
+  src->set_protocol(ev::PROTOCOL_API);
+  src->set_principal(p.id.value());
+  src->set_control_id(req.request_id);
+  auto* c = cmd.mutable_booking_command();
+  c->set_command_id(command_id);
+  c->set_action(action);
+  c->set_booking_id(booking_id);
+  c->set_equipment_id(equipment_id);
+  c->set_actor(p.id.value());
+  c->set_actor_hospital(p.hospital.value());
+  c->set_actor_is_operator(p.role == api::role::operator_);
+  return cmd;
+}
+
+result<json> parse_body(const api::request& req, bool required) {
+  if (req.body().empty()) {
+    if (required) return fail(errc::invalid_argument, "a JSON body is required");
+    return json::object();
+  }
+  auto j = json::parse(req.body(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail(errc::parse_error, "the body is not a JSON object");
+  return j;
+}
+
+result<std::string> string_field(const json& j, std::string_view name, bool required) {
+  const auto it = j.find(std::string(name));
+  if (it == j.end() || it->is_null()) {
+    if (required) return fail(errc::invalid_argument, std::string(name) + " is required", std::string(name));
+    return std::string();
+  }
+  if (!it->is_string()) return fail(errc::invalid_argument, std::string(name) + " must be a string", std::string(name));
+  return it->get<std::string>();
+}
+
+// "zs-ct-1.202611240800.CT-HEAD-PLAIN" -> equipment, local start, exam.
+result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::string_view id) {
+  const auto a = id.find('.');
+  const auto b = a == std::string_view::npos ? a : id.find('.', a + 1);
+  if (b == std::string_view::npos || b - a - 1 != 12) {
+    return fail(errc::invalid_argument, "slot_id is not <equipment>.<YYYYMMDDHHMM>.<exam code>", "slot_id");
+  }
+  const auto t = id.substr(a + 1, 12);
+  std::string local = std::string(t.substr(0, 4)) + "-" + std::string(t.substr(4, 2)) + "-" +
+                      std::string(t.substr(6, 2)) + "T" + std::string(t.substr(8, 2)) + ":" +
+                      std::string(t.substr(10, 2));
+  return std::make_tuple(std::string(id.substr(0, a)), std::move(local), std::string(id.substr(b + 1)));
+}
+
+// Sends the command, waits for its decision and answers with the booking.
+asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_log& audit, api::request& req,
+                                                   ev::Envelope cmd, booking_api_options options,
+                                                   status ok_status) {
+  const std::string command_id = cmd.booking_command().command_id();
+  const bool known = svc.read([&](const bk::ledger& l) { return l.decided(command_id).has_value(); });
+  if (!known) {
+    auto sent = co_await publish_command(svc, cmd);
+    if (!sent) co_return std::unexpected(sent.error());
+  }
+  auto d = co_await await_decision(svc, command_id, options.decision_timeout);
+  if (!d) co_return std::unexpected(d.error());
+  const std::vector<std::string> ids{cmd.booking_command().booking_id()};
+  if (d->refused) {
+    audit.record(req, "update", "Booking", ids, d->refused->code);
+    co_return refusal_response(*d->refused, req);
+  }
+  audit.record(req, "update", "Booking", ids);
+  if (!d->booking) {
+    co_return api::response::json(json{{"command_id", command_id}, {"id", cmd.booking_command().booking_id()}},
+                                  ok_status);
+  }
+  auto body = svc.read([&](const bk::ledger& l) { return booking_json(*d->booking, l); });
+  auto resp = api::response::json(body, ok_status);
+  resp.with_header("Location", "/api/v1/bookings/" + d->booking->id);
+  co_return resp;
+}
+
+}  // namespace
+
+void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& audit, booking_api_options options) {
+  routes.add(verb::get, "/api/v1/equipment", [&svc](api::request&) -> result<api::response> {
+    return svc.read([](const bk::ledger& l) {
+      json out = json::array();
+      for (const auto& e : l.config().consortium.equipment()) {
+        json exams = json::array();
+        for (const auto& x : e.exam_types()) {
+          exams.push_back({{"code", x.code()}, {"name", x.name()}, {"duration_minutes", x.duration_minutes()}});
+        }
+        const auto* h = l.config().hospital(e.hospital());
+        out.push_back({{"id", e.id()},
+                       {"hospital", e.hospital()},
+                       {"hospital_name", h != nullptr ? h->name() : std::string()},
+                       {"modality", modality_name(e.modality())},
+                       {"name", e.name()},
+                       {"location", e.location()},
+                       {"consortium_share_percent", e.consortium_share_percent()},
+                       {"exam_types", std::move(exams)}});
+      }
+      return api::response::json(json{{"equipment", std::move(out)}});
+    });
+  });
+
+  // Dates without an offset in queries are the consortium's local time.
+  const time_zone consortium_zone =
+      time_zone::load(svc.read([](const bk::ledger& l) { return l.config().consortium.time_zone(); }))
+          .value_or(time_zone());
+  routes.add(verb::get, "/api/v1/slots", [&svc, zone = consortium_zone](api::request& req) -> result<api::response> {
+    const auto exam = req.query_param("exam");
+    if (!exam || exam->empty()) return fail(errc::invalid_argument, "query parameter exam is required", "exam");
+    const auto& p = *req.principal;
+    bk::slot_query q;
+    q.exam_code = std::string(*exam);
+    q.modality = std::string(req.query_param("modality").value_or(""));
+    q.hospital = std::string(req.query_param("hospital").value_or(""));
+    q.equipment_id = std::string(req.query_param("equipment").value_or(""));
+    q.limit = parse_limit(req.query_param("limit"), 20, 500);
+    q.requesting_hospital = p.hospital.value();
+    if (auto f = req.query_param("for"); f && !f->empty()) {
+      if (p.role != api::role::operator_ && p.hospital.value() != q.hospital) {
+        return fail(errc::permission_denied, "only operators and the machine's owner may search for another hospital",
+                    "for");
+      }
+      q.requesting_hospital = std::string(*f);
+    }
+    if (auto t = req.query_param("tier"); t && !t->empty()) {
+      config::v1::Tier tier{};
+      if (!config::v1::Tier_Parse("TIER_" + std::string(*t), &tier)) {
+        return fail(errc::invalid_argument, "tier is one of PRIMARY, SECONDARY, TERTIARY", "tier");
+      }
+      q.tier = tier;
+    }
+    const auto now = svc.now();
+    q.from = now;
+    if (auto f = req.query_param("from"); f && !f->empty()) {
+      auto t = bk::parse_instant(*f, zone);
+      if (!t) return fail(errc::invalid_argument, "from: " + t.error().message, "from");
+      q.from = *t;
+    }
+    q.to = q.from + std::chrono::days(14);
+    if (auto f = req.query_param("to"); f && !f->empty()) {
+      auto t = bk::parse_instant(*f, zone);
+      if (!t) return fail(errc::invalid_argument, "to: " + t.error().message, "to");
+      q.to = *t;
+    }
+    if (q.to - q.from > std::chrono::days(92)) {
+      return fail(errc::invalid_argument, "search at most 92 days at once", "to");
+    }
+    return svc.read([&](const bk::ledger& l) {
+      json out = json::array();
+      for (const auto& s : l.search(q, now)) {
+        const auto* cal = l.equipment(s.equipment_id);
+        const auto* eq = l.config().equipment(s.equipment_id);
+        const auto* h = l.config().hospital(s.hospital);
+        out.push_back({{"slot_id", s.slot_id},
+                       {"equipment_id", s.equipment_id},
+                       {"equipment_name", eq != nullptr ? eq->name() : std::string()},
+                       {"location", eq != nullptr ? eq->location() : std::string()},
+                       {"modality", eq != nullptr ? modality_name(eq->modality()) : std::string()},
+                       {"hospital", s.hospital},
+                       {"hospital_name", h != nullptr ? h->name() : std::string()},
+                       {"exam_code", s.exam_code},
+                       {"start", bk::format_local(s.when.start, cal->zone())},
+                       {"end", bk::format_local(s.when.end, cal->zone())}});
+      }
+      return api::response::json(json{{"slots", std::move(out)}});
+    });
+  });
+
+  routes.add(
+      verb::post, "/api/v1/bookings",
+      [&svc, &audit, options](api::request& req) -> asio::awaitable<result<api::response>> {
+        auto body = parse_body(req, true);
+        if (!body) co_return std::unexpected(body.error());
+        auto action_text = string_field(*body, "action", false);
+        if (!action_text) co_return std::unexpected(action_text.error());
+        const auto action = action_text->empty() ? ev::BOOKING_ACTION_BOOK : bk::action_from_name(*action_text);
+        if (action != ev::BOOKING_ACTION_BOOK && action != ev::BOOKING_ACTION_HOLD &&
+            action != ev::BOOKING_ACTION_REQUEST) {
+          co_return fail(errc::invalid_argument, "action is one of book, hold, request", "action");
+        }
+        std::string equipment, start_text, exam;
+        auto slot_id = string_field(*body, "slot_id", false);
+        if (!slot_id) co_return std::unexpected(slot_id.error());
+        if (!slot_id->empty()) {
+          auto parts = split_slot_id(*slot_id);
+          if (!parts) co_return std::unexpected(parts.error());
+          std::tie(equipment, start_text, exam) = std::move(*parts);
+        }
+        for (auto [name, target] : {std::pair{"equipment_id", &equipment}, std::pair{"start", &start_text},
+                                    std::pair{"exam_code", &exam}}) {
+          auto v = string_field(*body, name, false);
+          if (!v) co_return std::unexpected(v.error());
+          if (!v->empty()) *target = std::move(*v);
+        }
+        if (equipment.empty()) co_return fail(errc::invalid_argument, "equipment_id (or slot_id) is required", "equipment_id");
+        if (exam.empty()) co_return fail(errc::invalid_argument, "exam_code (or slot_id) is required", "exam_code");
+        const auto& p = *req.principal;
+        auto requesting = string_field(*body, "requesting_hospital", false);
+        if (!requesting) co_return std::unexpected(requesting.error());
+        if (requesting->empty()) *requesting = p.hospital.value();
+        if (requesting->empty()) {
+          co_return fail(errc::invalid_argument, "requesting_hospital is required for an operator",
+                         "requesting_hospital");
+        }
+        const auto now = svc.now();
+        const std::string booking_id =
+            req.header("Idempotency-Key").empty()
+                ? random_id("bk-")
+                : stable_id("bk-", p.id.value() + "\n" + std::string(req.header("Idempotency-Key")));
+        auto cmd = command_envelope(req, action, booking_id, equipment, now);
+        auto* c = cmd.mutable_booking_command();
+        c->set_exam_code(exam);
+        c->set_requesting_hospital(*requesting);
+        if (!start_text.empty()) {
+          const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
+          if (cal == nullptr) co_return fail(errc::not_found, "no shared equipment " + equipment, "equipment_id");
+          auto start = bk::parse_instant(start_text, cal->zone());
+          if (!start) co_return fail(errc::invalid_argument, "start: " + start.error().message, "start");
+          *c->mutable_start() = bk::to_timestamp(*start);
+        }
+        for (auto [name, setter] :
+             {std::pair<const char*, void (ev::BookingCommand::*)(const std::string&)>{"placer_order",
+                                                                                    &ev::BookingCommand::set_placer_order},
+              std::pair<const char*, void (ev::BookingCommand::*)(const std::string&)>{"referral_id",
+                                                                                    &ev::BookingCommand::set_referral_id}}) {
+          auto v = string_field(*body, name, false);
+          if (!v) co_return std::unexpected(v.error());
+          (c->*setter)(*v);
+        }
+        google::protobuf::util::JsonParseOptions strict;
+        if (const auto it = body->find("patient"); it != body->end() && !it->is_null()) {
+          const auto status = google::protobuf::util::JsonStringToMessage(it->dump(), c->mutable_patient(), strict);
+          if (!status.ok()) co_return fail(errc::invalid_argument, "patient: " + std::string(status.message()), "patient");
+        }
+        if (const auto it = body->find("identifiers"); it != body->end() && !it->is_null()) {
+          json wrapper{{"identifiers", *it}};
+          const auto status = google::protobuf::util::JsonStringToMessage(wrapper.dump(), cmd.mutable_subject(), strict);
+          if (!status.ok()) {
+            co_return fail(errc::invalid_argument, "identifiers: " + std::string(status.message()), "identifiers");
+          }
+        }
+        co_return co_await run_command(svc, audit, req, std::move(cmd), options, status::created);
+      });
+
+  routes.add(verb::get, "/api/v1/bookings", [&svc, &audit](api::request& req) -> result<api::response> {
+    const auto& p = *req.principal;
+    std::string hospital = p.hospital.value();
+    if (auto h = req.query_param("hospital"); h && !h->empty()) {
+      if (p.role != api::role::operator_ && *h != hospital) {
+        return fail(errc::permission_denied, "a hospital sees only its own bookings", "hospital");
+      }
+      hospital = std::string(*h);
+    }
+    if (hospital.empty()) return fail(errc::invalid_argument, "query parameter hospital is required", "hospital");
+    const auto limit = parse_limit(req.query_param("limit"), 100, 1000);
+    const std::string want_state(req.query_param("state").value_or(""));
+    std::vector<std::string> ids;
+    auto out = svc.read([&](const bk::ledger& l) {
+      json list = json::array();
+      for (const auto* b : l.bookings_of(hospital, want_state.empty() ? limit : 100000)) {
+        if (!want_state.empty() && bk::state_name(b->st) != want_state) continue;
+        if (list.size() >= limit) break;
+        ids.push_back(b->id);
+        list.push_back(booking_json(*b, l));
+      }
+      return list;
+    });
+    audit.record(req, "search", "Booking", ids);
+    return api::response::json(json{{"bookings", std::move(out)}});
+  });
+
+  routes.add(verb::get, "/api/v1/bookings/{id}", [&svc, &audit](api::request& req) -> result<api::response> {
+    const std::string id(req.path_param("id"));
+    const auto& p = *req.principal;
+    auto out = svc.read([&](const bk::ledger& l) -> std::optional<json> {
+      const auto* b = l.find(id);
+      if (b == nullptr || !sees(p, *b)) return std::nullopt;
+      return booking_json(*b, l);
+    });
+    const std::vector<std::string> ids{id};
+    if (!out) {
+      audit.record(req, "read", "Booking", ids, "not_found");
+      return fail(errc::not_found, "no booking " + id + " of your hospital", "id");
+    }
+    audit.record(req, "read", "Booking", ids);
+    return api::response::json(*out);
+  });
+
+  routes.add(
+      verb::post, "/api/v1/bookings/{id}/{action}",
+      [&svc, &audit, options](api::request& req) -> asio::awaitable<result<api::response>> {
+        const std::string id(req.path_param("id"));
+        const auto action = bk::action_from_name(req.path_param("action"));
+        if (action == ev::BOOKING_ACTION_UNSPECIFIED || action == ev::BOOKING_ACTION_REQUEST ||
+            action == ev::BOOKING_ACTION_BLOCK || action == ev::BOOKING_ACTION_OPEN) {
+          co_return fail(errc::not_found,
+                         "no booking action " + std::string(req.path_param("action")) +
+                             " (hold, book, reschedule, cancel, check-in, no-show, perform, report, correct, "
+                             "expire-hold)",
+                         "action");
+        }
+        auto body = parse_body(req, false);
+        if (!body) co_return std::unexpected(body.error());
+        const auto& p = *req.principal;
+        std::string equipment;
+        time_zone zone;
+        const bool visible = svc.read([&](const bk::ledger& l) {
+          const auto* b = l.find(id);
+          if (b == nullptr || !sees(p, *b)) return false;
+          equipment = b->equipment_id;
+          if (const auto* cal = l.equipment(equipment)) zone = cal->zone();
+          return true;
+        });
+        if (!visible) {
+          const std::vector<std::string> ids{id};
+          audit.record(req, "update", "Booking", ids, "not_found");
+          co_return fail(errc::not_found, "no booking " + id + " of your hospital", "id");
+        }
+        auto cmd = command_envelope(req, action, id, equipment, svc.now());
+        auto* c = cmd.mutable_booking_command();
+        auto start = string_field(*body, "start", false);
+        if (!start) co_return std::unexpected(start.error());
+        if (!start->empty()) {
+          auto t = bk::parse_instant(*start, zone);
+          if (!t) co_return fail(errc::invalid_argument, "start: " + t.error().message, "start");
+          *c->mutable_start() = bk::to_timestamp(*t);
+        }
+        auto exam = string_field(*body, "exam_code", false);
+        if (!exam) co_return std::unexpected(exam.error());
+        c->set_exam_code(*exam);
+        auto reason = string_field(*body, "reason", false);
+        if (!reason) co_return std::unexpected(reason.error());
+        if (!reason->empty()) c->mutable_reason()->set_display(*reason);
+        co_return co_await run_command(svc, audit, req, std::move(cmd), options, status::ok);
+      });
+
+  for (const auto& [suffix, action] : {std::pair{"block", ev::BOOKING_ACTION_BLOCK}, std::pair{"open", ev::BOOKING_ACTION_OPEN}}) {
+    routes.add(
+        verb::post, std::string("/api/v1/equipment/{id}/") + suffix,
+        [&svc, &audit, options, action](api::request& req) -> asio::awaitable<result<api::response>> {
+          const std::string equipment(req.path_param("id"));
+          auto body = parse_body(req, true);
+          if (!body) co_return std::unexpected(body.error());
+          const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
+          if (cal == nullptr) co_return fail(errc::not_found, "no shared equipment " + equipment, "id");
+          auto block_id = string_field(*body, "id", false);
+          if (!block_id) co_return std::unexpected(block_id.error());
+          if (block_id->empty()) *block_id = random_id("blk-");
+          auto cmd = command_envelope(req, action, *block_id, equipment, svc.now());
+          auto* c = cmd.mutable_booking_command();
+          for (auto [name, field] : {std::pair{"start", c->mutable_start()}, std::pair{"end", c->mutable_end()}}) {
+            auto text = string_field(*body, name, true);
+            if (!text) co_return std::unexpected(text.error());
+            auto t = bk::parse_instant(*text, cal->zone());
+            if (!t) co_return fail(errc::invalid_argument, std::string(name) + ": " + t.error().message, name);
+            *field = bk::to_timestamp(*t);
+          }
+          auto reason = string_field(*body, "reason", false);
+          if (!reason) co_return std::unexpected(reason.error());
+          c->mutable_reason()->set_display(*reason);
+          const std::string command_id = c->command_id();
+          auto sent = co_await publish_command(svc, cmd);
+          if (!sent) co_return std::unexpected(sent.error());
+          auto d = co_await await_decision(svc, command_id, options.decision_timeout);
+          if (!d) co_return std::unexpected(d.error());
+          if (d->refused) co_return refusal_response(*d->refused, req);
+          std::vector<std::string> conflicts;
+          svc.read([&](const bk::ledger& l) {
+            for (const auto* b : l.bookings_on(equipment, bk::interval{bk::to_seconds(c->start()), bk::to_seconds(c->end())})) {
+              if (!b->conflict.empty()) conflicts.push_back(b->id);
+            }
+            return 0;
+          });
+          (void)audit;
+          co_return api::response::json(json{{"id", *block_id}, {"equipment_id", equipment},
+                                             {"conflicting_bookings", conflicts}},
+                                        action == ev::BOOKING_ACTION_BLOCK ? status::created : status::ok);
+        },
+        api::route_options{.roles = {api::role::operator_, api::role::hospital_system, api::role::clinic_user}});
+  }
+}
+
+}  // namespace yilian::app

@@ -1,0 +1,218 @@
+// yilian::workflows::booking::ledger — the state of every booking and every
+// shared machine's time, as a fold of the booking topic, plus the decision
+// function the single writer runs.
+//
+//   decide(command, now) -> decision event      (pure: reads the ledger only)
+//   apply(event)         -> applied | void      (the only way state changes)
+//
+// Every instance applies the whole booking topic in partition order, so every
+// instance holds the same ledger. apply() re-checks a decision against the
+// state at its place in the log (slot still free, version still next) and
+// treats a decision that no longer holds as void — the same way on every
+// instance, because the log order is the same. That is what makes a stale
+// writer after a rebalance harmless: the first decision in the log wins.
+// A command id is decided once: a second decision for it is ignored.
+//
+// Not thread-safe; the booking service guards it with a shared_mutex.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/config/config.h"
+#include "engine/core/error.h"
+#include "engine/workflows/booking/calendar.h"
+#include "engine/workflows/booking/machine.h"
+#include "yilian/events/v1/envelope.pb.h"
+
+namespace yilian::workflows::booking {
+
+namespace ev = events::v1;
+
+struct booking_step {
+  std::uint64_t version = 0;
+  state to = ev::BOOKING_STATE_UNSPECIFIED;
+  action act = ev::BOOKING_ACTION_UNSPECIFIED;
+  seconds at{};
+  std::string actor;   // principal id, "hl7:<hospital>" or "engine"
+  interval slot{};     // the slot after this step (empty when none)
+  std::string reason;  // cancel/no-show reason code or text
+};
+
+struct booking_view {
+  std::string id;
+  std::string equipment_id;
+  std::string owner;                // owning hospital
+  std::string requesting_hospital;  // the clinic the patient is booked for
+  state st = ev::BOOKING_STATE_UNSPECIFIED;
+  std::string exam_code;
+  interval slot{};                  // start == end: no slot (REQUESTED)
+  seconds hold_expires_at{};        // HELD only
+  bool lapsed = false;              // HELD whose hold ran out and whose slot someone else took
+  std::uint64_t version = 0;
+  seconds requested_at{};
+  seconds updated_at{};
+  ev::Demographics patient;
+  ev::Subject subject;
+  std::string placer_order;
+  std::string referral_id;
+  std::string booked_by;
+  std::string conflict;             // owner blocked time over this booking
+  std::vector<booking_step> history;
+
+  bool has_slot() const { return slot.end > slot.start; }
+  bool takes_time() const { return occupies_time(st) && has_slot() && !lapsed; }
+};
+
+struct owner_block {
+  std::string id;
+  interval when;
+  std::string reason;
+};
+
+// A free slot from search().
+struct free_slot {
+  std::string equipment_id;
+  std::string hospital;
+  std::string exam_code;
+  interval when;
+  std::string slot_id;  // "<equipment>.<YYYYMMDDHHMM local>.<exam code>"
+};
+
+struct slot_query {
+  std::string modality;          // "CT"; empty = any
+  std::string exam_code;         // required
+  std::string hospital;          // owner; empty = any
+  std::string equipment_id;      // empty = any
+  config::v1::Tier tier = config::v1::TIER_UNSPECIFIED;  // only owners of this tier
+  std::string requesting_hospital;  // whose share counts (empty: the owner's own view)
+  seconds from{};
+  seconds to{};
+  std::size_t limit = 20;
+};
+
+// What apply() did with an event.
+struct applied {
+  bool changed = false;        // the ledger changed
+  bool is_decision = false;    // the event answers a command (command_id set)
+  std::string command_id;
+  std::string booking_id;
+  std::optional<refusal> refused;  // a rejection event, or a decision that did not hold (void)
+  bool voided = false;             // a decision that did not hold at its place in the log
+};
+
+struct ledger_options {
+  std::chrono::seconds hold_ttl{std::chrono::minutes(10)};
+  // How long a decided command id is remembered (resends within it get the
+  // first answer; later resends are decided anew).
+  std::chrono::seconds idempotency_window{std::chrono::hours(48)};
+  std::string engine_system = "booking";  // Source.system of decisions
+};
+
+class ledger {
+ public:
+  static result<std::unique_ptr<ledger>> create(const config::loaded_consortium& cfg, ledger_options options = {});
+
+  // The decision for a BookingCommand envelope, as the event to publish:
+  // AppointmentChanged / SlotAvailabilityChanged on success, else
+  // BookingCommandRejected. `now` is the decision time (occurred_at).
+  ev::Envelope decide(const ev::Envelope& command, seconds now) const;
+
+  // Folds one event of the booking topic into the ledger. Events that are
+  // not the ledger's business (commands, unknown equipment) change nothing.
+  applied apply(const ev::Envelope& event);
+
+  // Undo log for the writer: applies a decision, remembering how to take it
+  // back (the writer decides a batch against its own earlier decisions, then
+  // undoes them and lets the bus order decide).
+  applied apply_tentatively(const ev::Envelope& event);
+  void undo_tentative();
+
+  // The earlier answer to a command id, if it is still remembered.
+  struct outcome {
+    std::string booking_id;
+    std::optional<refusal> refused;
+  };
+  std::optional<outcome> decided(std::string_view command_id) const;
+
+  const booking_view* find(std::string_view booking_id) const;
+  const calendar* equipment(std::string_view equipment_id) const;
+  std::vector<const calendar*> all_equipment() const;
+  const std::vector<owner_block>* blocks(std::string_view equipment_id) const;
+  // Bookings where `hospital` is the requester or the owner, newest first.
+  std::vector<const booking_view*> bookings_of(std::string_view hospital, std::size_t limit) const;
+  std::vector<const booking_view*> bookings_on(std::string_view equipment_id, interval when) const;
+  std::vector<free_slot> search(const slot_query& q, seconds now) const;
+  // HELD bookings on these equipment ids whose hold ran out by `now`.
+  std::vector<const booking_view*> lapsed_holds(seconds now) const;
+  std::size_t size() const { return bookings_.size(); }
+  const config::loaded_consortium& config() const { return cfg_; }
+
+ private:
+  struct equipment_state {
+    calendar cal;
+    config::v1::Modality modality = config::v1::MODALITY_UNSPECIFIED;
+    config::v1::Tier owner_tier = config::v1::TIER_UNSPECIFIED;
+    // Bookings taking time on the machine: start -> (end, booking id). Never
+    // overlapping (apply guarantees it).
+    std::map<seconds, std::pair<seconds, std::string>> occupied;
+    std::vector<owner_block> blocks;
+    // Local day -> minutes booked by other hospitals (the consortium share).
+    std::unordered_map<std::int64_t, std::int64_t> share_used;
+  };
+  struct undo_entry {
+    std::string booking_id;
+    std::optional<booking_view> before;  // nullopt: did not exist
+    std::string equipment_id;            // for block changes
+    std::optional<std::vector<owner_block>> blocks_before;
+    std::string command_id;              // decided entry to forget
+  };
+
+  explicit ledger(const config::loaded_consortium& cfg, ledger_options options) : cfg_(cfg), options_(options) {}
+
+  equipment_state* state_of(std::string_view equipment_id);
+  const equipment_state* state_of(std::string_view equipment_id) const;
+  // Why [slot] cannot be taken by `booking_id` at time `at` (nullopt: it can).
+  std::optional<refusal> check_slot(const equipment_state& eq, std::string_view booking_id,
+                                    std::string_view requesting_hospital, const interval& slot, seconds at) const;
+  void put_booking(equipment_state& eq, const booking_view* before, booking_view after);
+  void put_blocks(equipment_state& eq, std::vector<owner_block> blocks);
+  void remember(const std::string& command_id, outcome o, seconds at);
+  applied apply_appointment(const ev::Envelope& e);
+  applied apply_availability(const ev::Envelope& e);
+  applied apply_rejection(const ev::Envelope& e);
+  void refresh_conflicts(equipment_state& eq, const interval& range);
+  ev::Envelope decide_availability(const ev::Envelope& command, const ev::BookingCommand& c, parties who,
+                                   seconds now) const;
+
+  const config::loaded_consortium& cfg_;
+  ledger_options options_;
+  std::unordered_map<std::string, equipment_state> equipment_;
+  std::unordered_map<std::string, booking_view> bookings_;
+  std::unordered_map<std::string, std::vector<std::string>> by_hospital_;
+  std::unordered_map<std::string, outcome> decided_;
+  std::deque<std::pair<seconds, std::string>> decided_order_;
+  std::set<std::pair<seconds, std::string>> holds_;  // HELD bookings by hold expiry
+  bool tentative_ = false;
+  std::vector<undo_entry> undo_;
+};
+
+// Timestamps.
+seconds to_seconds(const google::protobuf::Timestamp& t);
+google::protobuf::Timestamp to_timestamp(seconds t);
+// "2026-11-24T08:00:00+08:00" in the zone.
+std::string format_local(seconds t, const time_zone& zone);
+// RFC 3339 / ISO 8601 with an offset or Z ("2026-11-24T08:00:00+08:00",
+// "2026-11-24T00:00Z"); a date alone is that day's midnight in `zone`.
+result<seconds> parse_instant(std::string_view text, const time_zone& zone);
+
+}  // namespace yilian::workflows::booking
