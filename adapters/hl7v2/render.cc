@@ -613,7 +613,7 @@ void siu(const context& c, segments& out) {
       .set(26, context::ei(a.placer_order()))
       .set(27, context::ei(a.filler_order()));
   out.push_back(std::move(sch));
-  out.push_back(pid_segment(c, nullptr));
+  out.push_back(pid_segment(c, a.has_patient() ? &a.patient() : nullptr));
   out.push_back(std::move(segment("RGS").set(1, "1")));
   segment ais("AIS");
   ais.set(1, "1").set(3, c.coded(a.exam(), a.catalogue_code())).set(4, start).set(7, duration)

@@ -377,7 +377,11 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         c->set_requesting_hospital(*requesting);
         if (!start_text.empty()) {
           const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
-          if (cal == nullptr) co_return fail(errc::not_found, "no shared equipment " + equipment, "equipment_id");
+          if (cal == nullptr) {
+            co_return refusal_response(
+                bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + equipment + "\""},
+                req);
+          }
           auto start = bk::parse_instant(start_text, cal->zone());
           if (!start) co_return fail(errc::invalid_argument, "start: " + start.error().message, "start");
           *c->mutable_start() = bk::to_timestamp(*start);
@@ -506,7 +510,11 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
           auto body = parse_body(req, true);
           if (!body) co_return std::unexpected(body.error());
           const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
-          if (cal == nullptr) co_return fail(errc::not_found, "no shared equipment " + equipment, "id");
+          if (cal == nullptr) {
+            co_return refusal_response(
+                bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + equipment + "\""},
+                req);
+          }
           auto block_id = string_field(*body, "id", false);
           if (!block_id) co_return std::unexpected(block_id.error());
           if (block_id->empty()) *block_id = random_id("blk-");

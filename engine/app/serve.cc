@@ -21,6 +21,8 @@
 #include "engine/config/config.h"
 #include "engine/core/log.h"
 #include "engine/core/metrics.h"
+#include "engine/workflows/booking/feed.h"
+#include "engine/workflows/booking/notifier.h"
 #include "engine/workflows/booking/service.h"
 
 namespace yilian::app {
@@ -194,16 +196,37 @@ int run_serve(const serve_options& options) {
     std::fprintf(stderr, "yilian: booking: %s\n", booking_ledger.error().describe().c_str());
     return 2;
   }
+  // Consumer groups: "[<group_prefix>-]yilian-booking..." like the HL7 sender's.
+  const std::string configured_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : "";
+  const std::string kafka_prefix = configured_prefix.empty() ? "" : configured_prefix + "-";
   workflows::booking::service booking(
       events_bus, std::move(*booking_ledger),
       workflows::booking::service_options{
           .topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
-          .group_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : ""},
+          .group_prefix = kafka_prefix},
       &registry);
   if (auto started = booking.start(); !started) {
     logger.error("cannot start the booking workflow", {log::field("error", started.error().describe())});
     std::fprintf(stderr, "yilian: cannot start the booking workflow: %s\n", started.error().describe().c_str());
     return 2;
+  }
+  workflows::booking::notifier booking_notifier(
+      events_bus, workflows::booking::notifier_options{
+                      .booking_topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
+                      .outbound_topic = std::string(config::topic_name(events::v1::TOPIC_OUTBOUND)),
+                      .group_prefix = kafka_prefix});
+  workflows::booking::feed booking_feed(
+      events_bus, booking,
+      workflows::booking::feed_options{
+          .booking_topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
+          .patient_topic = std::string(config::topic_name(events::v1::TOPIC_PATIENT)),
+          .report_topic = std::string(config::topic_name(events::v1::TOPIC_REPORT)),
+          .group_prefix = kafka_prefix});
+  for (auto started : {booking_notifier.start(), booking_feed.start()}) {
+    if (!started) {
+      std::fprintf(stderr, "yilian: cannot start the booking workflow: %s\n", started.error().describe().c_str());
+      return 2;
+    }
   }
   booking_ref.store(&booking);
   add_booking_routes(server.routes(), booking, **audit);
@@ -264,6 +287,8 @@ int run_serve(const serve_options& options) {
 
   feed.stop();
   booking_ref.store(nullptr);
+  booking_feed.stop();
+  booking_notifier.stop();
   booking.stop();
   auto flushed = events_bus.flush(std::chrono::seconds(10));
   if (!flushed) logger.error("flush on shutdown failed", {log::field("error", flushed.error().describe())});

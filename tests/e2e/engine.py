@@ -108,3 +108,23 @@ class Engine:
         self.proc.stderr.close()
         if self.owns_data:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def consortium_copy(replacements):
+    """A copy of the example consortium in a temporary directory with textual
+    replacements in its YAML files (e.g. outbound addresses -> test servers).
+    Returns the directory; the caller removes it."""
+    target = tempfile.mkdtemp(prefix="yilian-consortium-")
+    shutil.copytree(EXAMPLE, target, dirs_exist_ok=True)
+    for root, _, files in os.walk(target):
+        for name in files:
+            if not name.endswith(".yaml"):
+                continue
+            path = os.path.join(root, name)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for old, new in replacements.items():
+                text = text.replace(old, new)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    return target

@@ -92,3 +92,88 @@ def mllp_ports(engine, hospitals, timeout=30):
         entry = engine.wait_for_log(lambda e: e.get("msg") == "mllp listening", timeout)
         ports[entry["hospital"]] = int(entry["address"].rsplit(":", 1)[1])
     return ports
+
+
+class MllpServer:
+    """A hospital system's MLLP receiver (what yilian's outbound sender talks to):
+    accepts connections, keeps every message it reads and answers AA with MSA-2 =
+    its MSH-10, in the message's own encoding characters."""
+
+    def __init__(self, host="127.0.0.1"):
+        import threading
+        self.messages = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf = b""
+        with conn:
+            while not self._closed:
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+                while True:
+                    end = buf.find(FS + CR)
+                    if end < 0:
+                        break
+                    start = buf.find(VT)
+                    payload = buf[start + 1:end]
+                    buf = buf[end + 2:]
+                    text = payload.decode("utf-8", errors="replace")
+                    with self._lock:
+                        self.messages.append(text)
+                    msh = text.split("\r", 1)[0].split("|")
+                    ack = "\r".join([
+                        "MSH|^~\\&|%s|%s|%s|%s|20260101000000||ACK^%s^ACK|ACK%s|P|%s" % (
+                            msh[4], msh[5], msh[2], msh[3], msh[8].split("^")[1] if "^" in msh[8] else "",
+                            msh[9], msh[11]),
+                        "MSA|AA|%s" % msh[9]]) + "\r"
+                    conn.sendall(VT + ack.encode("utf-8") + FS + CR)
+
+    def received(self, predicate=lambda m: True):
+        with self._lock:
+            return [m for m in self.messages if predicate(m)]
+
+    def wait_for(self, predicate, timeout=30):
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.received(predicate)
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError("no matching message within %ss; got:\n%s" % (
+            timeout, "\n---\n".join(m.replace("\r", "\n") for m in self.received())))
+
+    def close(self):
+        self._closed = True
+        self._sock.close()
+
+
+def field(message, segment, index, occurrence=0):
+    """Field `index` of the `occurrence`-th `segment` of a message text (MSH-n counts MSH-1 as the separator)."""
+    found = [s.split("|") for s in message.split("\r") if s.startswith(segment + "|")]
+    if len(found) <= occurrence:
+        return None
+    seg = found[occurrence]
+    i = index - 1 if segment == "MSH" else index
+    return seg[i] if i < len(seg) else ""

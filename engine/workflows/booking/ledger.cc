@@ -291,6 +291,7 @@ ev::Envelope ledger::decide(const ev::Envelope& command, seconds now) const {
   ac->set_owning_hospital(owner_hospital);
   ac->set_requesting_hospital(requesting);
   ac->set_booked_by(c.actor());
+  ac->set_actor_hospital(c.actor_hospital());
   *ac->mutable_requested_at() = to_timestamp(b != nullptr ? b->requested_at : now);
   if (b != nullptr) {
     *ac->mutable_patient() = b->patient;
@@ -299,7 +300,9 @@ ev::Envelope ledger::decide(const ev::Envelope& command, seconds now) const {
     ac->set_referral_id(b->referral_id);
   } else {
     *ac->mutable_patient() = c.patient();
-    ac->set_placer_order(c.placer_order());
+    // Without the clinic's own order number yilian is the placer: the
+    // booking id is the order number the owner's RIS echoes back (ORC-2).
+    ac->set_placer_order(c.placer_order().empty() ? c.booking_id() : c.placer_order());
     ac->set_referral_id(c.referral_id());
   }
   if (c.has_reason()) *ac->mutable_reason() = c.reason();
@@ -466,6 +469,12 @@ void ledger::undo_tentative() {
       // Created by the undone decision: take it out of every index.
       const booking_view current = it->second;
       put_booking(*eq, &current, booking_view{.id = current.id, .equipment_id = current.equipment_id});
+      for (auto [it2, end] = by_order_.equal_range(current.placer_order); it2 != end; ++it2) {
+        if (it2->second == current.id) {
+          by_order_.erase(it2);
+          break;
+        }
+      }
       for (const auto& h : {current.requesting_hospital, current.owner}) {
         auto& list = by_hospital_[h];
         if (!list.empty() && list.back() == current.id) list.pop_back();
@@ -508,6 +517,7 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, bookin
   }
   if (after.st == ev::BOOKING_STATE_HELD && !after.lapsed) holds_.insert({after.hold_expires_at, after.id});
   if (before == nullptr) {
+    if (!after.placer_order.empty()) by_order_.emplace(after.placer_order, after.id);
     by_hospital_[after.requesting_hospital].push_back(after.id);
     if (after.owner != after.requesting_hospital) by_hospital_[after.owner].push_back(after.id);
   }
@@ -628,6 +638,8 @@ applied ledger::apply_availability(const ev::Envelope& e) {
   if (!sac.command_id().empty() && decided_.contains(sac.command_id())) return r;
   auto* eq = state_of(sac.equipment_id());
   if (eq == nullptr || !sac.has_start() || !sac.has_end()) return r;
+  // A schedule feed (SIU^S23/S24, FHIR Slot) counts only from the machine's owner.
+  if (sac.command_id().empty() && e.source().hospital() != eq->cal.hospital()) return r;
   const interval range{to_seconds(sac.start()), to_seconds(sac.end())};
   if (range.end <= range.start) return r;
   std::vector<owner_block> blocks;
@@ -725,6 +737,36 @@ std::vector<free_slot> ledger::search(const slot_query& q, seconds now) const {
   }
   std::stable_sort(out.begin(), out.end(), [](const free_slot& a, const free_slot& b) { return a.when.start < b.when.start; });
   if (out.size() > q.limit) out.resize(q.limit);
+  return out;
+}
+
+const booking_view* ledger::find_by_order(std::string_view order, std::string_view owner) const {
+  if (order.empty()) return nullptr;
+  if (const auto* b = find(order); b != nullptr && (owner.empty() || b->owner == owner)) return b;
+  const booking_view* found = nullptr;
+  for (auto [it, end] = by_order_.equal_range(std::string(order)); it != end; ++it) {
+    const auto* b = find(it->second);
+    if (b == nullptr || (!owner.empty() && b->owner != owner)) continue;
+    if (found == nullptr || b->updated_at > found->updated_at) found = b;
+  }
+  return found;
+}
+
+std::vector<const booking_view*> ledger::find_by_patient(std::string_view owner,
+                                                         const google::protobuf::RepeatedPtrField<ev::Identifier>& ids,
+                                                         interval around) const {
+  std::vector<const booking_view*> out;
+  if (ids.empty()) return out;
+  for (const auto* b : bookings_of(owner, 20000)) {
+    if (b->owner != owner || !b->has_slot() || !b->slot.overlaps(around)) continue;
+    bool same = false;
+    for (const auto& mine : b->subject.identifiers()) {
+      for (const auto& theirs : ids) {
+        same = same || (!mine.value().empty() && mine.system() == theirs.system() && mine.value() == theirs.value());
+      }
+    }
+    if (same) out.push_back(b);
+  }
   return out;
 }
 

@@ -145,6 +145,14 @@ class ledger {
   std::optional<outcome> decided(std::string_view command_id) const;
 
   const booking_view* find(std::string_view booking_id) const;
+  // The booking an order number names at `owner`'s machines (the booking id
+  // itself, or its placer order); the most recently changed when several.
+  const booking_view* find_by_order(std::string_view order, std::string_view owner) const;
+  // `owner`'s bookings with a slot overlapping `around` whose patient shares an
+  // identifier (system and value) with `ids`.
+  std::vector<const booking_view*> find_by_patient(std::string_view owner,
+                                                   const google::protobuf::RepeatedPtrField<ev::Identifier>& ids,
+                                                   interval around) const;
   const calendar* equipment(std::string_view equipment_id) const;
   std::vector<const calendar*> all_equipment() const;
   const std::vector<owner_block>* blocks(std::string_view equipment_id) const;
@@ -199,6 +207,7 @@ class ledger {
   std::unordered_map<std::string, equipment_state> equipment_;
   std::unordered_map<std::string, booking_view> bookings_;
   std::unordered_map<std::string, std::vector<std::string>> by_hospital_;
+  std::unordered_multimap<std::string, std::string> by_order_;  // placer order -> booking ids
   std::unordered_map<std::string, outcome> decided_;
   std::deque<std::pair<seconds, std::string>> decided_order_;
   std::set<std::pair<seconds, std::string>> holds_;  // HELD bookings by hold expiry

@@ -1,0 +1,62 @@
+// yilian::workflows::booking::notifier — both sides hear about a booking
+// (DESIGN.md "Workflows": the owning hospital hears SIU^S12/S13/S15/S26 or a
+// FHIR Appointment; the requesting clinic hears the same).
+//
+// Reads the booking topic as the consumer group "yilian-booking-notify" and
+// puts every accepted decision that someone must hear about on the outbound
+// topic, keyed by the destination hospital, where each hospital's outbound
+// channels (HL7 v2 sender, FHIR, webhook) pick it up by event type:
+//
+//   book, reschedule, no-show, cancel of a BOOKED booking -> requester and owner
+//   check-in, perform, report, correct                    -> requester; the owner
+//                                                            too when someone else did it
+//   request, hold, hold expiry, cancel before booking     -> nobody (console only)
+//
+// The record's value is the decision envelope as it is (its event_id is the
+// receivers' idempotency key). Offsets are committed only after the outbound
+// records are durable, so a crash repeats, never loses, a notification.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/bus/bus.h"
+#include "engine/core/error.h"
+#include "yilian/events/v1/envelope.pb.h"
+
+namespace yilian::workflows::booking {
+
+struct notifier_options {
+  std::string booking_topic = "yilian.booking.v1";
+  std::string outbound_topic = "yilian.outbound.v1";
+  std::string group_prefix;
+};
+
+// The hospitals that must hear about a booking decision (none for events that
+// are not accepted booking decisions).
+std::vector<std::string> notification_targets(const events::v1::Envelope& decision);
+
+class notifier {
+ public:
+  notifier(bus::bus& b, notifier_options options) : bus_(b), options_(std::move(options)) {}
+  ~notifier() { stop(); }
+  notifier(const notifier&) = delete;
+  notifier& operator=(const notifier&) = delete;
+
+  result<void> start();
+  void stop();
+  std::uint64_t sent() const { return sent_.load(); }
+
+ private:
+  void run();
+  bus::bus& bus_;
+  notifier_options options_;
+  std::unique_ptr<bus::consumer> consumer_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::uint64_t> sent_{0};
+};
+
+}  // namespace yilian::workflows::booking
