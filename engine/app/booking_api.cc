@@ -11,7 +11,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
-#include "engine/api/problem.h"
+#include "engine/app/booking_support.h"
 #include "engine/core/ids.h"
 
 namespace yilian::app {
@@ -36,18 +36,6 @@ std::size_t parse_limit(std::optional<std::string_view> text, std::size_t fallba
 std::string modality_name(config::v1::Modality m) {
   std::string n = config::v1::Modality_Name(m);
   return n.starts_with("MODALITY_") ? n.substr(9) : n;
-}
-
-// A refusal as an HTTP answer: the errc's status, the refusal's code.
-api::response refusal_response(const bk::refusal& r, const api::request& req) {
-  const auto m = api::map_error(r.kind);
-  return api::problem_response(m.status, r.code, m.fhir_issue_code, r.message, "", req.path, req.request_id,
-                               default_retriable(r.kind));
-}
-
-bool sees(const api::principal& p, const bk::booking_view& b) {
-  if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
-  return p.hospital.value() == b.requesting_hospital || p.hospital.value() == b.owner;
 }
 
 json time_json(bk::seconds t, const time_zone& zone) {
@@ -104,79 +92,6 @@ json booking_json(const bk::booking_view& b, const bk::ledger& l) {
   return j;
 }
 
-// Resumes the coroutine with the decision for `command_id`, or a timeout.
-asio::awaitable<result<bk::decision>> await_decision(bk::service& svc, const std::string& command_id,
-                                                     std::chrono::milliseconds timeout) {
-  struct slot {
-    explicit slot(asio::any_io_executor ex) : timer(std::move(ex)) {}
-    asio::steady_timer timer;
-    std::optional<bk::decision> d;
-  };
-  auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<slot>(ex);
-  st->timer.expires_after(timeout);
-  const auto token = svc.wait(command_id, [st](bk::decision d) {
-    asio::post(st->timer.get_executor(), [st, d = std::move(d)]() mutable {
-      st->d = std::move(d);
-      st->timer.cancel();
-    });
-  });
-  for (;;) {
-    boost::system::error_code ec;
-    co_await st->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (st->d) break;
-    if (!ec) {
-      if (svc.forget(token)) {
-        co_return fail(errc::timeout, "no decision yet for command " + command_id +
-                                          "; send it again with the same Idempotency-Key to get its answer");
-      }
-      st->timer.expires_after(std::chrono::milliseconds(20));  // the answer is on its way
-    }
-  }
-  co_return std::move(*st->d);
-}
-
-asio::awaitable<result<void>> publish_command(bk::service& svc, const ev::Envelope& cmd) {
-  auto start = [&svc, &cmd](auto handler) {
-    auto ex = asio::get_associated_executor(handler);
-    svc.send(cmd, [h = std::move(handler), ex](result<void> r) mutable {
-      asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
-    });
-  };
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(result<void>)>(start,
-                                                                                             asio::use_awaitable);
-}
-
-// The command envelope every endpoint starts from.
-ev::Envelope command_envelope(const api::request& req, ev::BookingAction action, const std::string& booking_id,
-                              const std::string& equipment_id, bk::seconds now) {
-  ev::Envelope cmd;
-  const auto& p = *req.principal;
-  const auto key = req.header("Idempotency-Key");
-  const std::string command_id =
-      key.empty() ? random_id("cmd-") : stable_id("cmd-", p.id.value() + "\n" + std::string(key));
-  cmd.set_event_id("booking-command:" + command_id);
-  cmd.set_type("yilian.events.v1.BookingCommand");
-  cmd.set_schema_version(1);
-  *cmd.mutable_occurred_at() = bk::to_timestamp(now);
-  *cmd.mutable_recorded_at() = bk::to_timestamp(now);
-  auto* src = cmd.mutable_source();
-  src->set_hospital(p.hospital.value());
-  src->set_system("api");
-  src->set_protocol(ev::PROTOCOL_API);
-  src->set_principal(p.id.value());
-  src->set_control_id(req.request_id);
-  auto* c = cmd.mutable_booking_command();
-  c->set_command_id(command_id);
-  c->set_action(action);
-  c->set_booking_id(booking_id);
-  c->set_equipment_id(equipment_id);
-  c->set_actor(p.id.value());
-  c->set_actor_hospital(p.hospital.value());
-  c->set_actor_is_operator(p.role == api::role::operator_);
-  return cmd;
-}
-
 result<json> parse_body(const api::request& req, bool required) {
   if (req.body().empty()) {
     if (required) return fail(errc::invalid_argument, "a JSON body is required");
@@ -197,41 +112,22 @@ result<std::string> string_field(const json& j, std::string_view name, bool requ
   return it->get<std::string>();
 }
 
-// "zs-ct-1.202611240800.CT-HEAD-PLAIN" -> equipment, local start, exam.
-result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::string_view id) {
-  const auto a = id.find('.');
-  const auto b = a == std::string_view::npos ? a : id.find('.', a + 1);
-  if (b == std::string_view::npos || b - a - 1 != 12) {
-    return fail(errc::invalid_argument, "slot_id is not <equipment>.<YYYYMMDDHHMM>.<exam code>", "slot_id");
-  }
-  const auto t = id.substr(a + 1, 12);
-  std::string local = std::string(t.substr(0, 4)) + "-" + std::string(t.substr(4, 2)) + "-" +
-                      std::string(t.substr(6, 2)) + "T" + std::string(t.substr(8, 2)) + ":" +
-                      std::string(t.substr(10, 2));
-  return std::make_tuple(std::string(id.substr(0, a)), std::move(local), std::string(id.substr(b + 1)));
-}
-
 // Sends the command, waits for its decision and answers with the booking.
 asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_log& audit, api::request& req,
                                                    ev::Envelope cmd, booking_api_options options,
                                                    status ok_status) {
-  const std::string command_id = cmd.booking_command().command_id();
-  const bool known = svc.read([&](const bk::ledger& l) { return l.decided(command_id).has_value(); });
-  if (!known) {
-    auto sent = co_await publish_command(svc, cmd);
-    if (!sent) co_return std::unexpected(sent.error());
-  }
-  auto d = co_await await_decision(svc, command_id, options.decision_timeout);
+  auto d = co_await booking::submit(svc, cmd, options.decision_timeout);
   if (!d) co_return std::unexpected(d.error());
   const std::vector<std::string> ids{cmd.booking_command().booking_id()};
   if (d->refused) {
     audit.record(req, "update", "Booking", ids, d->refused->code);
-    co_return refusal_response(*d->refused, req);
+    co_return booking::refusal_response(*d->refused, req);
   }
   audit.record(req, "update", "Booking", ids);
   if (!d->booking) {
-    co_return api::response::json(json{{"command_id", command_id}, {"id", cmd.booking_command().booking_id()}},
-                                  ok_status);
+    co_return api::response::json(
+        json{{"command_id", cmd.booking_command().command_id()}, {"id", cmd.booking_command().booking_id()}},
+        ok_status);
   }
   auto body = svc.read([&](const bk::ledger& l) { return booking_json(*d->booking, l); });
   auto resp = api::response::json(body, ok_status);
@@ -346,7 +242,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         auto slot_id = string_field(*body, "slot_id", false);
         if (!slot_id) co_return std::unexpected(slot_id.error());
         if (!slot_id->empty()) {
-          auto parts = split_slot_id(*slot_id);
+          auto parts = booking::split_slot_id(*slot_id);
           if (!parts) co_return std::unexpected(parts.error());
           std::tie(equipment, start_text, exam) = std::move(*parts);
         }
@@ -367,18 +263,15 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
                          "requesting_hospital");
         }
         const auto now = svc.now();
-        const std::string booking_id =
-            req.header("Idempotency-Key").empty()
-                ? random_id("bk-")
-                : stable_id("bk-", p.id.value() + "\n" + std::string(req.header("Idempotency-Key")));
-        auto cmd = command_envelope(req, action, booking_id, equipment, now);
+        const std::string booking_id = booking::new_booking_id(req);
+        auto cmd = booking::command_envelope(req, action, booking_id, equipment, now);
         auto* c = cmd.mutable_booking_command();
         c->set_exam_code(exam);
         c->set_requesting_hospital(*requesting);
         if (!start_text.empty()) {
           const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
           if (cal == nullptr) {
-            co_return refusal_response(
+            co_return booking::refusal_response(
                 bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + equipment + "\""},
                 req);
           }
@@ -442,7 +335,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
     const auto& p = *req.principal;
     auto out = svc.read([&](const bk::ledger& l) -> std::optional<json> {
       const auto* b = l.find(id);
-      if (b == nullptr || !sees(p, *b)) return std::nullopt;
+      if (b == nullptr || !booking::sees(p, *b)) return std::nullopt;
       return booking_json(*b, l);
     });
     const std::vector<std::string> ids{id};
@@ -474,7 +367,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         time_zone zone;
         const bool visible = svc.read([&](const bk::ledger& l) {
           const auto* b = l.find(id);
-          if (b == nullptr || !sees(p, *b)) return false;
+          if (b == nullptr || !booking::sees(p, *b)) return false;
           equipment = b->equipment_id;
           if (const auto* cal = l.equipment(equipment)) zone = cal->zone();
           return true;
@@ -484,7 +377,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
           audit.record(req, "update", "Booking", ids, "not_found");
           co_return fail(errc::not_found, "no booking " + id + " of your hospital", "id");
         }
-        auto cmd = command_envelope(req, action, id, equipment, svc.now());
+        auto cmd = booking::command_envelope(req, action, id, equipment, svc.now());
         auto* c = cmd.mutable_booking_command();
         auto start = string_field(*body, "start", false);
         if (!start) co_return std::unexpected(start.error());
@@ -511,14 +404,14 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
           if (!body) co_return std::unexpected(body.error());
           const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
           if (cal == nullptr) {
-            co_return refusal_response(
+            co_return booking::refusal_response(
                 bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + equipment + "\""},
                 req);
           }
           auto block_id = string_field(*body, "id", false);
           if (!block_id) co_return std::unexpected(block_id.error());
           if (block_id->empty()) *block_id = random_id("blk-");
-          auto cmd = command_envelope(req, action, *block_id, equipment, svc.now());
+          auto cmd = booking::command_envelope(req, action, *block_id, equipment, svc.now());
           auto* c = cmd.mutable_booking_command();
           for (auto [name, field] : {std::pair{"start", c->mutable_start()}, std::pair{"end", c->mutable_end()}}) {
             auto text = string_field(*body, name, true);
@@ -530,12 +423,9 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
           auto reason = string_field(*body, "reason", false);
           if (!reason) co_return std::unexpected(reason.error());
           c->mutable_reason()->set_display(*reason);
-          const std::string command_id = c->command_id();
-          auto sent = co_await publish_command(svc, cmd);
-          if (!sent) co_return std::unexpected(sent.error());
-          auto d = co_await await_decision(svc, command_id, options.decision_timeout);
+          auto d = co_await booking::submit(svc, cmd, options.decision_timeout);
           if (!d) co_return std::unexpected(d.error());
-          if (d->refused) co_return refusal_response(*d->refused, req);
+          if (d->refused) co_return booking::refusal_response(*d->refused, req);
           std::vector<std::string> conflicts;
           svc.read([&](const bk::ledger& l) {
             for (const auto* b : l.bookings_on(equipment, bk::interval{bk::to_seconds(c->start()), bk::to_seconds(c->end())})) {

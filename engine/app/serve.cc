@@ -13,6 +13,7 @@
 #include "engine/api/audit.h"
 #include "engine/api/server.h"
 #include "engine/app/booking_api.h"
+#include "engine/app/booking_fhir.h"
 #include "engine/app/bus_factory.h"
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
@@ -230,6 +231,7 @@ int run_serve(const serve_options& options) {
   }
   booking_ref.store(&booking);
   add_booking_routes(server.routes(), booking, **audit);
+  add_booking_fhir_routes(server.routes(), booking, **audit);
   if (auto started = server.start(); !started) {
     std::fprintf(stderr, "yilian: cannot start the HTTP server on %s:%u: %s\n", http.address.c_str(), http.port,
                  started.error().describe().c_str());

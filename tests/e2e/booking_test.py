@@ -153,6 +153,66 @@ class Booking(unittest.TestCase):
         s12 = self.clinic.wait_for(lambda m: field(m, "SCH", 1).startswith(b["id"]))
         self.assertEqual(field(s12, "SCH", 26).split("^")[0], order)
 
+    # --- the same loop through the FHIR facade -----------------------------------------------------
+    def fhir(self, method, path, token, body=None):
+        return self.engine.request(method, "/fhir/r4/" + path, body=json.dumps(body) if body is not None else None,
+                                   token=token, headers={"Content-Type": "application/fhir+json"})
+
+    def test_the_same_loop_through_fhir_appointment(self):
+        r = self.fhir("GET", "Slot?schedule.actor=Device/zs-us-1&service-type=US-THYROID&status=free&_count=3", CLINIC)
+        self.assertEqual(r.status, 200, r.body)
+        slots = r.json()["entry"]
+        self.assertEqual(r.json()["resourceType"], "Bundle")
+        self.assertTrue(slots and all(e["resource"]["status"] == "free" for e in slots))
+        slot = slots[0]["resource"]
+        r = self.fhir("POST", "Appointment", CLINIC, {
+            "resourceType": "Appointment", "status": "booked",
+            "slot": [{"reference": "Slot/" + slot["id"]}],
+            "participant": [{"actor": {"type": "Patient", "display": "赵六",
+                                       "identifier": {"system": "urn:yilian:id:xz-thc:mrn", "value": "XZF001"}},
+                             "status": "accepted"}]})
+        self.assertEqual(r.status, 201, r.body)
+        appt = r.json()
+        self.assertEqual((appt["resourceType"], appt["status"], appt["start"]), ("Appointment", "booked", slot["start"]))
+        aid = appt["id"]
+        self.ris.wait_for(lambda m: field(m, "SCH", 1).startswith(aid) and "SIU^S12" in m)
+        # Booked twice through FHIR: an OperationOutcome that says why.
+        r = self.fhir("POST", "Appointment", OTHER_CLINIC, {
+            "resourceType": "Appointment", "slot": [{"reference": "Slot/" + slot["id"]}]})
+        self.assertEqual(r.status, 409, r.body)
+        self.assertEqual(r.json()["resourceType"], "OperationOutcome")
+        self.assertIn("taken", r.json()["issue"][0]["diagnostics"])
+        # The owner's system moves it along with PUT; the clinic reads each state.
+        for status in ("arrived", "fulfilled"):
+            cur = self.fhir("GET", "Appointment/" + aid, TERTIARY).json()
+            cur["status"] = status
+            r = self.fhir("PUT", "Appointment/" + aid, TERTIARY, cur)
+            self.assertEqual(r.status, 200, r.body)
+            seen = self.fhir("GET", "Appointment/" + aid, CLINIC).json()
+            self.assertEqual(seen["status"], {"arrived": "checked-in", "fulfilled": "fulfilled"}[status])
+        self.assertEqual(self.fhir("GET", "Appointment/" + aid, OTHER_CLINIC).status, 404)
+        listed = self.fhir("GET", "Appointment?status=fulfilled", CLINIC).json()
+        self.assertIn(aid, [e["resource"]["id"] for e in listed["entry"]])
+
+    def test_fhir_find_hold_book(self):
+        r = self.fhir("POST", "Appointment/$find", CLINIC, {
+            "resourceType": "Parameters", "parameter": [{"name": "service-type", "valueCode": "CT-CHEST-PLAIN"},
+                                                        {"name": "actor", "valueString": "Organization/qh-county"}]})
+        self.assertEqual(r.status, 200, r.body)
+        proposed = r.json()["entry"][0]["resource"]
+        self.assertEqual(proposed["status"], "proposed")
+        proposed["participant"].append({"actor": {"type": "Patient", "identifier": {
+            "system": "urn:yilian:id:xz-thc:mrn", "value": "XZH001"}}, "status": "accepted"})
+        r = self.fhir("POST", "Appointment/$hold", CLINIC, {
+            "resourceType": "Parameters", "parameter": [{"name": "appointment", "resource": proposed}]})
+        self.assertEqual(r.status, 201, r.body)
+        held = r.json()
+        self.assertEqual(held["status"], "pending")
+        r = self.fhir("POST", "Appointment/$book", CLINIC, {
+            "resourceType": "Parameters", "parameter": [{"name": "appointment", "resource": held}]})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual((r.json()["id"], r.json()["status"]), (held["id"], "booked"))
+
     # --- no double booking ---------------------------------------------------------------------------
     def test_200_clients_race_for_50_slots(self):
         # The owner books its own machine here, so the consortium share does not cap the day.

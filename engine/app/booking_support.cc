@@ -1,0 +1,140 @@
+#include "engine/app/booking_support.h"
+
+#include <memory>
+#include <optional>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "engine/api/problem.h"
+#include "engine/core/ids.h"
+
+namespace yilian::app::booking {
+
+namespace asio = boost::asio;
+namespace ev = events::v1;
+
+namespace {
+
+// Resumes the coroutine with the decision for `command_id`, or a timeout.
+asio::awaitable<result<bk::decision>> await_decision(bk::service& svc, const std::string& command_id,
+                                                     std::chrono::milliseconds timeout) {
+  struct slot {
+    explicit slot(asio::any_io_executor ex) : timer(std::move(ex)) {}
+    asio::steady_timer timer;
+    std::optional<bk::decision> d;
+  };
+  auto ex = co_await asio::this_coro::executor;
+  auto st = std::make_shared<slot>(ex);
+  st->timer.expires_after(timeout);
+  const auto token = svc.wait(command_id, [st](bk::decision d) {
+    asio::post(st->timer.get_executor(), [st, d = std::move(d)]() mutable {
+      st->d = std::move(d);
+      st->timer.cancel();
+    });
+  });
+  for (;;) {
+    boost::system::error_code ec;
+    co_await st->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (st->d) break;
+    if (!ec) {
+      if (svc.forget(token)) {
+        co_return fail(errc::timeout, "no decision yet for command " + command_id +
+                                          "; send it again with the same Idempotency-Key to get its answer");
+      }
+      st->timer.expires_after(std::chrono::milliseconds(20));  // the answer is on its way
+    }
+  }
+  co_return std::move(*st->d);
+}
+
+asio::awaitable<result<void>> publish_command(bk::service& svc, const ev::Envelope& cmd) {
+  auto start = [&svc, &cmd](auto handler) {
+    auto ex = asio::get_associated_executor(handler);
+    svc.send(cmd, [h = std::move(handler), ex](result<void> r) mutable {
+      asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+    });
+  };
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(result<void>)>(start,
+                                                                                             asio::use_awaitable);
+}
+
+}  // namespace
+
+// A refusal as an HTTP answer: the errc's status, the refusal's code.
+api::response refusal_response(const bk::refusal& r, const api::request& req) {
+  const auto m = api::map_error(r.kind);
+  return api::problem_response(m.status, r.code, m.fhir_issue_code, r.message, "", req.path, req.request_id,
+                               default_retriable(r.kind));
+}
+
+bool sees(const api::principal& p, const bk::booking_view& b) {
+  if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
+  return p.hospital.value() == b.requesting_hospital || p.hospital.value() == b.owner;
+}
+
+// The command envelope every endpoint starts from.
+ev::Envelope command_envelope(const api::request& req, ev::BookingAction action, const std::string& booking_id,
+                              const std::string& equipment_id, bk::seconds now) {
+  ev::Envelope cmd;
+  const auto& p = *req.principal;
+  const auto key = req.header("Idempotency-Key");
+  const std::string command_id =
+      key.empty() ? random_id("cmd-") : stable_id("cmd-", p.id.value() + "\n" + std::string(key));
+  cmd.set_event_id("booking-command:" + command_id);
+  cmd.set_type("yilian.events.v1.BookingCommand");
+  cmd.set_schema_version(1);
+  *cmd.mutable_occurred_at() = bk::to_timestamp(now);
+  *cmd.mutable_recorded_at() = bk::to_timestamp(now);
+  auto* src = cmd.mutable_source();
+  src->set_hospital(p.hospital.value());
+  src->set_system("api");
+  src->set_protocol(ev::PROTOCOL_API);
+  src->set_principal(p.id.value());
+  src->set_control_id(req.request_id);
+  auto* c = cmd.mutable_booking_command();
+  c->set_command_id(command_id);
+  c->set_action(action);
+  c->set_booking_id(booking_id);
+  c->set_equipment_id(equipment_id);
+  c->set_actor(p.id.value());
+  c->set_actor_hospital(p.hospital.value());
+  c->set_actor_is_operator(p.role == api::role::operator_);
+  return cmd;
+}
+
+
+// "zs-ct-1.202611240800.CT-HEAD-PLAIN" -> equipment, local start, exam.
+result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::string_view id) {
+  const auto a = id.find('.');
+  const auto b = a == std::string_view::npos ? a : id.find('.', a + 1);
+  if (b == std::string_view::npos || b - a - 1 != 12) {
+    return fail(errc::invalid_argument, "slot_id is not <equipment>.<YYYYMMDDHHMM>.<exam code>", "slot_id");
+  }
+  const auto t = id.substr(a + 1, 12);
+  std::string local = std::string(t.substr(0, 4)) + "-" + std::string(t.substr(4, 2)) + "-" +
+                      std::string(t.substr(6, 2)) + "T" + std::string(t.substr(8, 2)) + ":" +
+                      std::string(t.substr(10, 2));
+  return std::make_tuple(std::string(id.substr(0, a)), std::move(local), std::string(id.substr(b + 1)));
+}
+
+std::string new_booking_id(const api::request& req) {
+  const auto key = req.header("Idempotency-Key");
+  return key.empty() ? random_id("bk-") : stable_id("bk-", req.principal->id.value() + "\n" + std::string(key));
+}
+
+asio::awaitable<result<bk::decision>> submit(bk::service& svc, const ev::Envelope& command,
+                                             std::chrono::milliseconds timeout) {
+  const std::string command_id = command.booking_command().command_id();
+  const bool known = svc.read([&](const bk::ledger& l) { return l.decided(command_id).has_value(); });
+  if (!known) {
+    auto sent = co_await publish_command(svc, command);
+    if (!sent) co_return std::unexpected(sent.error());
+  }
+  co_return co_await await_decision(svc, command_id, timeout);
+}
+
+}  // namespace yilian::app::booking
