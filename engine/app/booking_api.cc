@@ -1,6 +1,7 @@
 #include "engine/app/booking_api.h"
 
 #include <charconv>
+#include <map>
 #include <memory>
 
 #include <boost/asio/post.hpp>
@@ -136,6 +137,30 @@ asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_
 }
 
 }  // namespace
+
+std::vector<metrics::callback_handle> add_booking_metrics(metrics::registry& registry, bk::service& svc) {
+  std::vector<metrics::callback_handle> out;
+  auto gauge = [&](std::string_view name, std::string_view help, auto field) {
+    out.push_back(registry.add_callback_gauge(name, help, {"equipment"}, [&svc, field] {
+      std::vector<metrics::sample> samples;
+      const auto now = svc.now();
+      svc.read([&](const bk::ledger& l) {
+        for (const auto* cal : l.all_equipment()) {
+          const auto u = l.use_of(cal->equipment_id(), bk::interval{now, now + std::chrono::days(7)});
+          samples.push_back(metrics::sample{.label_values = {cal->equipment_id()},
+                                            .value = static_cast<double>(u.*field)});
+        }
+        return 0;
+      });
+      return samples;
+    }));
+  };
+  gauge("yilian_equipment_offered_minutes", "Minutes of the next 7 days a machine offers the consortium.",
+        &bk::utilization::offered_minutes);
+  gauge("yilian_equipment_booked_minutes", "Minutes of the next 7 days booked by other hospitals.",
+        &bk::utilization::booked_minutes);
+  return out;
+}
 
 void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& audit, booking_api_options options) {
   routes.add(verb::get, "/api/v1/equipment", [&svc](api::request&) -> result<api::response> {
@@ -302,6 +327,90 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         }
         co_return co_await run_command(svc, audit, req, std::move(cmd), options, status::created);
       });
+
+  routes.add(verb::get, "/api/v1/equipment/utilization", [&svc, zone = consortium_zone](api::request& req) -> result<api::response> {
+    const auto& p = *req.principal;
+    const auto now = svc.now();
+    bk::interval range{now - std::chrono::days(30), now};
+    for (auto [name, target] : {std::pair{"from", &range.start}, std::pair{"to", &range.end}}) {
+      if (auto v = req.query_param(name); v && !v->empty()) {
+        auto t = bk::parse_instant(*v, zone);
+        if (!t) return fail(errc::invalid_argument, std::string(name) + ": " + t.error().message, name);
+        *target = *t;
+      }
+    }
+    if (range.end <= range.start || range.end - range.start > std::chrono::days(366)) {
+      return fail(errc::invalid_argument, "from must be before to, at most a year apart", "to");
+    }
+    std::string hospital(req.query_param("hospital").value_or(""));
+    if (p.role != api::role::operator_ || !p.hospital.value().empty()) {
+      if (!hospital.empty() && hospital != p.hospital.value()) {
+        return fail(errc::permission_denied, "a hospital sees its own machines' use only", "hospital");
+      }
+      hospital = p.hospital.value();
+    }
+    const std::string modality(req.query_param("modality").value_or(""));
+    struct totals {
+      std::int64_t working = 0, offered = 0, booked = 0, bookings = 0, used = 0, no_shows = 0, cancelled = 0;
+      std::vector<std::int64_t> waits;
+    };
+    auto row = [](const totals& t) {
+      bk::utilization u{.waits_seconds = t.waits};
+      return json{{"working_minutes", t.working},
+                  {"offered_minutes", t.offered},
+                  {"booked_minutes", t.booked},
+                  {"utilization", t.offered > 0 ? static_cast<double>(t.booked) / static_cast<double>(t.offered) : 0.0},
+                  {"bookings", t.bookings},
+                  {"used", t.used},
+                  {"no_shows", t.no_shows},
+                  {"no_show_rate", t.bookings > 0 ? static_cast<double>(t.no_shows) / static_cast<double>(t.bookings) : 0.0},
+                  {"cancelled", t.cancelled},
+                  {"median_wait_hours", static_cast<double>(u.median_wait_seconds()) / 3600.0}};
+    };
+    return svc.read([&](const bk::ledger& l) {
+      std::map<std::string, totals> by_hospital, by_modality;
+      json machines = json::array();
+      for (const auto& e : l.config().consortium.equipment()) {
+        if (!hospital.empty() && e.hospital() != hospital) continue;
+        const std::string m = modality_name(e.modality());
+        if (!modality.empty() && m != modality) continue;
+        const auto u = l.use_of(e.id(), range);
+        totals t{u.working_minutes, u.offered_minutes, u.booked_minutes, u.bookings, u.used, u.no_shows, u.cancelled,
+                 u.waits_seconds};
+        json r = row(t);
+        r["equipment_id"] = e.id();
+        r["hospital"] = e.hospital();
+        r["modality"] = m;
+        machines.push_back(std::move(r));
+        for (auto* agg : {&by_hospital[e.hospital()], &by_modality[m]}) {
+          agg->working += t.working;
+          agg->offered += t.offered;
+          agg->booked += t.booked;
+          agg->bookings += t.bookings;
+          agg->used += t.used;
+          agg->no_shows += t.no_shows;
+          agg->cancelled += t.cancelled;
+          agg->waits.insert(agg->waits.end(), t.waits.begin(), t.waits.end());
+        }
+      }
+      json hospitals = json::array(), modalities = json::array();
+      for (const auto& [h, t] : by_hospital) {
+        json r = row(t);
+        r["hospital"] = h;
+        hospitals.push_back(std::move(r));
+      }
+      for (const auto& [m, t] : by_modality) {
+        json r = row(t);
+        r["modality"] = m;
+        modalities.push_back(std::move(r));
+      }
+      return api::response::json(json{{"from", bk::format_local(range.start, zone)},
+                                      {"to", bk::format_local(range.end, zone)},
+                                      {"equipment", std::move(machines)},
+                                      {"by_hospital", std::move(hospitals)},
+                                      {"by_modality", std::move(modalities)}});
+    });
+  }, api::route_options{.roles = {api::role::operator_, api::role::hospital_system}});
 
   routes.add(verb::get, "/api/v1/bookings", [&svc, &audit](api::request& req) -> result<api::response> {
     const auto& p = *req.principal;

@@ -14,6 +14,10 @@
 //   POST /api/v1/bookings/{id}/{action}         hold, book, reschedule, cancel, check-in,
 //        no-show, perform, report, correct; body {"start","exam_code","reason"}
 //   POST /api/v1/equipment/{id}/block | /open   {"start","end","reason","id"} (owner, operator)
+//   GET  /api/v1/equipment/utilization?from=&to=[&hospital=&modality=]   per machine, hospital
+//        and modality: working, offered (the consortium share) and booked minutes, bookings,
+//        exams done, no-shows, cancellations, median wait from request to exam (operators;
+//        a hospital sees its own machines)
 //
 // Every command goes through the bus to the equipment's single writer; the
 // answer is the decision as this instance's view applied it. An
@@ -26,6 +30,7 @@
 
 #include "engine/api/audit.h"
 #include "engine/api/router.h"
+#include "engine/core/metrics.h"
 #include "engine/workflows/booking/service.h"
 
 namespace yilian::app {
@@ -36,5 +41,10 @@ struct booking_api_options {
 
 void add_booking_routes(api::router& routes, workflows::booking::service& svc, api::audit_log& audit,
                         booking_api_options options = {});
+
+// yilian_equipment_offered_minutes / _booked_minutes {equipment}: the next 7
+// days, computed when /metrics is scraped.
+[[nodiscard]] std::vector<metrics::callback_handle> add_booking_metrics(metrics::registry& registry,
+                                                                        workflows::booking::service& svc);
 
 }  // namespace yilian::app

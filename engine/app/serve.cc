@@ -232,6 +232,7 @@ int run_serve(const serve_options& options) {
   booking_ref.store(&booking);
   add_booking_routes(server.routes(), booking, **audit);
   add_booking_fhir_routes(server.routes(), booking, **audit);
+  const auto booking_metrics = add_booking_metrics(registry, booking);
   if (auto started = server.start(); !started) {
     std::fprintf(stderr, "yilian: cannot start the HTTP server on %s:%u: %s\n", http.address.c_str(), http.port,
                  started.error().describe().c_str());

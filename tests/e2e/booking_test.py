@@ -8,6 +8,7 @@ own MLLP endpoint. Also: a clinic HIS booking by OMI^O23, 200 clients racing for
 50 slots, who may see and change which booking, bad requests, the audit log.
 """
 import concurrent.futures
+import datetime
 import json
 import os
 import shutil
@@ -131,6 +132,20 @@ class Booking(unittest.TestCase):
         done = self.wait_state(bid, CLINIC, "PERFORMED")
         self.assertEqual([h["state"] for h in done["history"]], ["BOOKED", "CHECKED_IN", "PERFORMED"])
         self.clinic.wait_for(lambda m: field(m, "SCH", 1).startswith(bid) and field(m, "SCH", 25).startswith("Complete"))
+
+        # The operators' capacity picture counts it.
+        today = datetime.date.today()
+        r = self.call("GET", "/api/v1/equipment/utilization?from=%s&to=%s&modality=CT" % (
+            today - datetime.timedelta(days=2), today + datetime.timedelta(days=60)), OPERATOR)
+        self.assertEqual(r.status, 200, r.body)
+        ct = {row["equipment_id"]: row for row in r.json()["equipment"]}["zs-ct-1"]
+        self.assertGreaterEqual(ct["used"], 1)
+        self.assertGreater(ct["offered_minutes"], 0)
+        self.assertGreaterEqual(ct["booked_minutes"], 15)
+        self.assertIn("zs-tertiary", [h["hospital"] for h in r.json()["by_hospital"]])
+        self.assertEqual(self.call("GET", "/api/v1/equipment/utilization", CLINIC).status, 403)
+        metrics = self.engine.request("GET", "/metrics").body
+        self.assertRegex(metrics, r'yilian_equipment_offered_minutes\{equipment="zs-ct-1"\} [1-9]')
 
     def test_clinic_his_books_by_sending_omi_o23(self):
         order = "XZ-ORD-%s" % uuid.uuid4().hex[:8]

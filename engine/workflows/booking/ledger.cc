@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <limits>
 #include <set>
 
 namespace yilian::workflows::booking {
@@ -768,6 +769,75 @@ std::vector<const booking_view*> ledger::find_by_patient(std::string_view owner,
     if (same) out.push_back(b);
   }
   return out;
+}
+
+std::int64_t utilization::median_wait_seconds() const {
+  if (waits_seconds.empty()) return 0;
+  std::vector<std::int64_t> w = waits_seconds;
+  const auto mid = w.begin() + static_cast<std::ptrdiff_t>(w.size() / 2);
+  std::nth_element(w.begin(), mid, w.end());
+  if (w.size() % 2 == 1) return *mid;
+  const auto lower = *std::max_element(w.begin(), mid);
+  return (lower + *mid) / 2;
+}
+
+utilization ledger::use_of(std::string_view equipment_id, interval range) const {
+  utilization u{.equipment_id = std::string(equipment_id)};
+  const auto* eq = state_of(equipment_id);
+  if (eq == nullptr || range.end <= range.start) return u;
+  auto clip = [&](interval i) {
+    const interval c{std::max(i.start, range.start), std::min(i.end, range.end)};
+    return c.end > c.start ? c.length().count() : 0;
+  };
+  std::unordered_map<std::int64_t, std::int64_t> per_day;
+  for (const auto& w : eq->cal.windows(range.start, range.end)) {
+    const auto m = clip(w);
+    u.working_minutes += m;
+    per_day[eq->cal.local_day(w.start)] += m;
+  }
+  for (const auto& [day, minutes] : per_day) {
+    u.offered_minutes += std::min(minutes, eq->cal.share_minutes(day));
+  }
+  std::int64_t blocked = 0;
+  for (const auto& b : eq->cal.blocked()) {
+    for (const auto& w : eq->cal.windows(b.when.start, b.when.end)) blocked += clip(interval{std::max(w.start, b.when.start), std::min(w.end, b.when.end)});
+  }
+  for (const auto& b : eq->blocks) {
+    for (const auto& w : eq->cal.windows(b.when.start, b.when.end)) blocked += clip(interval{std::max(w.start, b.when.start), std::min(w.end, b.when.end)});
+  }
+  // Blocked time comes out of the offer in proportion to the share.
+  u.offered_minutes = std::max<std::int64_t>(0, u.offered_minutes - blocked * eq->cal.share_percent() / 100);
+  for (const auto* b : bookings_of(eq->cal.hospital(), std::numeric_limits<std::size_t>::max())) {
+    if (b->equipment_id != equipment_id) continue;
+    // The slot a booking had last (a cancelled booking keeps it in its history).
+    interval slot = b->slot;
+    for (auto h = b->history.rbegin(); !b->has_slot() && h != b->history.rend(); ++h) {
+      if (h->slot.end > h->slot.start) {
+        slot = h->slot;
+        break;
+      }
+    }
+    if (!(slot.end > slot.start) || !slot.overlaps(range)) continue;
+    bool was_booked = false;
+    for (const auto& h : b->history) was_booked = was_booked || h.to == ev::BOOKING_STATE_BOOKED;
+    if (!was_booked) continue;  // holds and requests that never became bookings
+    ++u.bookings;
+    switch (b->st) {
+      case ev::BOOKING_STATE_PERFORMED:
+      case ev::BOOKING_STATE_REPORTED:
+      case ev::BOOKING_STATE_CORRECTED:
+        ++u.used;
+        u.waits_seconds.push_back((slot.start - b->requested_at).count());
+        break;
+      case ev::BOOKING_STATE_NO_SHOW: ++u.no_shows; break;
+      case ev::BOOKING_STATE_CANCELLED: ++u.cancelled; break;
+      default: break;
+    }
+    if (b->takes_time() && b->st != ev::BOOKING_STATE_HELD && b->requesting_hospital != eq->cal.hospital()) {
+      u.booked_minutes += clip(slot);
+    }
+  }
+  return u;
 }
 
 std::vector<const booking_view*> ledger::lapsed_holds(seconds now) const {

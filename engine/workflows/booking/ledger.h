@@ -110,6 +110,21 @@ struct applied {
   bool voided = false;             // a decision that did not hold at its place in the log
 };
 
+// One machine's use over a time range (GET /api/v1/equipment/utilization).
+struct utilization {
+  std::string equipment_id;
+  std::int64_t working_minutes = 0;   // the weekly schedule's hours in the range
+  std::int64_t offered_minutes = 0;   // the consortium's share of them, less blocked time
+  std::int64_t booked_minutes = 0;    // consortium bookings (HELD excluded) taking time in the range
+  std::int64_t bookings = 0;          // bookings with a slot in the range, whatever became of them
+  std::int64_t used = 0;              // PERFORMED, REPORTED, CORRECTED
+  std::int64_t no_shows = 0;
+  std::int64_t cancelled = 0;         // cancelled after being booked
+  std::vector<std::int64_t> waits_seconds;  // request -> exam start, of used bookings
+  // Median of waits_seconds (0 when none).
+  std::int64_t median_wait_seconds() const;
+};
+
 struct ledger_options {
   std::chrono::seconds hold_ttl{std::chrono::minutes(10)};
   // How long a decided command id is remembered (resends within it get the
@@ -160,6 +175,7 @@ class ledger {
   std::vector<const booking_view*> bookings_of(std::string_view hospital, std::size_t limit) const;
   std::vector<const booking_view*> bookings_on(std::string_view equipment_id, interval when) const;
   std::vector<free_slot> search(const slot_query& q, seconds now) const;
+  utilization use_of(std::string_view equipment_id, interval range) const;
   // HELD bookings on these equipment ids whose hold ran out by `now`.
   std::vector<const booking_view*> lapsed_holds(seconds now) const;
   std::size_t size() const { return bookings_.size(); }
