@@ -68,6 +68,7 @@ api::server_options http_options(const config::loaded_consortium& cfg) {
   if (h.has_port()) o.port = static_cast<std::uint16_t>(h.port());
   if (h.body_limit_bytes() > 0) o.body_limit = h.body_limit_bytes();
   if (h.read_timeout_ms() > 0) o.read_timeout = std::chrono::milliseconds(h.read_timeout_ms());
+  if (h.max_connections() > 0) o.max_connections = h.max_connections();
   return o;
 }
 
