@@ -18,6 +18,7 @@ YILIAN_BUILD_PACKAGES=(
 # Extra packages the test suite's peers need (Kafka broker, HL7 clients).
 YILIAN_TEST_PACKAGES=(
   openjdk-17-jdk-headless maven python3 python3-hl7 procps iproute2
+  chromium fonts-wqy-microhei
 )
 
 as_root() {
@@ -49,4 +50,17 @@ build_release() {
   fi
   cmake --build --preset release -- -k 0 || die "build failed (see the compiler output above)"
   [ -x build/bin/yilian ] || die "build finished but build/bin/yilian is missing"
+}
+
+# The clinic page's browser test (tests/e2e/console): playwright-core from the
+# npm registry drives Debian's chromium; it never downloads a browser.
+ensure_console_e2e() {
+  local dir="$YILIAN_ROOT/tests/e2e/console"
+  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null \
+    || die "the console test needs Node.js 20 or later (playwright-core); found: $(node --version 2>/dev/null || echo none)"
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    say "Installing the console test's npm packages (npm ci in tests/e2e/console)"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
+      || die "npm ci failed in tests/e2e/console"
+  fi
 }

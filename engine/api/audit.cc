@@ -7,7 +7,6 @@
 #include <cstring>
 #include <ctime>
 
-#include <nlohmann/json.hpp>
 
 namespace yilian::api {
 
@@ -53,27 +52,42 @@ audit_log::~audit_log() {
   }
 }
 
-void audit_log::record(const request& req, std::string_view action, std::string_view resource,
-                       std::span<const std::string> ids, std::string_view outcome) {
-  nlohmann::json j{{"ts", utc_now()},
-                   {"action", action},
-                   {"resource", resource},
-                   {"ids", nlohmann::json(std::vector<std::string>(ids.begin(), ids.end()))},
-                   {"request_id", req.request_id},
-                   {"remote", req.remote_address},
-                   {"outcome", outcome}};
-  if (req.principal) {
-    j["principal"] = req.principal->id.value();
-    j["role"] = to_string(req.principal->role);
-    j["hospital"] = req.principal->hospital.value();
+namespace {
+
+void append_quoted(std::string& out, std::string_view v) {
+  out += '"';
+  for (const char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
   }
-  std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  line += '\n';
-  // One write per line: O_APPEND keeps concurrent lines whole.
-  const char* p = line.data();
-  std::size_t left = line.size();
+  out += '"';
+}
+
+void append_field(std::string& out, std::string_view key, std::string_view value) {
+  out += ',';
+  append_quoted(out, key);
+  out += ':';
+  append_quoted(out, value);
+}
+
+void write_all(int fd, const std::string& data) {
+  const char* p = data.data();
+  std::size_t left = data.size();
   while (left > 0) {
-    const auto n = ::write(fd_, p, left);
+    const auto n = ::write(fd, p, left);
     if (n < 0) {
       if (errno == EINTR) continue;
       std::fprintf(stderr, "yilian: audit log write failed: %s\n", std::strerror(errno));
@@ -82,15 +96,62 @@ void audit_log::record(const request& req, std::string_view action, std::string_
     p += n;
     left -= static_cast<std::size_t>(n);
   }
+}
+
+}  // namespace
+
+void audit_log::record(const request& req, std::string_view action, std::string_view resource,
+                       std::span<const std::string> ids, std::string_view outcome) {
+  std::string line = "{\"ts\":";
+  append_quoted(line, utc_now());
+  append_field(line, "action", action);
+  append_field(line, "resource", resource);
+  line += ",\"ids\":[";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) line += ',';
+    append_quoted(line, ids[i]);
+  }
+  line += ']';
+  append_field(line, "request_id", req.request_id);
+  append_field(line, "remote", req.remote_address);
+  append_field(line, "outcome", outcome);
+  if (req.principal) {
+    append_field(line, "principal", req.principal->id.value());
+    append_field(line, "role", to_string(req.principal->role));
+    append_field(line, "hospital", req.principal->hospital.value());
+  }
+  line += "}\n";
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    buffer_ += line;
+    wake = buffer_.size() > 256 * 1024;
+  }
   records_.fetch_add(1);
-  dirty_.store(true);
+  if (wake) cv_.notify_one();
 }
 
 void audit_log::sync_loop() {
+  auto last_sync = std::chrono::steady_clock::now();
+  bool unsynced = false;
   std::unique_lock lock(mu_);
-  while (!stopping_) {
-    cv_.wait_for(lock, sync_every_, [this] { return stopping_; });
-    if (dirty_.exchange(false)) ::fdatasync(fd_);
+  for (;;) {
+    cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return stopping_ || buffer_.size() > 256 * 1024; });
+    std::string out;
+    out.swap(buffer_);
+    const bool stop = stopping_;
+    lock.unlock();
+    if (!out.empty()) {
+      write_all(fd_, out);
+      unsynced = true;
+    }
+    if (unsynced && (stop || std::chrono::steady_clock::now() - last_sync >= sync_every_)) {
+      ::fdatasync(fd_);
+      unsynced = false;
+      last_sync = std::chrono::steady_clock::now();
+    }
+    lock.lock();
+    if (stop && buffer_.empty()) return;
   }
 }
 

@@ -7,8 +7,10 @@
 //    "hospital":"dc-chc","action":"read","resource":"Booking","ids":["bk-..."],
 //    "request_id":"...","remote":"127.0.0.1","outcome":"ok"}
 // Records carry ids only — never names, ID numbers or phone numbers.
-// Lines are written with one write(2) each (O_APPEND) and fdatasync'd by a
-// background thread at most `sync_every` later.
+// record() only appends the line to a buffer; a background thread writes the
+// buffer out every few milliseconds (one write(2), O_APPEND) and fdatasyncs
+// at most `sync_every` later, so a request never waits for the disk. What a
+// crash can lose is the last `sync_every` of records.
 #pragma once
 
 #include <atomic>
@@ -49,8 +51,8 @@ class audit_log {
   int fd_ = -1;
   std::chrono::milliseconds sync_every_;
   std::atomic<std::uint64_t> records_{0};
-  std::atomic<bool> dirty_{false};
   std::mutex mu_;
+  std::string buffer_;  // lines not yet written
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread syncer_;

@@ -1,5 +1,7 @@
 #include "engine/app/booking_api.h"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <map>
 #include <memory>
@@ -9,7 +11,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
 #include "engine/app/booking_support.h"
@@ -47,12 +48,6 @@ json time_json(bk::seconds t, const time_zone& zone) {
 json booking_json(const bk::booking_view& b, const bk::ledger& l) {
   const auto* cal = l.equipment(b.equipment_id);
   const time_zone zone = cal != nullptr ? cal->zone() : time_zone();
-  std::string patient_json;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(b.patient, &patient_json, opts);
-  std::string subject_json;
-  (void)google::protobuf::util::MessageToJsonString(b.subject, &subject_json, opts);
   json history = json::array();
   for (const auto& s : b.history) {
     history.push_back({{"version", s.version},
@@ -80,8 +75,8 @@ json booking_json(const bk::booking_view& b, const bk::ledger& l) {
          {"referral_id", b.referral_id},
          {"booked_by", b.booked_by},
          {"conflict", b.conflict},
-         {"patient", json::parse(patient_json, nullptr, false)},
-         {"identifiers", json::parse(subject_json, nullptr, false).value("identifiers", json::array())},
+         {"patient", booking::demographics_json(b.patient)},
+         {"identifiers", booking::identifiers_json(b.subject)},
          {"history", std::move(history)}};
   if (cal != nullptr) {
     if (const auto* e = cal->exam(b.exam_code)) j["exam_name"] = e->name();
@@ -256,6 +251,15 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
       [&svc, &audit, options](api::request& req) -> asio::awaitable<result<api::response>> {
         auto body = parse_body(req, true);
         if (!body) co_return std::unexpected(body.error());
+        for (const auto& [key, value] : body->items()) {
+          static constexpr std::array<std::string_view, 10> known{"action",      "slot_id",      "equipment_id",
+                                                                  "start",       "exam_code",    "requesting_hospital",
+                                                                  "placer_order", "referral_id", "patient",
+                                                                  "identifiers"};
+          if (std::find(known.begin(), known.end(), key) == known.end()) {
+            co_return fail(errc::invalid_argument, key + " is not a field of a booking request", key);
+          }
+        }
         auto action_text = string_field(*body, "action", false);
         if (!action_text) co_return std::unexpected(action_text.error());
         const auto action = action_text->empty() ? ev::BOOKING_ACTION_BOOK : bk::action_from_name(*action_text);
@@ -313,17 +317,11 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
           if (!v) co_return std::unexpected(v.error());
           (c->*setter)(*v);
         }
-        google::protobuf::util::JsonParseOptions strict;
         if (const auto it = body->find("patient"); it != body->end() && !it->is_null()) {
-          const auto status = google::protobuf::util::JsonStringToMessage(it->dump(), c->mutable_patient(), strict);
-          if (!status.ok()) co_return fail(errc::invalid_argument, "patient: " + std::string(status.message()), "patient");
+          if (auto read = booking::read_demographics(*it, *c->mutable_patient()); !read) co_return std::unexpected(read.error());
         }
         if (const auto it = body->find("identifiers"); it != body->end() && !it->is_null()) {
-          json wrapper{{"identifiers", *it}};
-          const auto status = google::protobuf::util::JsonStringToMessage(wrapper.dump(), cmd.mutable_subject(), strict);
-          if (!status.ok()) {
-            co_return fail(errc::invalid_argument, "identifiers: " + std::string(status.message()), "identifiers");
-          }
+          if (auto read = booking::read_identifiers(*it, *cmd.mutable_subject()); !read) co_return std::unexpected(read.error());
         }
         co_return co_await run_command(svc, audit, req, std::move(cmd), options, status::created);
       });

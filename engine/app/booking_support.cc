@@ -121,6 +121,108 @@ result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::str
   return std::make_tuple(std::string(id.substr(0, a)), std::move(local), std::string(id.substr(b + 1)));
 }
 
+nlohmann::json demographics_json(const ev::Demographics& d) {
+  nlohmann::json j = nlohmann::json::object();
+  nlohmann::json name = nlohmann::json::object();
+  for (const auto& [key, value] : {std::pair{"hanzi", &d.name().hanzi()}, std::pair{"pinyin", &d.name().pinyin()},
+                                   std::pair{"family", &d.name().family()}, std::pair{"given", &d.name().given()}}) {
+    if (!value->empty()) name[key] = *value;
+  }
+  if (!name.empty()) j["name"] = std::move(name);
+  if (!d.birth_date().empty()) j["birth_date"] = d.birth_date();
+  if (d.sex() != ev::SEX_UNSPECIFIED) j["sex"] = ev::Sex_Name(d.sex());
+  if (d.telecom_size() > 0) {
+    auto& t = j["telecom"] = nlohmann::json::array();
+    for (const auto& c : d.telecom()) t.push_back({{"system", c.system()}, {"value", c.value()}});
+  }
+  return j;
+}
+
+namespace {
+
+result<std::string> text_of(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_string()) return fail(errc::invalid_argument, where + " must be a string", where);
+  return j.get<std::string>();
+}
+
+}  // namespace
+
+result<void> read_demographics(const nlohmann::json& j, ev::Demographics& out) {
+  if (!j.is_object()) return fail(errc::invalid_argument, "patient must be an object", "patient");
+  for (const auto& [key, value] : j.items()) {
+    const std::string where = "patient." + key;
+    if (key == "name") {
+      if (!value.is_object()) return fail(errc::invalid_argument, where + " must be an object", where);
+      for (const auto& [part, text] : value.items()) {
+        auto v = text_of(text, where + "." + part);
+        if (!v) return std::unexpected(v.error());
+        auto* n = out.mutable_name();
+        if (part == "hanzi") n->set_hanzi(*v);
+        else if (part == "pinyin") n->set_pinyin(*v);
+        else if (part == "family") n->set_family(*v);
+        else if (part == "given") n->set_given(*v);
+        else return fail(errc::invalid_argument, where + "." + part + " is not a field (hanzi, pinyin, family, given)", where);
+      }
+    } else if (key == "birth_date" || key == "birthDate") {
+      auto v = text_of(value, where);
+      if (!v) return std::unexpected(v.error());
+      out.set_birth_date(*v);
+    } else if (key == "sex") {
+      auto v = text_of(value, where);
+      if (!v) return std::unexpected(v.error());
+      ev::Sex sex{};
+      if (!ev::Sex_Parse(*v, &sex)) return fail(errc::invalid_argument, where + " is one of SEX_MALE, SEX_FEMALE, SEX_OTHER, SEX_UNKNOWN", where);
+      out.set_sex(sex);
+    } else if (key == "telecom") {
+      if (!value.is_array()) return fail(errc::invalid_argument, where + " must be an array", where);
+      for (const auto& t : value) {
+        if (!t.is_object()) return fail(errc::invalid_argument, where + "[] must be objects", where);
+        auto* c = out.add_telecom();
+        c->set_system(t.value("system", ""));
+        c->set_value(t.value("value", ""));
+      }
+    } else {
+      return fail(errc::invalid_argument, where + " is not a field (name, birth_date, sex, telecom)", where);
+    }
+  }
+  return {};
+}
+
+nlohmann::json identifiers_json(const ev::Subject& s) {
+  auto out = nlohmann::json::array();
+  for (const auto& id : s.identifiers()) {
+    nlohmann::json j{{"system", id.system()}, {"value", id.value()}};
+    if (id.type() != ev::IDENTIFIER_TYPE_UNSPECIFIED) j["type"] = ev::IdentifierType_Name(id.type());
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+result<void> read_identifiers(const nlohmann::json& j, ev::Subject& out) {
+  if (!j.is_array()) return fail(errc::invalid_argument, "identifiers must be an array", "identifiers");
+  for (const auto& item : j) {
+    if (!item.is_object()) return fail(errc::invalid_argument, "identifiers[] must be objects", "identifiers");
+    auto* id = out.add_identifiers();
+    for (const auto& [key, value] : item.items()) {
+      auto v = text_of(value, "identifiers[]." + key);
+      if (!v) return std::unexpected(v.error());
+      if (key == "system") id->set_system(*v);
+      else if (key == "value") id->set_value(*v);
+      else if (key == "type") {
+        ev::IdentifierType t{};
+        if (!ev::IdentifierType_Parse(*v, &t)) return fail(errc::invalid_argument, "identifiers[].type is not an IdentifierType", "identifiers");
+        id->set_type(t);
+      } else {
+        return fail(errc::invalid_argument, "identifiers[]." + key + " is not a field (system, value, type)", "identifiers");
+      }
+    }
+    if (id->system().empty() || id->value().empty()) {
+      return fail(errc::invalid_argument, "identifiers[] need a system and a value", "identifiers");
+    }
+  }
+  return {};
+}
+
 std::string new_booking_id(const api::request& req) {
   const auto key = req.header("Idempotency-Key");
   return key.empty() ? random_id("bk-") : stable_id("bk-", req.principal->id.value() + "\n" + std::string(key));

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
 
 #include "engine/api/http.h"
 #include "engine/workflows/booking/service.h"
@@ -37,6 +38,15 @@ std::string new_booking_id(const api::request& req);
 // "zs-ct-1.202611240800.CT-HEAD-PLAIN" (ledger::search's slot ids) ->
 // equipment id, local start "2026-11-24T08:00", exam code.
 result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::string_view id);
+
+// The patient as the booking endpoints show and take it (the fields a booking
+// needs; proto JSON names): {"name":{"hanzi","pinyin","family","given"},
+// "birth_date","sex":"SEX_FEMALE","telecom":[{"system","value"}]}.
+nlohmann::json demographics_json(const events::v1::Demographics& d);
+result<void> read_demographics(const nlohmann::json& j, events::v1::Demographics& out);
+// [{"system","value"[,"type":"IDENTIFIER_TYPE_MRN"]}]
+nlohmann::json identifiers_json(const events::v1::Subject& s);
+result<void> read_identifiers(const nlohmann::json& j, events::v1::Subject& out);
 
 // Publishes the command (unless this instance knows its decision already)
 // and waits for the decision, at most `timeout` (then errc::timeout).

@@ -1,6 +1,7 @@
 #include "engine/app/event_feed.h"
 
 #include <algorithm>
+#include <map>
 
 #include "yilian/events/v1/envelope.pb.h"
 
@@ -47,10 +48,19 @@ void event_feed::run() {
     auto batch = consumer_->poll(200ms, 512);
     if (batch && !batch->empty()) {
       {
-        std::lock_guard lock(mu_);
+        // Only the newest `keep_` records of a topic are kept: decode just those.
+        std::map<std::string_view, std::size_t> per_topic;
+        for (const auto& r : *batch) ++per_topic[r.topic];
+        std::vector<feed_entry> described;
+        std::map<std::string_view, std::size_t> seen_in_batch;
         for (const auto& r : *batch) {
-          auto& q = recent_[r.topic];
-          q.push_front(describe_record(r));
+          if (seen_in_batch[r.topic]++ + keep_ < per_topic[r.topic]) continue;
+          described.push_back(describe_record(r));
+        }
+        std::lock_guard lock(mu_);
+        for (auto& e : described) {
+          auto& q = recent_[e.topic];
+          q.push_front(std::move(e));
           if (q.size() > keep_) q.pop_back();
         }
       }

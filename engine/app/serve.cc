@@ -14,6 +14,7 @@
 #include "engine/api/server.h"
 #include "engine/app/booking_api.h"
 #include "engine/app/booking_fhir.h"
+#include "engine/app/console_routes.h"
 #include "engine/app/bus_factory.h"
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
@@ -233,6 +234,7 @@ int run_serve(const serve_options& options) {
   booking_ref.store(&booking);
   add_booking_routes(server.routes(), booking, **audit);
   add_booking_fhir_routes(server.routes(), booking, **audit);
+  add_console_routes(server.routes(), cfg);
   const auto booking_metrics = add_booking_metrics(registry, booking);
   if (auto started = server.start(); !started) {
     std::fprintf(stderr, "yilian: cannot start the HTTP server on %s:%u: %s\n", http.address.c_str(), http.port,

@@ -130,10 +130,15 @@ const config::v1::ExamType* calendar::exam(std::string_view exam_code) const {
 }
 
 std::int64_t calendar::share_minutes(std::int64_t day) const {
+  // The minutes the machine really works that day (a DST change makes a
+  // window an hour shorter or longer than its wall-clock times say).
   const int wd = weekday_from_days(day);
   std::int64_t working = 0;
   for (const auto& r : rules_) {
-    if (r.weekday == wd) working += r.end_minute - r.start_minute;
+    if (r.weekday != wd) continue;
+    const std::int64_t start = zone_.to_utc(day * 86400 + r.start_minute * 60);
+    const std::int64_t end = zone_.to_utc(day * 86400 + r.end_minute * 60);
+    if (end > start) working += (end - start) / 60;
   }
   return working * share_percent_ / 100;
 }

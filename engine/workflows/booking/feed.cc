@@ -173,6 +173,8 @@ void feed::run() {
     ev::Envelope e;
     for (const auto& r : *batch) {
       if (stopping_.load()) return;
+      // The workflow's own records (commands, decisions) are not hospital reports.
+      if (header_is(r, "origin", "engine") || header_is(r, "type", "yilian.events.v1.BookingCommand")) continue;
       if (!e.ParseFromString(r.value)) continue;
       if (auto handled = handle(e); !handled) {
         lg.warn("booking feed could not handle an event; it will be seen again",

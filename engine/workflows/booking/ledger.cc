@@ -203,6 +203,16 @@ std::optional<refusal> ledger::check_slot(const equipment_state& eq, std::string
         self != nullptr && self->takes_time() && eq.cal.local_day(self->slot.start) == day) {
       used -= self->slot.length().count();
     }
+    // Holds that ran out give their minutes back even before their release.
+    for (const auto& [expires, id] : holds_) {
+      if (expires > at) break;
+      const auto* held = find(id);
+      if (held == nullptr || id == booking_id || held->equipment_id != eq.cal.equipment_id() || !held->takes_time() ||
+          held->requesting_hospital == eq.cal.hospital() || eq.cal.local_day(held->slot.start) != day) {
+        continue;
+      }
+      used -= held->slot.length().count();
+    }
     const std::int64_t quota = eq.cal.share_minutes(day);
     if (used + slot.length().count() > quota) {
       return make_refusal("over_share", "the consortium's share of " + eq.cal.equipment_id() + " on that day is used up (" +
@@ -257,7 +267,6 @@ ev::Envelope ledger::decide(const ev::Envelope& command, seconds now) const {
     return reject(make_refusal("unknown_equipment", "no shared equipment \"" + c.equipment_id() + "\""));
   }
   const booking_view* b = c.booking_id().empty() ? nullptr : find(c.booking_id());
-  if (c.booking_id().empty()) return reject(make_refusal("invalid", "booking_id is required"));
   if (b != nullptr && b->equipment_id != c.equipment_id()) {
     return reject(make_refusal("invalid", "booking " + c.booking_id() + " is on " + b->equipment_id));
   }
@@ -272,7 +281,10 @@ ev::Envelope ledger::decide(const ev::Envelope& command, seconds now) const {
   if (c.action() == ev::BOOKING_ACTION_BLOCK || c.action() == ev::BOOKING_ACTION_OPEN) {
     return decide_availability(command, c, who, now);
   }
-  if (b == nullptr && cfg_.hospital(requesting) == nullptr) {
+  if (c.booking_id().empty()) return reject(make_refusal("invalid", "booking_id is required"));
+  const bool creates = c.action() == ev::BOOKING_ACTION_REQUEST || c.action() == ev::BOOKING_ACTION_HOLD ||
+                       c.action() == ev::BOOKING_ACTION_BOOK;
+  if (b == nullptr && creates && cfg_.hospital(requesting) == nullptr) {
     return reject(make_refusal("invalid", "requesting hospital \"" + requesting + "\" is not in the consortium"));
   }
   const state from = b != nullptr ? b->st : ev::BOOKING_STATE_UNSPECIFIED;
@@ -516,7 +528,8 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, bookin
     eq.occupied.insert_or_assign(after.slot.start, std::make_pair(after.slot.end, after.id));
     share_delta(after, +1);
   }
-  if (after.st == ev::BOOKING_STATE_HELD && !after.lapsed) holds_.insert({after.hold_expires_at, after.id});
+  // Lapsed holds stay listed: they still need their EXPIRE_HOLD.
+  if (after.st == ev::BOOKING_STATE_HELD) holds_.insert({after.hold_expires_at, after.id});
   if (before == nullptr) {
     if (!after.placer_order.empty()) by_order_.emplace(after.placer_order, after.id);
     by_hospital_[after.requesting_hospital].push_back(after.id);
@@ -532,6 +545,16 @@ void ledger::put_blocks(equipment_state& eq, std::vector<owner_block> blocks) {
   eq.blocks = std::move(blocks);
 }
 
+std::string ledger::conflict_text(const equipment_state& eq, const interval& slot) const {
+  for (const auto& blk : eq.blocks) {
+    if (!blk.when.overlaps(slot)) continue;
+    return "the owner closed " + eq.cal.equipment_id() + " from " + format_local(blk.when.start, eq.cal.zone()) +
+           " to " + format_local(blk.when.end, eq.cal.zone()) + (blk.reason.empty() ? std::string() : ": " + blk.reason) +
+           "; move or cancel this booking";
+  }
+  return {};
+}
+
 void ledger::refresh_conflicts(equipment_state& eq, const interval& range) {
   std::vector<std::string> touched;
   for (const auto& [start, entry] : eq.occupied) {
@@ -540,14 +563,7 @@ void ledger::refresh_conflicts(equipment_state& eq, const interval& range) {
   for (const auto& id : touched) {
     const auto* b = find(id);
     if (b == nullptr) continue;
-    std::string conflict;
-    for (const auto& blk : eq.blocks) {
-      if (!blk.when.overlaps(b->slot)) continue;
-      conflict = "the owner closed " + eq.cal.equipment_id() + " from " + format_local(blk.when.start, eq.cal.zone()) +
-                 " to " + format_local(blk.when.end, eq.cal.zone()) +
-                 (blk.reason.empty() ? std::string() : ": " + blk.reason) + "; move or cancel this booking";
-      break;
-    }
+    std::string conflict = conflict_text(eq, b->slot);
     if (conflict == b->conflict) continue;
     booking_view next = *b;
     next.conflict = std::move(conflict);
@@ -567,10 +583,12 @@ applied ledger::apply_appointment(const ev::Envelope& e) {
   const seconds at = to_seconds(e.occurred_at());
   const auto it = bookings_.find(ac.appointment_id());
   const booking_view* b = it == bookings_.end() ? nullptr : &it->second;
+  // A void decision is not remembered: the command may still be decided
+  // (a resend, or the writer after a rebalance), and the first decision that
+  // holds is the one that counts.
   auto void_it = [&](refusal why) {
     r.voided = true;
-    r.refused = why;
-    remember(ac.command_id(), outcome{.booking_id = ac.appointment_id(), .refused = std::move(why)}, at);
+    r.refused = std::move(why);
     return r;
   };
   const std::uint64_t current = b != nullptr ? b->version : 0;
@@ -603,7 +621,7 @@ applied ledger::apply_appointment(const ev::Envelope& e) {
     next.referral_id = ac.referral_id();
     next.booked_by = ac.booked_by();
   }
-  if (!next.takes_time()) next.conflict.clear();
+  next.conflict = next.takes_time() ? conflict_text(*eq, next.slot) : std::string();
   next.history.push_back(booking_step{.version = ac.version(), .to = ac.state(), .act = ac.action(), .at = at,
                                       .actor = e.source().principal(), .slot = next.slot,
                                       .reason = ac.reason().display().empty() ? ac.reason().code()

@@ -135,6 +135,7 @@ struct ledger_options {
 
 class ledger {
  public:
+  // `cfg` must outlive the ledger (calendars point into its equipment).
   static result<std::unique_ptr<ledger>> create(const config::loaded_consortium& cfg, ledger_options options = {});
 
   // The decision for a BookingCommand envelope, as the event to publish:
@@ -215,6 +216,7 @@ class ledger {
   applied apply_availability(const ev::Envelope& e);
   applied apply_rejection(const ev::Envelope& e);
   void refresh_conflicts(equipment_state& eq, const interval& range);
+  std::string conflict_text(const equipment_state& eq, const interval& slot) const;
   ev::Envelope decide_availability(const ev::Envelope& command, const ev::BookingCommand& c, parties who,
                                    seconds now) const;
 

@@ -1,9 +1,11 @@
 #include "engine/workflows/booking/notifier.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 
 #include "engine/core/log.h"
+#include "engine/workflows/booking/service.h"
 
 namespace yilian::workflows::booking {
 
@@ -88,6 +90,10 @@ void notifier::run() {
     ev::Envelope e;
     std::uint64_t count = 0;
     for (const auto& r : batch) {
+      // Only the workflow's AppointmentChanged decisions are announced; records
+      // that say what they are (headers) are skipped without decoding.
+      const bool typed = std::any_of(r.headers.begin(), r.headers.end(), [](const bus::header& h) { return h.key == "type"; });
+      if (typed && !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) continue;
       if (!e.ParseFromString(r.value)) continue;
       for (const auto& target : notification_targets(e)) {
         {

@@ -25,6 +25,19 @@ namespace {
 const auto lg = log::get("booking");
 }
 
+std::vector<bus::header> record_headers(const ev::Envelope& e) {
+  std::vector<bus::header> h{{"event_id", e.event_id()}, {"type", e.type()}};
+  if (e.source().protocol() == ev::PROTOCOL_ENGINE) h.push_back({"origin", "engine"});
+  return h;
+}
+
+bool header_is(const bus::record& r, std::string_view key, std::string_view value) {
+  for (const auto& h : r.headers) {
+    if (h.key == key) return h.value == value;
+  }
+  return false;
+}
+
 service::service(bus::bus& b, std::unique_ptr<ledger> l, service_options options, metrics::registry* registry)
     : bus_(b), ledger_(std::move(l)), options_(std::move(options)) {
   if (registry != nullptr) {
@@ -86,7 +99,7 @@ void service::stop() {
 
 void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done) {
   bus::message m{.topic = options_.topic, .key = command.booking_command().equipment_id(),
-                 .value = command.SerializeAsString()};
+                 .value = command.SerializeAsString(), .headers = record_headers(command)};
   bus_.publish(std::move(m), [done = std::move(done)](result<bus::position> r) mutable {
     if (!r) {
       done(std::unexpected(r.error()));
@@ -260,6 +273,12 @@ void service::poll_writer(std::chrono::milliseconds timeout) {
     lg.warn("booking writer cannot read the bus", {log::field("error", batch.error().describe())});
     return;
   }
+  // Records of a partition gained since the last look: set its gate first.
+  if (std::any_of(batch->begin(), batch->end(), [&](const bus::record& r) {
+        return std::none_of(assignment_.begin(), assignment_.end(), [&](const auto& tp) { return tp.second == r.partition; });
+      })) {
+    check_assignment();
+  }
   for (auto& r : *batch) {
     auto& w = work_[r.partition];
     if (!w) w = std::make_unique<partition_work>();
@@ -270,8 +289,8 @@ void service::poll_writer(std::chrono::milliseconds timeout) {
 void service::settle_batches() {
   std::vector<completion> done;
   {
-    std::lock_guard lock(completions_mu_);
-    done.swap(completions_);
+    std::lock_guard lock(completions_->mu);
+    done.swap(completions_->done);
   }
   for (auto& c : done) {
     completions_pending_.fetch_sub(1);
@@ -366,10 +385,11 @@ void service::decide_ready() {
       std::string key = d.has_appointment_changed()          ? d.appointment_changed().equipment_id()
                         : d.has_slot_availability_changed() ? d.slot_availability_changed().equipment_id()
                                                             : d.booking_command_rejected().equipment_id();
-      bus_.publish(bus::message{.topic = options_.topic, .key = std::move(key), .value = d.SerializeAsString()},
-                   [this, partition](result<bus::position> r) {
-                     std::lock_guard lock(completions_mu_);
-                     completions_.push_back(completion{partition, std::move(r)});
+      bus_.publish(bus::message{.topic = options_.topic, .key = std::move(key), .value = d.SerializeAsString(),
+                                .headers = record_headers(d)},
+                   [box = completions_, partition](result<bus::position> r) {
+                     std::lock_guard lock(box->mu);
+                     box->done.push_back(completion{partition, std::move(r)});
                    });
     }
   }

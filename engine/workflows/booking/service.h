@@ -40,6 +40,12 @@
 
 namespace yilian::workflows::booking {
 
+// Headers of the records the workflow publishes ("event_id", "type", and
+// "origin: engine" for its decisions), so other consumers can skip records
+// without decoding them.
+std::vector<bus::header> record_headers(const ev::Envelope& e);
+bool header_is(const bus::record& r, std::string_view key, std::string_view value);
+
 struct service_options {
   std::string topic = "yilian.booking.v1";
   std::string group_prefix;  // Kafka group prefix ("" on the embedded log)
@@ -137,8 +143,13 @@ class service {
   std::chrono::steady_clock::time_point next_sweep_{};
   std::chrono::steady_clock::time_point next_assignment_check_{};
 
-  std::mutex completions_mu_;
-  std::vector<completion> completions_;
+  // Publish handlers may run after stop() (a slow bus): they only touch this
+  // box, which they share.
+  struct completion_box {
+    std::mutex mu;
+    std::vector<completion> done;
+  };
+  std::shared_ptr<completion_box> completions_ = std::make_shared<completion_box>();
   std::atomic<std::size_t> completions_pending_{0};
 
   std::mutex waiters_mu_;
