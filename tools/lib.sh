@@ -13,12 +13,12 @@ YILIAN_BUILD_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
   libboost-dev libboost-system-dev librdkafka-dev libprotobuf-dev protobuf-compiler
   libsqlite3-dev sqlite3 libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
-  nlohmann-json3-dev libssl-dev libicu-dev catch2 tzdata
+  nlohmann-json3-dev libssl-dev libicu-dev catch2 tzdata libjemalloc-dev
 )
 # Extra packages the test suite's peers need (Kafka broker, HL7 clients).
 YILIAN_TEST_PACKAGES=(
   openjdk-17-jdk-headless maven python3 python3-hl7 procps iproute2
-  chromium fonts-wqy-microhei
+  chromium fonts-wqy-microhei python3-venv
 )
 
 as_root() {
@@ -62,5 +62,19 @@ ensure_console_e2e() {
     say "Installing the console test's npm packages (npm ci in tests/e2e/console)"
     (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) \
       || die "npm ci failed in tests/e2e/console"
+  fi
+}
+
+# The identity index's Febrl quality test compares with recordlinkage's ECM
+# classifier (PyPI), in a venv beside the build (created before the first
+# configure, which looks for it).
+ensure_identity_venv() {
+  local venv="$YILIAN_ROOT/build/venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import recordlinkage' 2>/dev/null; then
+    say "Installing recordlinkage into build/venv (PyPI; for the Febrl identity comparison)"
+    mkdir -p "$YILIAN_ROOT/build"
+    python3 -m venv "$venv" || die "python3 -m venv failed (is python3-venv installed?)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'recordlinkage==0.16' \
+      || die "pip install recordlinkage failed"
   fi
 }

@@ -54,9 +54,12 @@ asio::awaitable<result<bk::decision>> await_decision(bk::service& svc, const std
 asio::awaitable<result<void>> publish_command(bk::service& svc, const ev::Envelope& cmd) {
   auto start = [&svc, &cmd](auto handler) {
     auto ex = asio::get_associated_executor(handler);
-    svc.send(cmd, [h = std::move(handler), ex](result<void> r) mutable {
-      asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
-    });
+    svc.send(
+        cmd,
+        [h = std::move(handler), ex](result<void> r) mutable {
+          asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+        },
+        /*direct=*/true);
   };
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(result<void>)>(start,
                                                                                              asio::use_awaitable);

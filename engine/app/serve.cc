@@ -217,7 +217,8 @@ int run_serve(const serve_options& options) {
       events_bus, workflows::booking::notifier_options{
                       .booking_topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
                       .outbound_topic = std::string(config::topic_name(events::v1::TOPIC_OUTBOUND)),
-                      .group_prefix = kafka_prefix});
+                      .group_prefix = kafka_prefix,
+                      .listeners = workflows::booking::appointment_listeners(cfg)});
   workflows::booking::feed booking_feed(
       events_bus, booking,
       workflows::booking::feed_options{

@@ -9,7 +9,7 @@ namespace {
 constexpr std::uint32_t none = 0xFFFFFFFFU;
 constexpr std::uint8_t id_tag = 0xF0;  // key_hash tag of record-key identifiers
 constexpr std::uint8_t name_tag_family = 0xE1, name_tag_given = 0xE2, name_tag_city = 0xE3;  // frequency counts
-// Below this many records name frequencies are too noisy to use.
+// Below this many records value frequencies are too noisy to use.
 constexpr std::size_t min_records_for_frequencies = 1000;
 
 // Text fields of a packed record, in blob order.
@@ -345,14 +345,19 @@ bool better(const pair_verdict& a, const pair_verdict& b) {
 }
 }  // namespace
 
-name_frequencies identity_index::frequencies_of(const features_view& q) const {
-  name_frequencies tf;
+population_context identity_index::frequencies_of(const features_view& q) const {
+  population_context tf;
+  tf.persons = static_cast<double>(live_persons_);
   if (live_records_ < min_records_for_frequencies) return tf;
   const auto n = static_cast<double>(live_records_);
+  // Share of records carrying the value, counting the incoming record too
+  // ((count + 1) / (n + 1)): a value seen once among a million is rare, not
+  // impossible, and an exact agreement implies at least one stored holder.
   auto freq = [&](std::uint8_t tag, std::string_view part) {
     if (part.empty()) return 0.0;
     auto it = name_counts_.find(key_hash(tag, part));
-    return it == name_counts_.end() ? 0.0 : static_cast<double>(it->second) / n;
+    const double count = it == name_counts_.end() ? 0.0 : static_cast<double>(it->second);
+    return (count + 1.0) / (n + 1.0);
   };
   tf.family = freq(name_tag_family, q.family);
   tf.given = freq(name_tag_given, q.given);
@@ -364,33 +369,60 @@ identity_index::match_result identity_index::match(const features_view& q, std::
                                  std::vector<candidate_trace>* trace) const {
   std::vector<block_key> keys;
   blocking_keys(q, keys);
-  std::vector<std::uint32_t> cands;
-  for (const block_key& k : keys) {
-    blocks_.for_each(k.hash, opt_.max_block, [&](std::uint32_t r) { cands.push_back(r); });
-  }
-  std::sort(cands.begin(), cands.end());
-  cands.erase(std::unique(cands.begin(), cands.end()), cands.end());
-  if (cands.size() > opt_.max_candidates) cands.resize(opt_.max_candidates);
-
   struct best_of_person {
     std::uint32_t person;
     pair_verdict v;
   };
   std::vector<best_of_person> persons;
+  std::vector<std::uint32_t> cands, seen;
   match_result m;
-  const name_frequencies tf = frequencies_of(q);
-  for (std::uint32_t r : cands) {
-    if (r == self || !records_[r].alive) continue;
-    const std::uint32_t p = root(records_[r].person);
-    if (do_not_link(self, p)) continue;
-    const features_view other = view_of(r);
-    const comparison c = compare(q, other);
-    const pair_verdict v = decide(q, other, c, records_[r].hospital == hospital, opt_.match, tf);
-    ++m.compared;
-    if (trace) trace->push_back(candidate_trace{.record = r, .person = enterprise_id(p), .c = c, .verdict = v});
-    auto it = std::find_if(persons.begin(), persons.end(), [&](const best_of_person& b) { return b.person == p; });
-    if (it == persons.end()) persons.push_back(best_of_person{.person = p, .v = v});
-    else if (better(v, it->v)) it->v = v;
+  const population_context tf = frequencies_of(q);
+  const auto is_rule = [](rule r) { return r == rule::resident_id || r == rule::card; };
+  auto score_all = [&] {
+    std::sort(cands.begin(), cands.end());
+    cands.erase(std::unique(cands.begin(), cands.end()), cands.end());
+    for (std::uint32_t r : cands) {
+      if (seen.size() >= opt_.max_candidates) break;
+      if (std::binary_search(seen.begin(), seen.end(), r)) continue;
+      seen.insert(std::upper_bound(seen.begin(), seen.end(), r), r);
+      if (r == self || !records_[r].alive) continue;
+      const std::uint32_t p = root(records_[r].person);
+      if (do_not_link(self, p)) continue;
+      const features_view other = view_of(r);
+      const comparison c = compare(q, other);
+      const pair_verdict v = decide(q, other, c, records_[r].hospital == hospital, opt_.match, tf);
+      ++m.compared;
+      if (trace) trace->push_back(candidate_trace{.record = r, .person = enterprise_id(p), .c = c, .verdict = v});
+      auto it = std::find_if(persons.begin(), persons.end(), [&](const best_of_person& x) { return x.person == p; });
+      if (it == persons.end()) persons.push_back(best_of_person{.person = p, .v = v});
+      else if (better(v, it->v)) it->v = v;
+    }
+    cands.clear();
+  };
+  // Phase 1: records sharing a resident ID or card. Only these can meet a
+  // deterministic rule, and a rule link is never outvoted by a score link
+  // (see below), so when exactly one person is rule-linked here and every
+  // identifier block was usable, the demographic blocks cannot change the
+  // decision and are skipped: the common case (a known person at another
+  // hospital) costs a handful of comparisons whatever the index size. A
+  // trace (search, evaluation) always gets every candidate.
+  bool identifier_blocks_complete = true;
+  for (const block_key& k : keys) {
+    if (k.kind != block_kind::resident_id && k.kind != block_kind::card) continue;
+    identifier_blocks_complete &=
+        blocks_.for_each(k.hash, opt_.max_block, [&](std::uint32_t r) { cands.push_back(r); });
+  }
+  score_all();
+  const auto rule_links = std::count_if(persons.begin(), persons.end(), [&](const best_of_person& x) {
+    return x.v.v == verdict::link && is_rule(x.v.by);
+  });
+  if (trace != nullptr || rule_links != 1 || !identifier_blocks_complete) {
+    // Phase 2: demographic blocks.
+    for (const block_key& k : keys) {
+      if (k.kind == block_kind::resident_id || k.kind == block_kind::card) continue;
+      blocks_.for_each(k.hash, opt_.max_block, [&](std::uint32_t r) { cands.push_back(r); });
+    }
+    score_all();
   }
   if (persons.empty()) return m;
   std::sort(persons.begin(), persons.end(), [](const best_of_person& a, const best_of_person& b) {
@@ -405,7 +437,6 @@ identity_index::match_result identity_index::match(const features_view& q, std::
   if (m.v == verdict::link && persons.size() > 1 && persons[1].v.v == verdict::link) {
     // An identifier rule names one person; a score alone does not outvote it.
     // Two rule links, or two score links: two people fit, never guess.
-    const auto is_rule = [](rule r) { return r == rule::resident_id || r == rule::card; };
     if (!(is_rule(top.v.by) && !is_rule(persons[1].v.by))) {
       m.v = verdict::review;
       m.held = hold::ambiguous;

@@ -202,7 +202,7 @@ class identity_index {
   std::unordered_map<std::string, std::uint16_t> system_ids_, hospital_ids_;
   std::unordered_multimap<std::uint32_t, std::uint32_t> do_not_link_;  // record -> person
   std::unordered_map<std::uint32_t, std::uint32_t> name_counts_;      // name part hash -> records
-  name_frequencies frequencies_of(const features_view& q) const;
+  population_context frequencies_of(const features_view& q) const;
   std::vector<review_item> reviews_;
   std::unordered_multimap<std::uint32_t, std::uint32_t> reviews_of_record_;  // record -> review id
   std::vector<audit_entry> history_;

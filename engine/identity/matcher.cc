@@ -79,6 +79,7 @@ std::string_view to_string(hold h) noexcept {
     case hold::same_domain: return "same_domain";
     case hold::ambiguous: return "ambiguous";
     case hold::given_name_similar: return "given_name_similar";
+    case hold::uncorroborated: return "uncorroborated";
   }
   return "unknown";
 }
@@ -106,8 +107,14 @@ field_weights field_weights::defaults() {
   set(field::sex, {0.98, 0.02, 0, 0}, {0.5, 0.5, 0, 0});
   // Families share phones: agreement is modest evidence, disagreement weak.
   set(field::phone, {0.6, 0.4, 0, 0}, {0.005, 0.995, 0, 0});
-  set(field::resident_id, {0.97, 0.03, 0, 0}, {1e-7, 1.0 - 1e-7, 0, 0});
-  set(field::card, {0.93, 0.03, 0.04, 0}, {1e-6, 1e-5, 1.0 - 1.1e-5, 0});
+  // Both valid and different: the MOD 11-2 check character catches every
+  // single-digit error and adjacent transposition, so a same-person pair
+  // shows two valid numbers only after double errors or a relative's number.
+  set(field::resident_id, {0.99, 0.01, 0, 0}, {1e-7, 1.0 - 1e-7, 0, 0});
+  // Card serials are issued in sequence, a household's together: a number
+  // one keystroke from yours is a neighbour's or a relative's about as often
+  // as a typo of yours.
+  set(field::card, {0.93, 0.03, 0.04, 0}, {1e-6, 1e-3, 1.0 - 1.001e-3, 0});
   set(field::postcode, {0.90, 0.05, 0.05, 0}, {0.01, 0.03, 0.96, 0});
   set(field::city, {0.90, 0.05, 0.05, 0}, {0.005, 0.005, 0.99, 0});
   set(field::street, {0.85, 0.07, 0.04, 0.04}, {0.0005, 0.001, 0.01, 0.9885});
@@ -312,20 +319,56 @@ bool names_agree(const comparison& c) noexcept {
   return false;
 }
 
-pair_verdict decide(const features_view& a, const features_view& b, const comparison& c, bool same_domain,
-                    const match_options& opt, const name_frequencies& tf) noexcept {
+thresholds thresholds_for(const match_options& opt, double persons) noexcept {
+  thresholds t{.upper = opt.upper, .lower = opt.lower};
+  if (opt.scale_with_population && persons > 1.0) {
+    const double bits = std::log2(persons);
+    t.upper = std::max(t.upper, bits + opt.link_margin);
+    t.lower = std::max(t.lower, bits + opt.review_margin);
+  }
+  t.lower = std::min(t.lower, t.upper);
+  return t;
+}
+
+bool corroborated(const comparison& c) noexcept {
+  auto at_most = [&](field f, std::uint8_t l) { return c.level_of(f) <= l; };  // missing_level is 0xFF
+  return at_most(field::resident_id, 0) || at_most(field::card, 1) || at_most(field::phone, 0) ||
+         at_most(field::street, 1) || at_most(field::line2, 1) ||
+         (at_most(field::street_number, 0) && at_most(field::postcode, 0));
+}
+
+pair_verdict decide(const features_view& /*a*/, const features_view& /*b*/, const comparison& c, bool same_domain,
+                    const match_options& opt, const population_context& tf) noexcept {
   pair_verdict out;
   out.score = score(c, opt.weights);
-  // Term-frequency adjustment of exact name agreement (see name_frequencies).
+  // Term-frequency weighting of exact agreement (see population_context):
+  // the configured u is replaced by the value's observed share.
   auto adjust = [&](field f, double freq, std::uint8_t level) {
     const auto i = static_cast<std::size_t>(f);
-    if (c.level[i] != level || freq <= opt.weights.u[i][level]) return;
+    if (c.level[i] != level || freq <= 0.0) return;
     out.score += std::log2(std::max(opt.weights.m[i][level], 1e-9) / freq) - opt.weights.w[i][level];
   };
   // When the names were aligned swapped, the frequencies belong to the other part.
   adjust(field::family, c.names_swapped ? tf.given : tf.family, 0);
   adjust(field::given, c.names_swapped ? tf.family : tf.given, 0);
   adjust(field::city, tf.city, 0);
+  // Households share the phone, the surname and the district: once the
+  // phone agrees, surname and district agreement are what a household
+  // member shows anyway, not further evidence (the score's independence
+  // assumption would count the household three times). Their u given a
+  // shared phone: 0.8 for the surname, 1 for the district.
+  if (c.level_of(field::phone) == 0) {
+    auto household = [&](field f, double u_given_phone) {
+      const auto i = static_cast<std::size_t>(f);
+      if (c.level[i] != 0) return;
+      const double freq = f == field::family ? (c.names_swapped ? tf.given : tf.family) : tf.city;
+      const double current = freq > 0.0 ? std::log2(std::max(opt.weights.m[i][0], 1e-9) / freq) : opt.weights.w[i][0];
+      out.score += std::min(current, std::log2(opt.weights.m[i][0] / u_given_phone)) - current;
+    };
+    household(field::family, 0.8);
+    household(field::city, 1.0);
+  }
+  const thresholds th = thresholds_for(opt, tf.persons);
   const bool rid_conflict = c.level_of(field::resident_id) == 1;
   const bool identifier_agrees = c.level_of(field::resident_id) == 0 || c.level_of(field::card) == 0;
   const bool birth_exact = c.level_of(field::birth_date) == 0;
@@ -349,8 +392,8 @@ pair_verdict decide(const features_view& a, const features_view& b, const compar
     return out;
   }
 
-  if (out.score < opt.lower) return out;
-  if (out.score < opt.upper) {
+  if (out.score < th.lower) return out;
+  if (out.score < th.upper) {
     out.v = verdict::review;
     out.by = rule::probabilistic;
     return out;
@@ -364,6 +407,13 @@ pair_verdict decide(const features_view& a, const features_view& b, const compar
     }
   };
   const auto fam = c.level_of(field::family), giv = c.level_of(field::given);
+  if (rid_conflict && !corroborated(c)) {
+    // Two valid, different resident IDs and nothing but name, birth date
+    // and region in common: namesakes. Not even worth a review.
+    out.v = verdict::no_link;
+    out.held = hold::conflicting_resident_id;
+    return out;
+  }
   hold_if(opt.hold_conflicting_resident_id && rid_conflict, hold::conflicting_resident_id);
   // Twins and siblings share surname, address and phone; only a first name
   // (or a birth date) tells them apart, so a contradiction there is never
@@ -372,14 +422,21 @@ pair_verdict decide(const features_view& a, const features_view& b, const compar
   // An identifier under an entirely different name is somebody else's number
   // (a parent's ID used for a child, a number typed into the wrong record).
   hold_if(opt.hold_name_disagrees && fam == 3 && giv == 3, hold::name_disagrees);
+  // A surname only similar (zhang / zhao, 张 / 章 typed as another sound) with
+  // no identifier: a household member of the other surname looks the same.
+  hold_if(opt.hold_name_disagrees && !identifier_agrees && fam == 2, hold::name_disagrees);
   // Twins share surname, birth date and household; a given name that is only
   // "similar" is what a twin's name looks like as often as a typo does.
   hold_if(opt.hold_given_name_similar && !identifier_agrees && giv == 2, hold::given_name_similar);
+  // A given name only close (same sound, other characters: 张伟 / 张薇 / "Zhang
+  // Wei"; or one keystroke off) under the same birth date is also how twins
+  // look; without an identifier, a human decides.
+  hold_if(opt.hold_given_name_similar && !identifier_agrees && giv == 1 && c.level_of(field::birth_date) == 0,
+          hold::given_name_similar);
   hold_if(opt.hold_birth_date_disagrees && !identifier_agrees && c.level_of(field::birth_date) == 3,
           hold::birth_date_disagrees);
+  hold_if(opt.hold_uncorroborated && !corroborated(c), hold::uncorroborated);
   hold_if(opt.hold_same_domain && same_domain, hold::same_domain);
-  (void)a;
-  (void)b;
   return out;
 }
 

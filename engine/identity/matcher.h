@@ -135,13 +135,25 @@ enum class hold : std::uint8_t {
   same_domain,              // both records from one hospital: that is the hospital's A40 to make
   ambiguous,                // several persons would be linked: an operator picks
   given_name_similar,       // given name only similar and no identifier agrees (twins)
+  uncorroborated,           // only name, birth date, sex and region agree: no identifier, phone or address
 };
 std::string_view to_string(hold h) noexcept;
 
 struct match_options {
-  // Scores (bits) for the two thresholds.
+  // Scores (bits) for the two thresholds. With scale_with_population these
+  // are floors: the thresholds in force are thresholds_for() the index size.
   double upper = 18.0;
   double lower = 8.0;
+  // Population-aware thresholds. The weights' u are per random pair, so the
+  // prior odds that an arriving record is one particular stored person are
+  // about 1 : persons (times the odds, taken as 1:1, that the person is in
+  // the index at all). Posterior log2-odds = score - log2(persons); a link
+  // needs posterior odds of at least 2^link_margin (7: 128:1, P >= 0.992),
+  // a review at least 2^review_margin (-3: 1:8). Without this a fixed
+  // threshold that is safe at 5,000 patients links namesakes at 1,000,000.
+  bool scale_with_population = true;
+  double link_margin = 7.0;
+  double review_margin = -3.0;
   // Deterministic rules (each can be switched off).
   bool rule_resident_id = true;
   bool rule_card = true;
@@ -150,6 +162,12 @@ struct match_options {
   bool hold_name_disagrees = true;
   bool hold_birth_date_disagrees = true;
   bool hold_given_name_similar = true;
+  // A score link needs evidence beyond name, birth date, sex and region: an
+  // identifier, the phone, or the street address agreeing. Name and birth
+  // date are not independent of other people's (张伟 born 1980-05-17 is
+  // several people in a city), which the independence assumption behind the
+  // score cannot see; corroboration from a household-level field can.
+  bool hold_uncorroborated = true;
   // Two records of one hospital never auto-link: duplicates inside a domain
   // are the hospital's to merge (A40). Off for single-source deduplication.
   bool hold_same_domain = true;
@@ -164,19 +182,39 @@ struct pair_verdict {
   double score = 0.0;
 };
 
-// How common the incoming record's name parts are in the index (share of
-// records; 0 = unknown). Agreement on 张伟 is weaker evidence than agreement
-// on a rare name: the configured u of an exact name agreement is raised to
-// the observed frequency (never lowered), so common names weigh less.
-struct name_frequencies {
+// What the index knows about the population an incoming record is matched
+// against. Value frequencies: the share of stored records carrying the
+// incoming record's family name, given name and city (0 = unknown). The u of
+// an exact agreement on a value is the chance a random record carries that
+// value, so it is replaced by the observed share (term-frequency weighting,
+// Winkler): agreement on 王/伟 or on the home district weighs less, on a
+// rare name more. `persons`: the index's live persons, for the
+// population-aware thresholds (0 = use the configured thresholds).
+struct population_context {
   double family = 0.0;
   double given = 0.0;
   double city = 0.0;  // a regional consortium's patients mostly live in a few districts
+  double persons = 0.0;
 };
+using name_frequencies = population_context;
+
+struct thresholds {
+  double upper = 0.0;
+  double lower = 0.0;
+};
+// The thresholds in force for an index of `persons` persons:
+// max(configured, log2(persons) + margin) when scaling is on.
+thresholds thresholds_for(const match_options& opt, double persons) noexcept;
+
+// Whether anything beyond name, birth date, sex and region agrees: a valid
+// resident ID, a card number (exact or one keystroke off: a namesake does
+// not carry a number one edit from yours), the phone, a street address line
+// (exact or a typo), or street number and postcode together.
+bool corroborated(const comparison& c) noexcept;
 
 // Rules, then score against thresholds, then guards.
 pair_verdict decide(const features_view& a, const features_view& b, const comparison& c, bool same_domain,
-                    const match_options& opt, const name_frequencies& tf = {}) noexcept;
+                    const match_options& opt, const population_context& ctx = {}) noexcept;
 
 // Whether the names agree well enough for a deterministic rule: both parts
 // at least "similar" (Jaro-Winkler >= 0.85 after swap alignment), or one part

@@ -51,6 +51,18 @@ std::vector<std::string> notification_targets(const ev::Envelope& e) {
   return out;
 }
 
+std::set<std::string> appointment_listeners(const config::loaded_consortium& cfg) {
+  std::set<std::string> out;
+  for (const auto& p : cfg.profiles) {
+    for (const auto& endpoint : p.profile.outbound()) {
+      for (const auto& type : endpoint.event_types()) {
+        if (type == "*" || type == "AppointmentChanged") out.insert(p.profile.hospital());
+      }
+    }
+  }
+  return out;
+}
+
 result<void> notifier::start() {
   auto c = bus_.subscribe(bus::consumer_options{.group = options_.group_prefix + "yilian-booking-notify",
                                                 .topics = {options_.booking_topic},
@@ -96,6 +108,7 @@ void notifier::run() {
       if (typed && !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) continue;
       if (!e.ParseFromString(r.value)) continue;
       for (const auto& target : notification_targets(e)) {
+        if (options_.listeners && !options_.listeners->contains(target)) continue;
         {
           std::lock_guard lock(mu);
           ++pending;

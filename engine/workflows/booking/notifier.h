@@ -18,11 +18,14 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "engine/bus/bus.h"
+#include "engine/config/config.h"
 #include "engine/core/error.h"
 #include "yilian/events/v1/envelope.pb.h"
 
@@ -32,7 +35,15 @@ struct notifier_options {
   std::string booking_topic = "yilian.booking.v1";
   std::string outbound_topic = "yilian.outbound.v1";
   std::string group_prefix;
+  // Hospitals with an outbound endpoint that takes AppointmentChanged (or
+  // "*"); nullopt = every hospital. Nobody else gets an outbound record: no
+  // channel would ever deliver it.
+  std::optional<std::set<std::string>> listeners;
 };
+
+// The hospitals of a consortium whose profiles have an outbound endpoint for
+// AppointmentChanged events.
+std::set<std::string> appointment_listeners(const config::loaded_consortium& cfg);
 
 // The hospitals that must hear about a booking decision (none for events that
 // are not accepted booking decisions).

@@ -13,7 +13,14 @@ using namespace std::chrono_literals;
 
 struct service::partition_work {
   std::deque<bus::record> queued;   // writer records not yet decided, in offset order
-  std::deque<ev::Envelope> engine;  // the engine's own commands (hold expiry), no bus record
+  // Commands without a bus record: the engine's own (hold expiry) and direct
+  // API commands (`direct` true: published for the new owner if the
+  // partition moves away before they are decided).
+  struct unrecorded {
+    ev::Envelope command;
+    bool direct = false;
+  };
+  std::deque<unrecorded> engine;
   bool in_flight = false;
   std::size_t pending = 0;          // decisions of the batch not yet durable
   bool failed = false;
@@ -59,6 +66,7 @@ result<void> service::start() {
   auto parts = bus_.partitions(options_.topic);
   if (!parts) return std::unexpected(parts.error());
   partitions_ = *parts;
+  owned_ = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(partitions_));
   // The view reads everything from the start, as a group of its own.
   auto view = bus_.subscribe(bus::consumer_options{.group = options_.group_prefix + "yilian-booking-view-" + random_id(),
                                                    .topics = {options_.topic},
@@ -97,7 +105,19 @@ void service::stop() {
   }
 }
 
-void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done) {
+void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct) {
+  if (direct && owned_) {
+    const std::int32_t p = partition_for_key(command.booking_command().equipment_id(), partitions_);
+    if (owned_[static_cast<std::size_t>(p)].load(std::memory_order_acquire)) {
+      {
+        std::lock_guard lock(inbox_mu_);
+        inbox_.emplace_back(p, command);
+      }
+      inbox_size_.fetch_add(1);
+      done({});
+      return;
+    }
+  }
   bus::message m{.topic = options_.topic, .key = command.booking_command().equipment_id(),
                  .value = command.SerializeAsString(), .headers = record_headers(command)};
   bus_.publish(std::move(m), [done = std::move(done)](result<bus::position> r) mutable {
@@ -170,9 +190,10 @@ void service::resolve(std::vector<std::pair<std::string, decision>>& resolved) {
 void service::run() {
   std::vector<std::pair<std::string, decision>> resolved;
   while (!stopping_.load()) {
+    take_inbox();
     bool busy = completions_pending_.load() > 0;
     for (const auto& [p, w] : work_) busy = busy || w->in_flight || !w->queued.empty() || !w->engine.empty();
-    poll_view(busy ? 1ms : 20ms, resolved);
+    poll_view(busy ? 1ms : 2ms, resolved);
     resolve(resolved);
     settle_batches();
     if (std::chrono::steady_clock::now() >= next_assignment_check_) {
@@ -201,6 +222,7 @@ void service::poll_view(std::chrono::milliseconds timeout, std::vector<std::pair
     ev::Envelope e;
     for (const auto& r : *batch) {
       view_next_[r.partition] = r.offset + 1;
+      if (header_is(r, "type", "yilian.events.v1.BookingCommand")) continue;  // the writer's business
       if (!e.ParseFromString(r.value)) continue;  // not an envelope: not the ledger's (the dead-letter path is the adapters')
       const auto a = ledger_->apply(e);
       if (a.voided) {
@@ -240,6 +262,21 @@ void service::note_progress() {
   }
 }
 
+void service::take_inbox() {
+  if (inbox_size_.load() == 0) return;
+  std::vector<std::pair<std::int32_t, ev::Envelope>> taken;
+  {
+    std::lock_guard lock(inbox_mu_);
+    taken.swap(inbox_);
+    inbox_size_.store(0);
+  }
+  for (auto& [p, cmd] : taken) {
+    auto& w = work_[p];
+    if (!w) w = std::make_unique<partition_work>();
+    w->engine.push_back(partition_work::unrecorded{std::move(cmd), true});
+  }
+}
+
 void service::check_assignment() {
   auto now_assigned = writer_->assignment();
   std::sort(now_assigned.begin(), now_assigned.end());
@@ -250,12 +287,25 @@ void service::check_assignment() {
   }
   for (const auto& tp : assignment_) {
     if (!std::binary_search(now_assigned.begin(), now_assigned.end(), tp)) {
-      // Lost: whatever was queued is the new owner's now (we did not commit it).
-      work_.erase(tp.second);
+      // Lost: whatever was queued from the bus is the new owner's now (we did
+      // not commit it); direct commands are published for it.
+      if (auto it = work_.find(tp.second); it != work_.end()) {
+        for (auto& u : it->second->engine) {
+          if (!u.direct) continue;
+          bus_.publish(bus::message{.topic = options_.topic, .key = u.command.booking_command().equipment_id(),
+                                    .value = u.command.SerializeAsString(), .headers = record_headers(u.command)},
+                       [](result<bus::position>) {});  // if even this fails, the caller times out and retries
+        }
+        work_.erase(it);
+      }
       gate_.erase(tp.second);
+      if (tp.second >= 0 && tp.second < partitions_) owned_[static_cast<std::size_t>(tp.second)].store(false);
     }
   }
   assignment_ = std::move(now_assigned);
+  for (const auto& tp : assignment_) {
+    if (tp.second >= 0 && tp.second < partitions_) owned_[static_cast<std::size_t>(tp.second)].store(true);
+  }
   if (gained.empty()) return;
   // Decide nothing on a gained partition before the view has read it to its
   // current end: the previous owner's last decisions may be there.
@@ -364,10 +414,11 @@ void service::decide_ready() {
       while (!w.queued.empty() && w.queued.front().offset < view_next && batch.size() < options_.max_batch) {
         batch.push_back(std::move(w.queued.front()));
         w.queued.pop_front();
+        if (header_is(batch.back(), "origin", "engine")) continue;  // a decision: nothing to decide
         if (e.ParseFromString(batch.back().value)) take(e);
       }
       while (!w.engine.empty() && decisions.size() < options_.max_batch) {
-        take(w.engine.front());
+        take(w.engine.front().command);
         w.engine.pop_front();
       }
       ledger_->undo_tentative();
@@ -428,10 +479,10 @@ void service::sweep_holds() {
     auto& w = work_[p];
     if (!w) w = std::make_unique<partition_work>();
     // Already queued from the last sweep and not yet applied: leave it.
-    const bool queued = std::any_of(w->engine.begin(), w->engine.end(), [&](const ev::Envelope& e) {
-      return e.booking_command().command_id() == cmd.booking_command().command_id();
+    const bool queued = std::any_of(w->engine.begin(), w->engine.end(), [&](const partition_work::unrecorded& u) {
+      return u.command.booking_command().command_id() == cmd.booking_command().command_id();
     });
-    if (!queued) w->engine.push_back(std::move(cmd));
+    if (!queued) w->engine.push_back(partition_work::unrecorded{std::move(cmd), false});
   }
 }
 

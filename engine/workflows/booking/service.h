@@ -79,7 +79,16 @@ class service {
   // command_id set). `done` is called once, from a bus or service thread:
   // with the decision, or with an error when the command could not be made
   // durable. Waiting for the decision is wait()'s job.
-  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done);
+  //
+  // `direct`: the caller only needs the decision, not a durable command (an
+  // API request whose client gets its answer from the durable decision and
+  // retries with its idempotency key otherwise). When this instance's writer
+  // owns the equipment's partition, the command then goes straight to it
+  // without a bus record (`done` at once); should the partition move away
+  // before the command is decided, it is published for the new owner.
+  // Inputs that were acknowledged to someone (a hospital's feed) must not
+  // use it.
+  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct = false);
 
   // Calls `done` once with the decision for `command_id` (at once when this
   // instance's view already has it). Returns a token for forget().
@@ -117,6 +126,7 @@ class service {
   void check_assignment();
   void note_progress();
   void settle_batches();
+  void take_inbox();
   void decide_ready();
   void sweep_holds();
   void resolve(std::vector<std::pair<std::string, decision>>& resolved);
@@ -130,6 +140,12 @@ class service {
   std::unique_ptr<bus::consumer> view_;
   std::unique_ptr<bus::consumer> writer_;
   std::int32_t partitions_ = 1;
+  // Partitions the writer owns (set by the engine thread, read by send()).
+  std::unique_ptr<std::atomic<bool>[]> owned_;
+  // Direct commands waiting for the engine thread.
+  std::mutex inbox_mu_;
+  std::vector<std::pair<std::int32_t, ev::Envelope>> inbox_;
+  std::atomic<std::size_t> inbox_size_{0};
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> caught_up_{false};

@@ -8,6 +8,11 @@ using namespace yilian::identity::test;
 
 namespace {
 const civil_date born{.year = 1980, .month = 5, .day = 17};
+// prefix + number, appended (g++ 12 reports -Wrestrict on literal + std::string).
+std::string numbered(std::string prefix, int n) {
+  prefix += std::to_string(n);
+  return prefix;
+}
 }
 
 TEST_CASE("the same identifier is always the same person", "[unit]") {
@@ -157,4 +162,53 @@ TEST_CASE("search by demographics ranks persons without storing anything", "[uni
   CHECK(hits[0].person == a.person);
   CHECK(hits[0].verdict.v == verdict::link);
   CHECK(ix.stats().records == 1);
+}
+
+TEST_CASE("a resident-ID link skips the demographic blocks but decides exactly as the full comparison", "[unit]") {
+  // Twenty namesakes (same name and birth date, other IDs) and the person.
+  auto load = [](identity_index& ix) {
+    for (int i = 0; i < 20; ++i) {
+      ix.upsert(make_record({.mrn = numbered("N", i), .family = "王", .given = "伟", .born = born,
+                             .rid = make_rid("110105", born, 100 + 2 * i)}));
+    }
+    ix.upsert(make_record({.mrn = "P", .family = "王", .given = "伟", .born = born, .rid = make_rid("110105", born, 11)}));
+  };
+  const auto incoming = make_record({.hospital = "h-b", .mrn_system = mrn_b, .mrn = "B1", .family = "Wang",
+                                     .given = "Wei", .born = born, .rid = make_rid("110105", born, 11)});
+  identity_index fast(test_options()), traced(test_options());
+  load(fast);
+  load(traced);
+  const auto d = fast.upsert(incoming);
+  std::vector<candidate_trace> trace;
+  const auto t = traced.upsert(incoming, &trace);
+  CHECK(d.outcome == outcome::linked);
+  CHECK(d.by == rule::resident_id);
+  CHECK(d.person == fast.person_of({.system = mrn_a, .value = "P"}));
+  CHECK(t.outcome == d.outcome);
+  CHECK(t.person == d.person);
+  CHECK(d.compared == 1);       // only the record sharing the resident ID
+  CHECK(t.compared == 21);      // the trace sees every namesake too
+}
+
+TEST_CASE("namesakes without a shared identifier, phone or address are never linked automatically", "[unit]") {
+  identity_index ix(test_options());
+  // A large index makes the population-scaled threshold bite; the namesakes
+  // below would clear the configured 18 bits.
+  for (int i = 0; i < 3000; ++i) {
+    ix.upsert(make_record({.mrn = numbered("F", i), .family = "李", .given = numbered("明", i % 7),
+                           .born = {.year = static_cast<std::int16_t>(1940 + i % 60), .month = 1, .day = 1}}));
+  }
+  const auto a = ix.upsert(make_record({.mrn = "A1", .family = "张", .given = "伟", .born = born, .sex = sex::male,
+                                        .rid = make_rid("110105", born, 11), .city = "海淀区"}));
+  const auto b = ix.upsert(make_record({.hospital = "h-b", .mrn_system = mrn_b, .mrn = "B1", .family = "Zhang",
+                                        .given = "Wei", .born = born, .sex = sex::male, .city = "海淀区"}));
+  CHECK(b.person != a.person);
+  CHECK(b.outcome == outcome::review);
+  CHECK(b.held == hold::uncorroborated);
+  // The same person again, now with the phone both records carry: corroborated, linked.
+  ix.upsert(make_record({.mrn = "A2", .family = "赵", .given = "云", .born = born, .phone = "13912345678"}));
+  const auto c = ix.upsert(make_record({.hospital = "h-b", .mrn_system = mrn_b, .mrn = "B2", .family = "Zhao",
+                                        .given = "Yun", .born = born, .phone = "139-1234-5678"}));
+  CHECK(c.outcome == outcome::linked);
+  CHECK(c.by == rule::probabilistic);
 }
