@@ -511,14 +511,6 @@ std::string filler_status(ev::BookingState s, std::string_view as_sent) {
   }
 }
 
-std::string modality_name(const cfg::Equipment& e) {
-  const auto* v = cfg::Modality_descriptor()->FindValueByNumber(e.modality());
-  if (v == nullptr || e.modality() == cfg::MODALITY_UNSPECIFIED) return {};
-  std::string name = v->name();
-  const std::string prefix = "MODALITY_";
-  return name.starts_with(prefix) ? name.substr(prefix.size()) : name;
-}
-
 std::string ascii_upper(std::string_view s) {
   std::string out(s);
   for (auto& ch : out) {
@@ -624,7 +616,7 @@ void siu(const context& c, segments& out) {
     const auto* eq = c.equipment(a.equipment_id());
     aig.set(1, "1")
         .set(3, comps({esc(c.resource_code(a.equipment_id())), eq != nullptr ? esc(eq->name()) : std::string{}}))
-        .set(4, eq != nullptr ? esc(modality_name(*eq)) : std::string{})
+        .set(4, eq != nullptr ? esc(config::modality_code(eq->modality())) : std::string{})
         .set(8, start)
         .set(11, duration)
         .set(12, duration.empty() ? std::string{} : "min");

@@ -1,5 +1,8 @@
 #include "engine/api/http.h"
 
+#include <algorithm>
+#include <charconv>
+
 #include <nlohmann/json.hpp>
 
 namespace yilian::api {
@@ -32,6 +35,15 @@ std::optional<std::string_view> request::query_param(std::string_view name) cons
     if (k == name) return std::string_view(v);
   }
   return std::nullopt;
+}
+
+std::size_t request::count_param(std::string_view name, std::size_t fallback, std::size_t most) const {
+  const auto text = query_param(name);
+  if (!text) return fallback;
+  std::size_t v = 0;
+  const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc{} || ptr != text->data() + text->size() || v == 0) return fallback;
+  return std::min(v, most);
 }
 
 std::vector<std::string_view> request::query_params(std::string_view name) const {

@@ -63,6 +63,9 @@ struct request {
   // The first value of a query parameter; nullopt when absent.
   std::optional<std::string_view> query_param(std::string_view name) const;
   std::vector<std::string_view> query_params(std::string_view name) const;
+  // A positive count parameter ("limit", "_count"), at most `most`; `fallback`
+  // when absent or not a positive number.
+  std::size_t count_param(std::string_view name, std::size_t fallback, std::size_t most) const;
 };
 
 struct response {

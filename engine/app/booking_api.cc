@@ -27,19 +27,6 @@ using api::http::status;
 using api::http::verb;
 using json = nlohmann::json;
 
-std::size_t parse_limit(std::optional<std::string_view> text, std::size_t fallback, std::size_t most) {
-  if (!text) return fallback;
-  std::size_t v = 0;
-  const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc{} || ptr != text->data() + text->size() || v == 0) return fallback;
-  return std::min(v, most);
-}
-
-std::string modality_name(config::v1::Modality m) {
-  std::string n = config::v1::Modality_Name(m);
-  return n.starts_with("MODALITY_") ? n.substr(9) : n;
-}
-
 json time_json(bk::seconds t, const time_zone& zone) {
   if (t == bk::seconds{}) return nullptr;
   return bk::format_local(t, zone);
@@ -170,7 +157,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         out.push_back({{"id", e.id()},
                        {"hospital", e.hospital()},
                        {"hospital_name", h != nullptr ? h->name() : std::string()},
-                       {"modality", modality_name(e.modality())},
+                       {"modality", config::modality_code(e.modality())},
                        {"name", e.name()},
                        {"location", e.location()},
                        {"consortium_share_percent", e.consortium_share_percent()},
@@ -193,7 +180,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
     q.modality = std::string(req.query_param("modality").value_or(""));
     q.hospital = std::string(req.query_param("hospital").value_or(""));
     q.equipment_id = std::string(req.query_param("equipment").value_or(""));
-    q.limit = parse_limit(req.query_param("limit"), 20, 500);
+    q.limit = req.count_param("limit", 20, 500);
     q.requesting_hospital = p.hospital.value();
     if (auto f = req.query_param("for"); f && !f->empty()) {
       if (p.role != api::role::operator_ && p.hospital.value() != q.hospital) {
@@ -235,7 +222,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
                        {"equipment_id", s.equipment_id},
                        {"equipment_name", eq != nullptr ? eq->name() : std::string()},
                        {"location", eq != nullptr ? eq->location() : std::string()},
-                       {"modality", eq != nullptr ? modality_name(eq->modality()) : std::string()},
+                       {"modality", eq != nullptr ? config::modality_code(eq->modality()) : std::string()},
                        {"hospital", s.hospital},
                        {"hospital_name", h != nullptr ? h->name() : std::string()},
                        {"exam_code", s.exam_code},
@@ -370,7 +357,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
       json machines = json::array();
       for (const auto& e : l.config().consortium.equipment()) {
         if (!hospital.empty() && e.hospital() != hospital) continue;
-        const std::string m = modality_name(e.modality());
+        const std::string m = config::modality_code(e.modality());
         if (!modality.empty() && m != modality) continue;
         const auto u = l.use_of(e.id(), range);
         totals t{u.working_minutes, u.offered_minutes, u.booked_minutes, u.bookings, u.used, u.no_shows, u.cancelled,
@@ -420,7 +407,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
       hospital = std::string(*h);
     }
     if (hospital.empty()) return fail(errc::invalid_argument, "query parameter hospital is required", "hospital");
-    const auto limit = parse_limit(req.query_param("limit"), 100, 1000);
+    const auto limit = req.count_param("limit", 100, 1000);
     const std::string want_state(req.query_param("state").value_or(""));
     std::vector<std::string> ids;
     auto out = svc.read([&](const bk::ledger& l) {

@@ -22,11 +22,6 @@ using json = nlohmann::json;
 constexpr std::string_view exam_system = "urn:yilian:exam";
 constexpr std::string_view dicom_system = "http://dicom.nema.org/resources/ontology/DCM";
 
-std::string modality_name(config::v1::Modality m) {
-  std::string n = config::v1::Modality_Name(m);
-  return n.starts_with("MODALITY_") ? n.substr(9) : n;
-}
-
 std::string base_url(const api::request& req) {
   const auto host = req.header(api::http::field::host);
   return "http://" + std::string(host.empty() ? "localhost" : host) + "/fhir/r4/";
@@ -56,7 +51,7 @@ json device_json(const config::v1::Equipment& e) {
               {"id", e.id()},
               {"status", "active"},
               {"deviceName", json::array({{{"name", e.name()}, {"type", "user-friendly-name"}}})},
-              {"type", {{"coding", json::array({{{"system", dicom_system}, {"code", modality_name(e.modality())}}})}}},
+              {"type", {{"coding", json::array({{{"system", dicom_system}, {"code", config::modality_code(e.modality())}}})}}},
               {"owner", {{"reference", "Organization/" + e.hospital()}}},
               {"location", {{"display", e.location()}}}};
 }
@@ -186,15 +181,6 @@ std::string strip_system(std::string_view token) {
 std::string strip_type(std::string_view ref, std::string_view type) {
   if (ref.starts_with(type) && ref.size() > type.size() && ref[type.size()] == '/') ref.remove_prefix(type.size() + 1);
   return std::string(ref);
-}
-
-std::size_t count_param(const api::request& req, std::size_t fallback) {
-  const auto c = req.query_param("_count");
-  if (!c) return fallback;
-  std::size_t v = 0;
-  const auto [ptr, ec] = std::from_chars(c->data(), c->data() + c->size(), v);
-  if (ec != std::errc{} || ptr != c->data() + c->size() || v == 0) return fallback;
-  return std::min<std::size_t>(v, 500);
 }
 
 // What an Appointment resource asks for: the slot, exam, patient.
@@ -388,7 +374,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
     if (range->end - range->start > std::chrono::days(92)) {
       return fail(errc::invalid_argument, "search at most 92 days at once", "start");
     }
-    const std::size_t count = count_param(req, 50);
+    const std::size_t count = req.count_param("_count", 50, 500);
     return svc.read([&](const bk::ledger& l) -> result<api::response> {
       std::vector<json> out;
       if (slot_status == "free") {
@@ -443,7 +429,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
     const std::string want(req.query_param("status").value_or(""));
     auto range = date_range(req, "date", zone, bk::interval{bk::seconds{}, bk::seconds{std::chrono::years(400)}});
     if (!range) return std::unexpected(range.error());
-    const std::size_t count = count_param(req, 100);
+    const std::size_t count = req.count_param("_count", 100, 500);
     std::vector<std::string> ids;
     auto out = svc.read([&](const bk::ledger& l) {
       std::vector<json> list;
@@ -497,7 +483,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
     if (type.empty()) return fail(errc::invalid_argument, "service-type (the exam code) is required", "service-type");
     const auto now = svc.now();
     bk::slot_query q{.exam_code = type, .requesting_hospital = p.hospital.value(), .from = now,
-                     .to = now + std::chrono::days(14), .limit = count_param(req, 10)};
+                     .to = now + std::chrono::days(14), .limit = req.count_param("_count", 10, 500)};
     if (!params["start"].empty()) {
       auto t = bk::parse_instant(params["start"], zone);
       if (!t) return fail(errc::invalid_argument, "start: " + t.error().message, "start");

@@ -16,14 +16,6 @@ namespace {
 using api::http::status;
 using api::http::verb;
 
-std::size_t parse_limit(std::optional<std::string_view> text, std::size_t fallback, std::size_t most) {
-  if (!text) return fallback;
-  std::size_t v = 0;
-  const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc{} || ptr != text->data() + text->size() || v == 0) return fallback;
-  return std::min(v, most);
-}
-
 }  // namespace
 
 void add_event_routes(api::router& routes, bus::bus& b, const event_feed& feed, std::set<std::string> topics) {
@@ -59,7 +51,7 @@ void add_event_routes(api::router& routes, bus::bus& b, const event_feed& feed, 
       [&feed](api::request& req) -> result<api::response> {
         std::optional<std::string> topic;
         if (auto t = req.query_param("topic")) topic = std::string(*t);
-        const auto limit = parse_limit(req.query_param("limit"), 50, 1000);
+        const auto limit = req.count_param("limit", 50, 1000);
         auto out = nlohmann::json::array();
         for (const auto& e : feed.recent(topic, limit)) {
           out.push_back({{"topic", e.topic},

@@ -108,6 +108,10 @@ std::span<const standard_topic> standard_topics();
 // "yilian.patient.v1" for TOPIC_PATIENT; empty for TOPIC_UNSPECIFIED.
 std::string_view topic_name(events::v1::Topic topic);
 
+// DICOM modality code of a Modality ("CT" for MODALITY_CT); empty for
+// MODALITY_UNSPECIFIED.
+std::string modality_code(v1::Modality m);
+
 // The Envelope body message names ("ReportIssued", ...) that outbound
 // endpoints may route, read from the Envelope's oneof.
 std::vector<std::string> event_type_names();

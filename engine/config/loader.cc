@@ -283,6 +283,14 @@ std::string_view topic_name(events::v1::Topic topic) {
   return {};
 }
 
+std::string modality_code(v1::Modality m) {
+  const auto* v = v1::Modality_descriptor()->FindValueByNumber(m);
+  if (v == nullptr || m == v1::MODALITY_UNSPECIFIED) return {};
+  constexpr std::string_view prefix = "MODALITY_";
+  const std::string& name = v->name();
+  return name.starts_with(prefix) ? name.substr(prefix.size()) : name;
+}
+
 std::vector<std::string> event_type_names() {
   std::vector<std::string> out;
   const auto* body = events::v1::Envelope::descriptor()->FindOneofByName("body");

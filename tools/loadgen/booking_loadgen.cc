@@ -34,6 +34,8 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "tools/loadgen/latency.h"
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -148,13 +150,6 @@ asio::awaitable<void> client(const options& o, std::atomic<std::uint64_t>& next,
   st.latencies_ms.insert(st.latencies_ms.end(), local.begin(), local.end());
 }
 
-double percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 std::string json_escape(const std::string& s) {
   std::string out;
   for (const char c : s) {
@@ -206,11 +201,10 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"mode\":\"%s\",\"connections\":%u,\"equipment\":%u,\"duration_s\":%.1f,\"ok\":%llu,\"conflicts\":%llu,"
       "\"other\":%llu,\"errors\":%llu,\"next_request\":%llu,\"measured\":%.0f,\"throughput_per_s\":%.0f,"
-      "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},\"first_other\":\"%s\"}\n",
+      "\"latency_ms\":%s,\"first_other\":\"%s\"}\n",
       o.mode.c_str(), o.connections, o.equipment, o.duration_s, static_cast<unsigned long long>(st.created.load()),
       static_cast<unsigned long long>(st.conflicts.load()), static_cast<unsigned long long>(st.other.load()),
       static_cast<unsigned long long>(st.errors.load()), static_cast<unsigned long long>(next.load()), measured,
-      measured / o.duration_s, percentile(l, 0.50), percentile(l, 0.90), percentile(l, 0.99), percentile(l, 0.999),
-      l.empty() ? 0.0 : *std::max_element(l.begin(), l.end()), json_escape(st.first_other).c_str());
+      measured / o.duration_s, yilian::loadgen::latency_json(l).c_str(), json_escape(st.first_other).c_str());
   return st.errors.load() == 0 && st.other.load() == 0 && st.conflicts.load() == 0 ? 0 : 1;
 }

@@ -31,6 +31,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "tools/loadgen/latency.h"
+
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
@@ -172,13 +174,6 @@ asio::awaitable<void> sender(unsigned index, const options& o, const std::vector
   st.latencies_ms.insert(st.latencies_ms.end(), local.begin(), local.end());
 }
 
-double percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -219,11 +214,9 @@ int main(int argc, char** argv) {
   const double measured = static_cast<double>(st.measured.load());
   std::printf(
       "{\"connections\":%u,\"target_rate\":%.0f,\"duration_s\":%.1f,\"acked_aa\":%llu,\"acked_other\":%llu,"
-      "\"errors\":%llu,\"measured\":%.0f,\"throughput_per_s\":%.0f,\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
-      "\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}}\n",
+      "\"errors\":%llu,\"measured\":%.0f,\"throughput_per_s\":%.0f,\"latency_ms\":%s}\n",
       o.connections, o.rate, o.duration_s, static_cast<unsigned long long>(st.aa.load()),
       static_cast<unsigned long long>(st.other.load()), static_cast<unsigned long long>(st.errors.load()), measured,
-      measured / o.duration_s, percentile(l, 0.50), percentile(l, 0.90), percentile(l, 0.99), percentile(l, 0.999),
-      l.empty() ? 0.0 : *std::max_element(l.begin(), l.end()));
+      measured / o.duration_s, yilian::loadgen::latency_json(l).c_str());
   return st.errors.load() == 0 && st.other.load() == 0 ? 0 : 1;
 }

@@ -22,8 +22,10 @@ std::string actor_of(const ev::Envelope& e) {
   }
 }
 
-ev::Envelope make_command(const ev::Envelope& event, ev::BookingAction action, const booking_view& b,
-                          std::string_view suffix, seconds now) {
+// A command on behalf of the hospital that sent `event`; its id derives from
+// the event's, so a replayed event gives the same command.
+ev::Envelope command_from(const ev::Envelope& event, ev::BookingAction action, const std::string& booking_id,
+                          const std::string& equipment_id, std::string_view suffix, seconds now) {
   const std::string command_id = "feed:" + event.event_id() + std::string(suffix);
   ev::Envelope cmd;
   cmd.set_event_id("booking-command:" + command_id);
@@ -38,11 +40,16 @@ ev::Envelope make_command(const ev::Envelope& event, ev::BookingAction action, c
   auto* c = cmd.mutable_booking_command();
   c->set_command_id(command_id);
   c->set_action(action);
-  c->set_booking_id(b.id);
-  c->set_equipment_id(b.equipment_id);
+  c->set_booking_id(booking_id);
+  c->set_equipment_id(equipment_id);
   c->set_actor(actor_of(event));
   c->set_actor_hospital(event.source().hospital());
   return cmd;
+}
+
+ev::Envelope make_command(const ev::Envelope& event, ev::BookingAction action, const booking_view& b,
+                          std::string_view suffix, seconds now) {
+  return command_from(event, action, b.id, b.equipment_id, suffix, now);
 }
 
 // Check-in first when the booking has not been checked in yet.
@@ -279,26 +286,12 @@ result<void> feed::book_order(const ev::Envelope& e) {
   }
   std::size_t attempt = 0;
   for (const auto& s : p.slots) {
-    ev::Envelope cmd;
-    const std::string command_id = "feed:" + e.event_id() + ":book:" + std::to_string(attempt++);
-    cmd.set_event_id("booking-command:" + command_id);
-    cmd.set_type("yilian.events.v1.BookingCommand");
-    cmd.set_schema_version(1);
-    *cmd.mutable_occurred_at() = to_timestamp(now);
-    *cmd.mutable_recorded_at() = to_timestamp(now);
-    *cmd.mutable_source() = e.source();
-    *cmd.mutable_subject() = e.subject();
-    cmd.set_causation_id(e.event_id());
+    auto cmd = command_from(e, ev::BOOKING_ACTION_BOOK, booking_id, s.equipment_id,
+                            ":book:" + std::to_string(attempt++), now);
     auto* c = cmd.mutable_booking_command();
-    c->set_command_id(command_id);
-    c->set_action(ev::BOOKING_ACTION_BOOK);
-    c->set_booking_id(booking_id);
-    c->set_equipment_id(s.equipment_id);
     *c->mutable_start() = to_timestamp(s.when.start);
     c->set_exam_code(exam);
     c->set_requesting_hospital(requesting);
-    c->set_actor(actor_of(e));
-    c->set_actor_hospital(requesting);
     c->set_placer_order(order);
     c->set_referral_id(o.referral_id());
     auto d = decide(cmd);

@@ -34,12 +34,6 @@ std::string two(int v) {
   return buf;
 }
 
-std::string modality_name(config::v1::Modality m) {
-  std::string n = config::v1::Modality_Name(m);
-  constexpr std::string_view prefix = "MODALITY_";
-  return n.starts_with(prefix) ? n.substr(prefix.size()) : n;
-}
-
 }  // namespace
 
 seconds to_seconds(const google::protobuf::Timestamp& t) { return seconds(std::chrono::seconds(t.seconds())); }
@@ -724,7 +718,7 @@ std::vector<free_slot> ledger::search(const slot_query& q, seconds now) const {
   if (q.to <= from || q.limit == 0) return out;
   for (const auto* cal : all_equipment()) {
     const auto& eq = *state_of(cal->equipment_id());
-    if (!q.modality.empty() && modality_name(eq.modality) != q.modality) continue;
+    if (!q.modality.empty() && config::modality_code(eq.modality) != q.modality) continue;
     if (!q.hospital.empty() && cal->hospital() != q.hospital) continue;
     if (!q.equipment_id.empty() && cal->equipment_id() != q.equipment_id) continue;
     if (q.tier != config::v1::TIER_UNSPECIFIED && eq.owner_tier != q.tier) continue;
