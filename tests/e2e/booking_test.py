@@ -206,6 +206,13 @@ class Booking(unittest.TestCase):
             seen = self.fhir("GET", "Appointment/" + aid, CLINIC).json()
             self.assertEqual(seen["status"], {"arrived": "checked-in", "fulfilled": "fulfilled"}[status])
         self.assertEqual(self.fhir("GET", "Appointment/" + aid, OTHER_CLINIC).status, 404)
+        stolen = self.fhir("GET", "Appointment/" + aid, CLINIC).json()
+        stolen["status"] = "cancelled"
+        r = self.fhir("PUT", "Appointment/" + aid, OTHER_CLINIC, stolen)
+        self.assertEqual(r.status, 404, r.body)
+        self.assertEqual(r.json()["resourceType"], "OperationOutcome")
+        other = self.fhir("GET", "Appointment?status=fulfilled", OTHER_CLINIC).json()
+        self.assertNotIn(aid, [e["resource"]["id"] for e in other.get("entry", [])])
         listed = self.fhir("GET", "Appointment?status=fulfilled", CLINIC).json()
         self.assertIn(aid, [e["resource"]["id"] for e in listed["entry"]])
 
@@ -280,6 +287,10 @@ class Booking(unittest.TestCase):
         listed = self.call("GET", "/api/v1/bookings", OTHER_CLINIC).json()["bookings"]
         self.assertNotIn(bid, [b["id"] for b in listed])
         self.assertEqual(self.call("GET", "/api/v1/bookings?hospital=xz-thc", OTHER_CLINIC).status, 403)
+        # Only the owner (or an operator) may close a machine's time.
+        r = self.call("POST", "/api/v1/equipment/%s/block" % slot["equipment_id"], OTHER_CLINIC,
+                      {"start": slot["start"], "end": slot["end"], "reason": "x"})
+        self.assertEqual((r.status, r.json()["code"]), (403, "not_allowed"), r.body)
         # The booking clinic may not check its own patient in at the tertiary hospital.
         r = self.call("POST", "/api/v1/bookings/%s/check-in" % bid, CLINIC, {})
         self.assertEqual((r.status, r.json()["code"]), (403, "not_allowed"), r.body)
@@ -305,6 +316,27 @@ class Booking(unittest.TestCase):
             text = f.read()
         self.assertNotIn("测试3", text)
         self.assertNotIn(resident_id(3), text)
+
+    def test_the_owner_closing_booked_time_flags_a_conflict_and_never_cancels(self):
+        county = "dev-qh-county-his-token"
+        slot = self.slots(CLINIC, exam="US-THYROID", hospital="qh-county")[0]
+        r = self.book(CLINIC, slot, 9)
+        self.assertEqual(r.status, 201, r.body)
+        bid = r.json()["id"]
+        r = self.call("POST", "/api/v1/equipment/%s/block" % slot["equipment_id"], county,
+                      {"start": slot["start"], "end": slot["end"], "reason": "设备检修", "id": "maint-1"})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(r.json()["conflicting_bookings"], [bid])
+        b = self.call("GET", "/api/v1/bookings/" + bid, CLINIC).json()
+        self.assertEqual(b["state"], "BOOKED")
+        self.assertIn("设备检修", b["conflict"])
+        # The closed slot is no longer offered; reopening clears the conflict.
+        offered = [x["slot_id"] for x in self.slots(OTHER_CLINIC, exam="US-THYROID", hospital="qh-county", limit=200)]
+        self.assertNotIn(slot["slot_id"], offered)
+        r = self.call("POST", "/api/v1/equipment/%s/open" % slot["equipment_id"], county,
+                      {"start": slot["start"], "end": slot["end"]})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.call("GET", "/api/v1/bookings/" + bid, CLINIC).json()["conflict"], "")
 
     # --- bad requests get a reason, nothing is half-booked ---------------------------------------------
     def test_bad_requests_say_why(self):

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Booking benchmark (issue 4): N concurrent clinic clients booking on M
+# machines through the REST API, against `yilian serve` on the embedded log
+# (default) or on Kafka (--kafka host:port), with the HTTP stack's own ceiling
+# (GET /healthz, same clients) measured in the same run as the baseline.
+#
+#   tests/bench/booking/run.sh [--kafka 127.0.0.1:9092] [--connections 1000]
+#       [--equipment 200] [--duration 20] [--bin build/bin]
+# Prints two JSON lines (baseline, booking) and the ratio.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+bin="$root/build/bin"
+kafka=""
+connections=1000
+equipment=200
+duration=20
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kafka) kafka="$2"; shift ;;
+    --connections) connections="$2"; shift ;;
+    --equipment) equipment="$2"; shift ;;
+    --duration) duration="$2"; shift ;;
+    --bin) bin="$2"; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+work=$(mktemp -d /tmp/yilian-booking-bench.XXXXXX)
+token=$(python3 "$root/tests/bench/booking/make_consortium.py" "$work/consortium" --equipment "$equipment")
+args=(serve --config "$work/consortium/consortium.yaml" --data-dir "$work/data" --http-listen 127.0.0.1:0)
+[ -n "$kafka" ] && args+=(--kafka-brokers "$kafka")
+"$bin/yilian" "${args[@]}" 2>"$work/engine.log" &
+engine=$!
+trap 'kill $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$work"' EXIT
+port=""
+for _ in $(seq 1 300); do
+  port=$(grep -o '"msg":"http listening","address":"127.0.0.1:[0-9]*"' "$work/engine.log" 2>/dev/null | grep -o '[0-9]*"$' | tr -d '"' || true)
+  [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+[ -n "$port" ] || { echo "engine did not start:" >&2; tail -20 "$work/engine.log" >&2; exit 1; }
+common=(--port "$port" --token "$token" --connections "$connections" --equipment "$equipment" --duration "$duration" --warmup 3)
+base=$("$bin/yilian-booking-loadgen" "${common[@]}" --mode healthz)
+book=$("$bin/yilian-booking-loadgen" "${common[@]}")
+echo "$base"
+echo "$book"
+python3 - "$base" "$book" <<'PY'
+import json, sys
+b, k = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("bookings/s %.0f = %.2f x the HTTP ceiling (%.0f req/s); booking p50 %.1f ms p99 %.1f ms"
+      % (k["throughput_per_s"], k["throughput_per_s"] / max(b["throughput_per_s"], 1), b["throughput_per_s"],
+         k["latency_ms"]["p50"], k["latency_ms"]["p99"]))
+PY
