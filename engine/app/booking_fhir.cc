@@ -401,6 +401,49 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
     });
   });
 
+  // The owner closes (status busy-unavailable) or reopens (free) a range of
+  // its machine's time: the same BLOCK/OPEN commands as the REST API.
+  routes.add(verb::post, "/fhir/r4/Slot",
+             [&svc, timeout](api::request& req) -> asio::awaitable<result<api::response>> {
+               auto body = body_json(req);
+               if (!body) co_return std::unexpected(body.error());
+               if (body->value("resourceType", "") != "Slot") {
+                 co_return fail(errc::invalid_argument, "expected a Slot resource", "resourceType");
+               }
+               const std::string st = body->value("status", "");
+               if (st != "busy-unavailable" && st != "free") {
+                 co_return fail(errc::invalid_argument, "a Slot sent to yilian is busy-unavailable (close) or free (reopen)",
+                                "Slot.status");
+               }
+               const std::string equipment =
+                   strip_type(body->value("schedule", json::object()).value("reference", ""), "Schedule");
+               const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
+               if (cal == nullptr) {
+                 co_return booking::refusal_response(
+                     bk::refusal{.kind = errc::not_found, .code = "unknown_equipment",
+                                 .message = "no Schedule \"" + equipment + "\""},
+                     req);
+               }
+               const auto action = st == "free" ? ev::BOOKING_ACTION_OPEN : ev::BOOKING_ACTION_BLOCK;
+               std::string id = body->value("id", "");
+               if (id.empty()) id = booking::new_booking_id(req);
+               auto cmd = booking::command_envelope(req, action, id, equipment, svc.now());
+               auto* c = cmd.mutable_booking_command();
+               for (auto [name, field] : {std::pair{"start", c->mutable_start()}, std::pair{"end", c->mutable_end()}}) {
+                 auto t = bk::parse_instant(body->value(name, ""), cal->zone());
+                 if (!t) co_return fail(errc::invalid_argument, std::string(name) + ": " + t.error().message,
+                                        std::string("Slot.") + name);
+                 *field = bk::to_timestamp(*t);
+               }
+               c->mutable_reason()->set_display(body->value("comment", ""));
+               auto d = co_await booking::submit(svc, cmd, timeout);
+               if (!d) co_return std::unexpected(d.error());
+               if (d->refused) co_return booking::refusal_response(*d->refused, req);
+               json out = *body;
+               out["id"] = id;
+               co_return api::response::fhir(out, action == ev::BOOKING_ACTION_BLOCK ? status::created : status::ok);
+             });
+
   routes.add(verb::get, "/fhir/r4/Appointment/{id}", [&svc, &audit](api::request& req) -> result<api::response> {
     const std::string id(req.path_param("id"));
     auto out = svc.read([&](const bk::ledger& l) -> std::optional<json> {

@@ -333,8 +333,10 @@ class Booking(unittest.TestCase):
         # The closed slot is no longer offered; reopening clears the conflict.
         offered = [x["slot_id"] for x in self.slots(OTHER_CLINIC, exam="US-THYROID", hospital="qh-county", limit=200)]
         self.assertNotIn(slot["slot_id"], offered)
-        r = self.call("POST", "/api/v1/equipment/%s/open" % slot["equipment_id"], county,
-                      {"start": slot["start"], "end": slot["end"]})
+        # Reopened the FHIR way (a free Slot from the owner).
+        r = self.fhir("POST", "Slot", county, {"resourceType": "Slot", "status": "free",
+                                                "schedule": {"reference": "Schedule/" + slot["equipment_id"]},
+                                                "start": slot["start"], "end": slot["end"]})
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(self.call("GET", "/api/v1/bookings/" + bid, CLINIC).json()["conflict"], "")
 
