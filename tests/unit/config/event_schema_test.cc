@@ -128,7 +128,10 @@ TEST_CASE("every body of DESIGN.md is in the envelope's oneof, as its type name"
       "ReferralRequested",     "ReferralStateChanged", "OrderPlaced",          "OrderStatusChanged",
       "SlotAvailabilityChanged", "AppointmentChanged", "EncounterEvent",       "ImagingStudyAvailable",
       "ReportIssued",          "DocumentShared",   "DeliveryAcknowledged",     "ConsentRecorded",
-      "DeadLetter"};
+      "DeadLetter",
+      // The booking workflow's commands and refusals (issue 4): on the booking
+      // topic next to the decisions they lead to.
+      "BookingCommand",        "BookingCommandRejected"};
   CHECK(got == expected);
   // Each body field's message type agrees with Envelope.type's convention.
   const auto* body = Envelope::descriptor()->FindOneofByName("body");
