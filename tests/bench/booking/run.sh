@@ -27,21 +27,24 @@ while [ $# -gt 0 ]; do
 done
 work=$(mktemp -d /tmp/yilian-booking-bench.XXXXXX)
 token=$(python3 "$root/tests/bench/booking/make_consortium.py" "$work/consortium" --equipment "$equipment")
-args=(serve --config "$work/consortium/consortium.yaml" --data-dir "$work/data" --http-listen 127.0.0.1:0)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+args=(serve --config "$work/consortium/consortium.yaml" --data-dir "$work/data" --http-listen "127.0.0.1:$port")
 [ -n "$kafka" ] && args+=(--kafka-brokers "$kafka")
 "$bin/yilian" "${args[@]}" 2>"$work/engine.log" &
 engine=$!
 trap 'kill $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$work"' EXIT
-port=""
-for _ in $(seq 1 300); do
-  port=$(grep -o '"msg":"http listening","address":"127.0.0.1:[0-9]*"' "$work/engine.log" 2>/dev/null | grep -o '[0-9]*"$' | tr -d '"' || true)
-  [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+ready=0
+for _ in $(seq 1 600); do
+  if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.2
 done
-[ -n "$port" ] || { echo "engine did not start:" >&2; tail -20 "$work/engine.log" >&2; exit 1; }
-common=(--port "$port" --token "$token" --connections "$connections" --equipment "$equipment" --duration "$duration" --warmup 3)
-base=$("$bin/yilian-booking-loadgen" "${common[@]}" --mode healthz)
-book=$("$bin/yilian-booking-loadgen" "${common[@]}")
+[ "$ready" -eq 1 ] || { echo "engine did not get ready:" >&2; tail -20 "$work/engine.log" >&2; exit 1; }
+# A Kafka broker keeps earlier runs' bookings: start each run on other days.
+days=$((1 + $(date +%s) / 60 % 360))
+common=(--port "$port" --token "$token" --connections "$connections" --equipment "$equipment" --duration "$duration"
+        --warmup 3 --days-ahead "$days")
+base=$("$bin/yilian-booking-loadgen" "${common[@]}" --mode healthz || true)
+book=$("$bin/yilian-booking-loadgen" "${common[@]}" || true)
 echo "$base"
 echo "$book"
 python3 - "$base" "$book" <<'PY'
