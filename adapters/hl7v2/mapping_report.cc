@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include "adapters/hl7v2/encapsulated.h"
 #include "adapters/hl7v2/mapping_internal.h"
 
 namespace yilian::hl7v2::detail {
@@ -67,61 +68,18 @@ class chunk_sink {
   std::size_t n_ = 0;
 };
 
-int base64_value(char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+' || ch == '-') return 62;
-  if (ch == '/' || ch == '_') return 63;
-  return -1;
-}
-
-bool is_space(char ch) { return ch == ' ' || ch == '\r' || ch == '\n' || ch == '\t'; }
-
 bool decode_base64(std::string_view s, sha256_stream& h) {
   chunk_sink out(h);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (char ch : s) {
-    if (is_space(ch)) continue;
-    if (ch == '=') {
-      padding = true;
-      continue;
-    }
-    if (padding) return false;  // data after padding
-    const int v = base64_value(ch);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.put(static_cast<unsigned char>((acc >> bits) & 0xff));
-    }
-  }
+  const bool ok = hl7v2::decode_base64(s, [&out](unsigned char b) { out.put(b); });
   out.flush();
-  return true;
+  return ok;
 }
 
 bool decode_hex(std::string_view s, sha256_stream& h) {
   chunk_sink out(h);
-  int high = -1;
-  for (char ch : s) {
-    if (is_space(ch)) continue;
-    int v = -1;
-    if (ch >= '0' && ch <= '9') v = ch - '0';
-    if (ch >= 'a' && ch <= 'f') v = ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') v = ch - 'A' + 10;
-    if (v < 0) return false;
-    if (high < 0) {
-      high = v;
-    } else {
-      out.put(static_cast<unsigned char>(high * 16 + v));
-      high = -1;
-    }
-  }
+  const bool ok = hl7v2::decode_hex(s, [&out](unsigned char b) { out.put(b); });
   out.flush();
-  return high < 0;
+  return ok;
 }
 
 std::string upper(std::string_view s) {
@@ -236,8 +194,8 @@ result<ev::Observation> observation(const map_context& c, const segment_view& ob
     if (type == "NM") {
       std::string text = c.text(value.repetition(0).raw());
       std::string_view v = text;
-      while (!v.empty() && is_space(v.front())) v.remove_prefix(1);
-      while (!v.empty() && is_space(v.back())) v.remove_suffix(1);
+      while (!v.empty() && encapsulated_detail::is_space(v.front())) v.remove_prefix(1);
+      while (!v.empty() && encapsulated_detail::is_space(v.back())) v.remove_suffix(1);
       if (!v.empty() && v.front() == '+') v.remove_prefix(1);
       double number = 0;
       auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), number);

@@ -171,4 +171,6 @@ std::vector<channel_endpoint> service::endpoints() const {
   return out;
 }
 
+store::ingest_store* service::ingest() const { return impl_ ? impl_->store.get() : nullptr; }
+
 }  // namespace yilian::hl7v2

@@ -24,6 +24,10 @@
 #include "engine/core/error.h"
 #include "engine/core/metrics.h"
 
+namespace yilian::store {
+class ingest_store;
+}
+
 namespace yilian::hl7v2 {
 
 struct service_options {
@@ -63,6 +67,8 @@ class service {
   void stop(std::function<void()> done);
 
   std::vector<channel_endpoint> endpoints() const;
+  // The ingest store (raw messages by claim-check); null before start().
+  store::ingest_store* ingest() const;
 
  private:
   struct impl;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/app/booking_support.h"
+#include "engine/app/request_json.h"
 #include "engine/core/ids.h"
 
 namespace yilian::app {
@@ -73,26 +74,6 @@ json booking_json(const bk::booking_view& b, const bk::ledger& l) {
     j["location"] = eq->location();
   }
   return j;
-}
-
-result<json> parse_body(const api::request& req, bool required) {
-  if (req.body().empty()) {
-    if (required) return fail(errc::invalid_argument, "a JSON body is required");
-    return json::object();
-  }
-  auto j = json::parse(req.body(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return fail(errc::parse_error, "the body is not a JSON object");
-  return j;
-}
-
-result<std::string> string_field(const json& j, std::string_view name, bool required) {
-  const auto it = j.find(std::string(name));
-  if (it == j.end() || it->is_null()) {
-    if (required) return fail(errc::invalid_argument, std::string(name) + " is required", std::string(name));
-    return std::string();
-  }
-  if (!it->is_string()) return fail(errc::invalid_argument, std::string(name) + " must be a string", std::string(name));
-  return it->get<std::string>();
 }
 
 // Sends the command, waits for its decision and answers with the booking.

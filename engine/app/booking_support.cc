@@ -1,71 +1,12 @@
 #include "engine/app/booking_support.h"
 
-#include <memory>
-#include <optional>
-
-#include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
 #include "engine/api/problem.h"
+#include "engine/app/workflow_submit.h"
 #include "engine/core/ids.h"
 
 namespace yilian::app::booking {
 
-namespace asio = boost::asio;
 namespace ev = events::v1;
-
-namespace {
-
-// Resumes the coroutine with the decision for `command_id`, or a timeout.
-asio::awaitable<result<bk::decision>> await_decision(bk::service& svc, const std::string& command_id,
-                                                     std::chrono::milliseconds timeout) {
-  struct slot {
-    explicit slot(asio::any_io_executor ex) : timer(std::move(ex)) {}
-    asio::steady_timer timer;
-    std::optional<bk::decision> d;
-  };
-  auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<slot>(ex);
-  st->timer.expires_after(timeout);
-  const auto token = svc.wait(command_id, [st](bk::decision d) {
-    asio::post(st->timer.get_executor(), [st, d = std::move(d)]() mutable {
-      st->d = std::move(d);
-      st->timer.cancel();
-    });
-  });
-  for (;;) {
-    boost::system::error_code ec;
-    co_await st->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (st->d) break;
-    if (!ec) {
-      if (svc.forget(token)) {
-        co_return fail(errc::timeout, "no decision yet for command " + command_id +
-                                          "; send it again with the same Idempotency-Key to get its answer");
-      }
-      st->timer.expires_after(std::chrono::milliseconds(20));  // the answer is on its way
-    }
-  }
-  co_return std::move(*st->d);
-}
-
-asio::awaitable<result<void>> publish_command(bk::service& svc, const ev::Envelope& cmd) {
-  auto start = [&svc, &cmd](auto handler) {
-    auto ex = asio::get_associated_executor(handler);
-    svc.send(
-        cmd,
-        [h = std::move(handler), ex](result<void> r) mutable {
-          asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
-        },
-        /*direct=*/true);
-  };
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(result<void>)>(start,
-                                                                                             asio::use_awaitable);
-}
-
-}  // namespace
 
 // A refusal as an HTTP answer: the errc's status, the refusal's code.
 api::response refusal_response(const bk::refusal& r, const api::request& req) {
@@ -231,15 +172,10 @@ std::string new_booking_id(const api::request& req) {
   return key.empty() ? random_id("bk-") : stable_id("bk-", req.principal->id.value() + "\n" + std::string(key));
 }
 
-asio::awaitable<result<bk::decision>> submit(bk::service& svc, const ev::Envelope& command,
+boost::asio::awaitable<result<bk::decision>> submit(bk::service& svc, const ev::Envelope& command,
                                              std::chrono::milliseconds timeout) {
-  const std::string command_id = command.booking_command().command_id();
-  const bool known = svc.read([&](const bk::ledger& l) { return l.decided(command_id).has_value(); });
-  if (!known) {
-    auto sent = co_await publish_command(svc, command);
-    if (!sent) co_return std::unexpected(sent.error());
-  }
-  co_return co_await await_decision(svc, command_id, timeout);
+  co_return co_await submit_command<bk::service, bk::ledger>(svc, command, command.booking_command().command_id(),
+                                                            timeout);
 }
 
 }  // namespace yilian::app::booking

@@ -14,10 +14,13 @@
 #include "engine/api/server.h"
 #include "engine/app/booking_api.h"
 #include "engine/app/booking_fhir.h"
-#include "engine/app/console_routes.h"
 #include "engine/app/bus_factory.h"
+#include "engine/app/careplan_api.h"
+#include "engine/app/console_routes.h"
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
+#include "engine/app/referral_api.h"
+#include "engine/app/report_api.h"
 #include "engine/app/version.h"
 #include "engine/bus/instrumented_bus.h"
 #include "engine/config/config.h"
@@ -25,6 +28,9 @@
 #include "engine/core/metrics.h"
 #include "engine/workflows/booking/feed.h"
 #include "engine/workflows/booking/notifier.h"
+#include "engine/workflows/referral/feed.h"
+#include "engine/workflows/referral/notifier.h"
+#include "engine/workflows/reports/router.h"
 #include "engine/workflows/booking/service.h"
 
 namespace yilian::app {
@@ -176,13 +182,25 @@ int run_serve(const serve_options& options) {
   api::server server(ioc, http, registry);
   server.set_credentials(std::move(*creds));
   std::atomic<const workflows::booking::service*> booking_ref{nullptr};
-  server.set_readiness([&events_bus, &booking_ref] {
+  std::atomic<const workflows::referral::service*> referral_ref{nullptr};
+  std::atomic<const workflows::recurring::scheduler*> careplan_ref{nullptr};
+  std::atomic<const workflows::reports::library*> reports_ref{nullptr};
+  server.set_readiness([&events_bus, &booking_ref, &referral_ref, &careplan_ref, &reports_ref] {
     std::vector<std::string> reasons;
     if (auto ready = events_bus.check_ready(std::chrono::seconds(2)); !ready) {
       reasons.push_back("bus: " + ready.error().describe());
     }
     if (const auto* b = booking_ref.load(); b != nullptr && !b->caught_up()) {
       reasons.push_back("booking: still reading the booking topic");
+    }
+    if (const auto* r = referral_ref.load(); r != nullptr && !r->caught_up()) {
+      reasons.push_back("referral: still reading the referral topic");
+    }
+    if (const auto* c = careplan_ref.load(); c != nullptr && !c->caught_up()) {
+      reasons.push_back("careplan: still reading the care-plan topic");
+    }
+    if (const auto* l = reports_ref.load(); l != nullptr && !l->caught_up()) {
+      reasons.push_back("reports: still reading the report topic");
     }
     return reasons;
   });
@@ -218,7 +236,8 @@ int run_serve(const serve_options& options) {
                       .booking_topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
                       .outbound_topic = std::string(config::topic_name(events::v1::TOPIC_OUTBOUND)),
                       .group_prefix = kafka_prefix,
-                      .listeners = workflows::booking::appointment_listeners(cfg)});
+                      .listeners = workflows::booking::appointment_listeners(cfg),
+                      .patients = workflows::patients_hear(cfg, "AppointmentChanged")});
   workflows::booking::feed booking_feed(
       events_bus, booking,
       workflows::booking::feed_options{
@@ -235,6 +254,69 @@ int run_serve(const serve_options& options) {
   booking_ref.store(&booking);
   add_booking_routes(server.routes(), booking, **audit);
   add_booking_fhir_routes(server.routes(), booking, **audit);
+
+  // Referral workflow: the ledger and writer, what hospitals and bookings
+  // report about referrals, and both sides told of each decision.
+  const std::string referral_topic(config::topic_name(events::v1::TOPIC_REFERRAL));
+  workflows::referral::service referral(
+      events_bus,
+      std::make_unique<workflows::referral::ledger>(cfg, workflows::referral::options_from(cfg)),
+      workflows::referral::service_options{.topic = referral_topic, .group_prefix = kafka_prefix}, &registry);
+  workflows::referral::feed referral_feed(
+      events_bus, referral,
+      workflows::referral::feed_options{.referral_topic = referral_topic,
+                                        .booking_topic = std::string(config::topic_name(events::v1::TOPIC_BOOKING)),
+                                        .patient_topic = std::string(config::topic_name(events::v1::TOPIC_PATIENT)),
+                                        .report_topic = std::string(config::topic_name(events::v1::TOPIC_REPORT)),
+                                        .group_prefix = kafka_prefix});
+  workflows::referral::notifier referral_notifier(
+      events_bus, referral, cfg,
+      workflows::referral::notifier_options{.referral_topic = referral_topic,
+                                            .outbound_topic = std::string(config::topic_name(events::v1::TOPIC_OUTBOUND)),
+                                            .group_prefix = kafka_prefix});
+  // Report sharing: the library of issued reports and the router that sends
+  // each to the referrers and the patient channel together.
+  workflows::reports::library report_library(events_bus, std::string(config::topic_name(events::v1::TOPIC_REPORT)),
+                                             kafka_prefix);
+  workflows::reports::router report_router(
+      events_bus, report_library, &booking, &referral, cfg,
+      workflows::reports::router_options{.report_topic = std::string(config::topic_name(events::v1::TOPIC_REPORT)),
+                                         .outbound_topic = std::string(config::topic_name(events::v1::TOPIC_OUTBOUND)),
+                                         .group_prefix = kafka_prefix});
+  for (auto started : {referral.start(), referral_feed.start(), referral_notifier.start(), report_library.start(),
+                       report_router.start()}) {
+    if (!started) {
+      logger.error("cannot start the referral and report workflows", {log::field("error", started.error().describe())});
+      std::fprintf(stderr, "yilian: cannot start the referral and report workflows: %s\n",
+                   started.error().describe().c_str());
+      return 2;
+    }
+  }
+  referral_ref.store(&referral);
+  reports_ref.store(&report_library);
+  add_referral_routes(server.routes(), referral, **audit);
+  // Set once the HL7 adapter runs (its ingest store holds the raw messages).
+  std::atomic<hl7v2::service*> hl7_ref{nullptr};
+  add_report_routes(server.routes(),
+                    report_api_deps{.cfg = cfg,
+                                    .library = report_library,
+                                    .bookings = &booking,
+                                    .referrals = &referral,
+                                    .raw_store = [&hl7_ref] {
+                                      auto* h = hl7_ref.load();
+                                      return h != nullptr ? h->ingest() : nullptr;
+                                    }},
+                    **audit);
+
+  // Recurring exams: care plans booked period by period.
+  auto careplans = start_careplan_scheduler(events_bus, booking, cfg, kafka_prefix, &registry);
+  if (!careplans) {
+    logger.error("cannot start the care-plan scheduler", {log::field("error", careplans.error().describe())});
+    std::fprintf(stderr, "yilian: cannot start the care-plan scheduler: %s\n", careplans.error().describe().c_str());
+    return 2;
+  }
+  careplan_ref.store(careplans->get());
+  add_careplan_routes(server.routes(), **careplans, booking, events_bus, **audit);
   add_console_routes(server.routes(), cfg);
   const auto booking_metrics = add_booking_metrics(registry, booking);
   if (auto started = server.start(); !started) {
@@ -259,6 +341,7 @@ int run_serve(const serve_options& options) {
     std::fprintf(stderr, "yilian: cannot start HL7 v2: %s\n", started.error().describe().c_str());
     return 2;
   }
+  hl7_ref.store(&hl7);
 
   auto work = boost::asio::make_work_guard(ioc);
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -293,6 +376,15 @@ int run_serve(const serve_options& options) {
   for (auto& t : pool) t.join();
 
   feed.stop();
+  careplan_ref.store(nullptr);
+  (*careplans)->stop();
+  referral_ref.store(nullptr);
+  reports_ref.store(nullptr);
+  report_router.stop();
+  report_library.stop();
+  referral_notifier.stop();
+  referral_feed.stop();
+  referral.stop();
   booking_ref.store(nullptr);
   booking_feed.stop();
   booking_notifier.stop();

@@ -4,6 +4,7 @@
 
 #include "engine/core/ids.h"
 #include "engine/core/log.h"
+#include "engine/workflows/booking/slot_finder.h"
 
 namespace yilian::workflows::booking {
 
@@ -250,61 +251,52 @@ result<void> feed::book_order(const ev::Envelope& e) {
   const std::string order = !o.placer_order().empty() ? o.placer_order() : e.correlation().placer_order();
   const std::string booking_id = stable_id("bk-", "order\n" + requesting + "\n" + (order.empty() ? e.event_id() : order));
   const seconds now = svc_.now();
-  struct plan {
-    bool skip = false;
-    std::vector<free_slot> slots;
-  };
-  auto p = svc_.read([&](const ledger& l) {
-    plan out;
-    if (l.find(booking_id) != nullptr) {
-      out.skip = true;  // booked already (a redelivered order)
-      return out;
-    }
+  const bool skip = svc_.read([&](const ledger& l) {
+    if (l.find(booking_id) != nullptr) return true;  // booked already (a redelivered order)
     // The owner's own orders for its own machine are its RIS's business.
-    if (const auto* cal = l.equipment(o.equipment_id()); cal != nullptr && cal->hospital() == requesting) {
-      out.skip = true;
-      return out;
-    }
-    slot_query q{.exam_code = exam, .equipment_id = o.equipment_id(), .requesting_hospital = requesting,
-                 .from = now, .to = now + options_.search_days, .limit = options_.max_slot_attempts};
-    if (o.has_requested_for() && !o.equipment_id().empty()) {
-      // The asked-for time first, then the earliest from then on.
-      q.from = std::max(now, to_seconds(o.requested_for()));
-    }
-    out.slots = l.search(q, now);
-    if (out.slots.empty() && !o.equipment_id().empty()) {
-      q.equipment_id.clear();  // the named machine is full: any machine that does the exam
-      out.slots = l.search(q, now);
-    }
-    return out;
+    const auto* cal = l.equipment(o.equipment_id());
+    return cal != nullptr && cal->hospital() == requesting;
   });
-  if (p.skip) return {};
-  if (p.slots.empty()) {
+  if (skip) return {};
+  slot_query q{.exam_code = exam, .equipment_id = o.equipment_id(), .requesting_hospital = requesting,
+               .from = now, .to = now + options_.search_days, .limit = options_.max_slot_attempts};
+  if (o.has_requested_for() && !o.equipment_id().empty()) {
+    // The asked-for time first, then the earliest from then on.
+    q.from = std::max(now, to_seconds(o.requested_for()));
+  }
+  std::vector<slot_query> queries{q};
+  if (!o.equipment_id().empty()) {
+    q.equipment_id.clear();  // the named machine is full: any machine that does the exam
+    queries.push_back(q);
+  }
+  auto tried = book_earliest(
+      svc_, queries, now,
+      [&](const free_slot& s, std::size_t attempt) {
+        auto cmd = command_from(e, ev::BOOKING_ACTION_BOOK, booking_id, s.equipment_id, ":book:" + std::to_string(attempt),
+                                now);
+        auto* c = cmd.mutable_booking_command();
+        *c->mutable_start() = to_timestamp(s.when.start);
+        c->set_exam_code(exam);
+        c->set_requesting_hospital(requesting);
+        c->set_placer_order(order);
+        c->set_referral_id(o.referral_id());
+        return cmd;
+      },
+      [this](const ev::Envelope& cmd) { return decide(cmd); });
+  if (!tried) return std::unexpected(tried.error());
+  if (!tried->found) {
     lg.warn("no free slot for an order", {log::field("event_id", e.event_id()), log::field("exam", exam),
                                           log::field("hospital", requesting)});
     return {};
   }
-  std::size_t attempt = 0;
-  for (const auto& s : p.slots) {
-    auto cmd = command_from(e, ev::BOOKING_ACTION_BOOK, booking_id, s.equipment_id,
-                            ":book:" + std::to_string(attempt++), now);
-    auto* c = cmd.mutable_booking_command();
-    *c->mutable_start() = to_timestamp(s.when.start);
-    c->set_exam_code(exam);
-    c->set_requesting_hospital(requesting);
-    c->set_placer_order(order);
-    c->set_referral_id(o.referral_id());
-    auto d = decide(cmd);
-    if (!d) return std::unexpected(d.error());
-    if (!d->refused) {
-      lg.info("order booked", {log::field("event_id", e.event_id()), log::field("booking_id", booking_id),
-                               log::field("equipment_id", s.equipment_id)});
-      return {};
-    }
-    if (d->refused->code != "slot_taken" && d->refused->code != "over_share" && d->refused->code != "blocked") {
-      lg.warn("order not booked", {log::field("event_id", e.event_id()), log::field("code", d->refused->code)});
-      return {};
-    }
+  if (tried->booked) {
+    lg.info("order booked", {log::field("event_id", e.event_id()), log::field("booking_id", booking_id),
+                             log::field("equipment_id", tried->slot->equipment_id)});
+    return {};
+  }
+  if (tried->refused && !worth_next_slot(*tried->refused)) {
+    lg.warn("order not booked", {log::field("event_id", e.event_id()), log::field("code", tried->refused->code)});
+    return {};
   }
   lg.warn("order not booked: every slot tried was taken", {log::field("event_id", e.event_id())});
   return {};

@@ -36,14 +36,6 @@ std::string two(int v) {
 
 }  // namespace
 
-seconds to_seconds(const google::protobuf::Timestamp& t) { return seconds(std::chrono::seconds(t.seconds())); }
-
-google::protobuf::Timestamp to_timestamp(seconds t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(t.time_since_epoch().count());
-  return ts;
-}
-
 std::string format_local(seconds t, const time_zone& zone) {
   const std::int64_t utc = t.time_since_epoch().count();
   const std::int32_t off = zone.offset_at(utc);

@@ -32,6 +32,7 @@
 #include "engine/core/error.h"
 #include "engine/workflows/booking/calendar.h"
 #include "engine/workflows/booking/machine.h"
+#include "engine/workflows/common/timestamps.h"
 #include "yilian/events/v1/envelope.pb.h"
 
 namespace yilian::workflows::booking {
@@ -233,9 +234,8 @@ class ledger {
   std::vector<undo_entry> undo_;
 };
 
-// Timestamps.
-seconds to_seconds(const google::protobuf::Timestamp& t);
-google::protobuf::Timestamp to_timestamp(seconds t);
+using workflows::to_seconds;
+using workflows::to_timestamp;
 // "2026-11-24T08:00:00+08:00" in the zone.
 std::string format_local(seconds t, const time_zone& zone);
 // RFC 3339 / ISO 8601 with an offset or Z ("2026-11-24T08:00:00+08:00",

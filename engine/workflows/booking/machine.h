@@ -21,6 +21,7 @@
 #include <string_view>
 
 #include "engine/core/error.h"
+#include "engine/workflows/common/single_writer.h"
 #include "yilian/events/v1/booking.pb.h"
 
 namespace yilian::workflows::booking {
@@ -48,11 +49,7 @@ struct transition {
 std::span<const transition> transition_table();
 
 // Why a command cannot be taken. `code` is BookingCommandRejected.code.
-struct refusal {
-  errc kind = errc::conflict;  // conflict (409), permission_denied (403), not_found (404), validation_failed (422)
-  std::string code;
-  std::string message;
-};
+using workflows::refusal;
 
 // The state `act` leads to from `from` when asked by `who`:
 //  - no row for (from, act): refusal{conflict, "wrong_transition"}

@@ -12,21 +12,24 @@
 //                                                            too when someone else did it
 //   request, hold, hold expiry, cancel before booking     -> nobody (console only)
 //
+// The patient hears about book, reschedule, cancel and no-show on the
+// consortium's patient channel when it is configured for AppointmentChanged.
+//
 // The record's value is the decision envelope as it is (its event_id is the
-// receivers' idempotency key). Offsets are committed only after the outbound
-// records are durable, so a crash repeats, never loses, a notification.
+// receivers' idempotency key). It runs on workflows::relay: offsets are
+// committed only after the outbound records are durable, so a crash repeats,
+// never loses, a notification.
 #pragma once
 
-#include <atomic>
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "engine/bus/bus.h"
 #include "engine/config/config.h"
 #include "engine/core/error.h"
+#include "engine/workflows/common/relay.h"
 #include "yilian/events/v1/envelope.pb.h"
 
 namespace yilian::workflows::booking {
@@ -39,6 +42,8 @@ struct notifier_options {
   // "*"); nullopt = every hospital. Nobody else gets an outbound record: no
   // channel would ever deliver it.
   std::optional<std::set<std::string>> listeners;
+  // The patient channel takes AppointmentChanged (workflows::patients_hear).
+  bool patients = false;
 };
 
 // The hospitals of a consortium whose profiles have an outbound endpoint for
@@ -48,26 +53,19 @@ std::set<std::string> appointment_listeners(const config::loaded_consortium& cfg
 // The hospitals that must hear about a booking decision (none for events that
 // are not accepted booking decisions).
 std::vector<std::string> notification_targets(const events::v1::Envelope& decision);
+// Whether the patient hears about a booking decision.
+bool patient_hears(const events::v1::Envelope& decision);
 
 class notifier {
  public:
-  notifier(bus::bus& b, notifier_options options) : bus_(b), options_(std::move(options)) {}
-  ~notifier() { stop(); }
-  notifier(const notifier&) = delete;
-  notifier& operator=(const notifier&) = delete;
-
-  result<void> start();
-  void stop();
-  std::uint64_t sent() const { return sent_.load(); }
+  notifier(bus::bus& b, notifier_options options);
+  result<void> start() { return relay_.start(); }
+  void stop() { relay_.stop(); }
+  std::uint64_t sent() const { return relay_.sent(); }
 
  private:
-  void run();
-  bus::bus& bus_;
   notifier_options options_;
-  std::unique_ptr<bus::consumer> consumer_;
-  std::thread thread_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> sent_{0};
+  relay relay_;
 };
 
 }  // namespace yilian::workflows::booking

@@ -1,461 +1,35 @@
 #include "engine/workflows/booking/service.h"
 
-#include <algorithm>
-#include <deque>
-
-#include "engine/core/ids.h"
-#include "engine/core/log.h"
-#include "engine/core/murmur2.h"
-
 namespace yilian::workflows::booking {
 
-using namespace std::chrono_literals;
+// The ledger as the single writer sees it.
+class service::ledger_fold final : public fold {
+ public:
+  ledger_fold(ledger& l, const service_options& o) : l_(l), o_(o) {}
 
-struct service::partition_work {
-  std::deque<bus::record> queued;   // writer records not yet decided, in offset order
-  // Commands without a bus record: the engine's own (hold expiry) and direct
-  // API commands (`direct` true: published for the new owner if the
-  // partition moves away before they are decided).
-  struct unrecorded {
-    ev::Envelope command;
-    bool direct = false;
-  };
-  std::deque<unrecorded> engine;
-  bool in_flight = false;
-  std::size_t pending = 0;          // decisions of the batch not yet durable
-  bool failed = false;
-  std::int64_t last_decision = -1;  // highest offset of the batch's decisions
-  std::vector<bus::record> batch;   // writer records of the batch (committed when it settles)
-};
+  bool is_command(const ev::Envelope& e) const override { return e.body_case() == ev::Envelope::kBookingCommand; }
+  std::string command_id(const ev::Envelope& c) const override { return c.booking_command().command_id(); }
+  std::string command_key(const ev::Envelope& c) const override { return c.booking_command().equipment_id(); }
+  std::string decision_key(const ev::Envelope& d) const override {
+    return d.has_appointment_changed()          ? d.appointment_changed().equipment_id()
+           : d.has_slot_availability_changed() ? d.slot_availability_changed().equipment_id()
+                                               : d.booking_command_rejected().equipment_id();
+  }
+  ev::Envelope decide(const ev::Envelope& c, seconds now) const override { return l_.decide(c, now); }
+  step apply(const ev::Envelope& e) override { return to_step(l_.apply(e)); }
+  step apply_tentatively(const ev::Envelope& e) override { return to_step(l_.apply_tentatively(e)); }
+  void undo_tentative() override { l_.undo_tentative(); }
+  std::optional<outcome> decided(std::string_view command_id) const override {
+    auto o = l_.decided(command_id);
+    if (!o) return std::nullopt;
+    return outcome{.command_id = std::string(command_id), .subject_id = o->booking_id, .refused = o->refused};
+  }
 
-namespace {
-const auto lg = log::get("booking");
-}
-
-std::vector<bus::header> record_headers(const ev::Envelope& e) {
-  std::vector<bus::header> h{{"event_id", e.event_id()}, {"type", e.type()}};
-  if (e.source().protocol() == ev::PROTOCOL_ENGINE) h.push_back({"origin", "engine"});
-  return h;
-}
-
-bool header_is(const bus::record& r, std::string_view key, std::string_view value) {
-  for (const auto& h : r.headers) {
-    if (h.key == key) return h.value == value;
-  }
-  return false;
-}
-
-service::service(bus::bus& b, std::unique_ptr<ledger> l, service_options options, metrics::registry* registry)
-    : bus_(b), ledger_(std::move(l)), options_(std::move(options)) {
-  if (registry != nullptr) {
-    decided_total_ = &registry->add_counter("yilian_booking_decisions_total",
-                                            "Booking commands this instance decided (accepted).")
-                          .with({});
-    rejected_total_ = &registry->add_counter("yilian_booking_rejections_total",
-                                             "Booking commands this instance refused (slot taken, wrong transition, ...).")
-                           .with({});
-    voided_total_ = &registry->add_counter("yilian_booking_void_decisions_total",
-                                           "Decisions found stale when applied in log order (another writer won).")
-                         .with({});
-  }
-}
-
-service::~service() { stop(); }
-
-result<void> service::start() {
-  auto parts = bus_.partitions(options_.topic);
-  if (!parts) return std::unexpected(parts.error());
-  partitions_ = *parts;
-  owned_ = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(partitions_));
-  // The view reads everything from the start, as a group of its own.
-  auto view = bus_.subscribe(bus::consumer_options{.group = options_.group_prefix + "yilian-booking-view-" + random_id(),
-                                                   .topics = {options_.topic},
-                                                   .start = bus::start_from::earliest});
-  if (!view) return std::unexpected(view.error());
-  view_ = std::move(*view);
-  auto writer = bus_.subscribe(bus::consumer_options{.group = options_.group_prefix + "yilian-booking",
-                                                     .topics = {options_.topic},
-                                                     .start = bus::start_from::earliest});
-  if (!writer) return std::unexpected(writer.error());
-  writer_ = std::move(*writer);
-  thread_ = std::thread([this] { run(); });
-  lg.info("booking workflow started", {log::field("topic", options_.topic), log::field("partitions", partitions_)});
-  return {};
-}
-
-void service::stop() {
-  stopping_.store(true);
-  if (thread_.joinable()) thread_.join();
-  if (writer_) writer_->close();
-  if (view_) view_->close();
-  writer_.reset();
-  view_.reset();
-  // Whoever still waits hears that no answer is coming from this instance.
-  std::unordered_map<std::string, std::vector<waiter>> left;
-  {
-    std::lock_guard lock(waiters_mu_);
-    left.swap(waiters_);
-    waiter_tokens_.clear();
-  }
-  for (auto& [id, list] : left) {
-    for (auto& w : list) {
-      w.done(decision{.command_id = id,
-                      .refused = refusal{.kind = errc::cancelled, .code = "shutting_down", .message = "the engine is stopping"}});
-    }
-  }
-}
-
-void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct) {
-  if (direct && owned_) {
-    const std::int32_t p = partition_for_key(command.booking_command().equipment_id(), partitions_);
-    if (owned_[static_cast<std::size_t>(p)].load(std::memory_order_acquire)) {
-      {
-        std::lock_guard lock(inbox_mu_);
-        inbox_.emplace_back(p, command);
-      }
-      inbox_size_.fetch_add(1);
-      done({});
-      return;
-    }
-  }
-  bus::message m{.topic = options_.topic, .key = command.booking_command().equipment_id(),
-                 .value = command.SerializeAsString(), .headers = record_headers(command)};
-  bus_.publish(std::move(m), [done = std::move(done)](result<bus::position> r) mutable {
-    if (!r) {
-      done(std::unexpected(r.error()));
-      return;
-    }
-    done({});
-  });
-}
-
-std::uint64_t service::wait(const std::string& command_id, std::move_only_function<void(decision)> done) {
-  std::optional<decision> ready;
-  std::uint64_t token = 0;
-  {
-    // Lock order: ledger, then waiters (the engine thread resolves in that order).
-    std::shared_lock ledger_lock(mu_);
-    if (auto prior = ledger_->decided(command_id)) {
-      applied a{.is_decision = true, .command_id = command_id, .booking_id = prior->booking_id,
-                .refused = prior->refused};
-      ready = snapshot(a);
-    } else {
-      std::lock_guard lock(waiters_mu_);
-      token = next_token_++;
-      waiters_[command_id].push_back(waiter{token, std::move(done)});
-      waiter_tokens_.emplace(token, command_id);
-    }
-  }
-  if (ready) done(std::move(*ready));
-  return token;
-}
-
-bool service::forget(std::uint64_t token) {
-  std::lock_guard lock(waiters_mu_);
-  const auto t = waiter_tokens_.find(token);
-  if (t == waiter_tokens_.end()) return false;
-  auto& list = waiters_[t->second];
-  std::erase_if(list, [token](const waiter& w) { return w.token == token; });
-  if (list.empty()) waiters_.erase(t->second);
-  waiter_tokens_.erase(t);
-  return true;
-}
-
-decision service::snapshot(const applied& a) const {
-  decision d{.command_id = a.command_id};
-  if (a.refused) {
-    d.refused = a.refused;
-  } else if (const auto* b = ledger_->find(a.booking_id)) {
-    d.booking = *b;
-  }
-  return d;
-}
-
-void service::resolve(std::vector<std::pair<std::string, decision>>& resolved) {
-  for (auto& [command_id, d] : resolved) {
-    std::vector<waiter> list;
-    {
-      std::lock_guard lock(waiters_mu_);
-      const auto it = waiters_.find(command_id);
-      if (it == waiters_.end()) continue;
-      list = std::move(it->second);
-      waiters_.erase(it);
-      for (const auto& w : list) waiter_tokens_.erase(w.token);
-    }
-    for (auto& w : list) w.done(d);
-  }
-  resolved.clear();
-}
-
-void service::run() {
-  std::vector<std::pair<std::string, decision>> resolved;
-  while (!stopping_.load()) {
-    take_inbox();
-    bool busy = completions_pending_.load() > 0;
-    for (const auto& [p, w] : work_) busy = busy || w->in_flight || !w->queued.empty() || !w->engine.empty();
-    poll_view(busy ? 1ms : 2ms, resolved);
-    resolve(resolved);
-    settle_batches();
-    if (std::chrono::steady_clock::now() >= next_assignment_check_) {
-      check_assignment();
-      next_assignment_check_ = std::chrono::steady_clock::now() + 200ms;
-    }
-    poll_writer(busy ? 0ms : 1ms);
-    if (caught_up_.load() && std::chrono::steady_clock::now() >= next_sweep_) {
-      sweep_holds();
-      next_sweep_ = std::chrono::steady_clock::now() + options_.hold_sweep;
-    }
-    decide_ready();
-  }
-}
-
-void service::poll_view(std::chrono::milliseconds timeout, std::vector<std::pair<std::string, decision>>& resolved) {
-  auto batch = view_->poll(timeout, 4096);
-  if (!batch) {
-    lg.warn("booking view cannot read the bus", {log::field("error", batch.error().describe())});
-    std::this_thread::sleep_for(200ms);
-    return;
-  }
-  std::size_t voided = 0;
-  if (!batch->empty()) {
-    std::unique_lock lock(mu_);
-    ev::Envelope e;
-    for (const auto& r : *batch) {
-      view_next_[r.partition] = r.offset + 1;
-      if (header_is(r, "type", "yilian.events.v1.BookingCommand")) continue;  // the writer's business
-      if (!e.ParseFromString(r.value)) continue;  // not an envelope: not the ledger's (the dead-letter path is the adapters')
-      const auto a = ledger_->apply(e);
-      if (a.voided) {
-        ++voided;
-        lg.warn("booking decision void at its place in the log",
-                {log::field("command_id", a.command_id), log::field("booking_id", a.booking_id),
-                 log::field("code", a.refused ? a.refused->code : std::string()),
-                 log::field("partition", r.partition), log::field("offset", r.offset)});
-      }
-      if (a.is_decision && !a.command_id.empty() && (a.changed || a.refused)) {
-        resolved.emplace_back(a.command_id, snapshot(a));
-      }
-    }
-  }
-  if (voided > 0 && voided_total_ != nullptr) voided_total_->inc(static_cast<double>(voided));
-  if (!caught_up_.load()) note_progress();
-}
-
-void service::note_progress() {
-  // Where the topic ended when the view joined: it is caught up once it has
-  // read that far (the view is the only member of its group, so it gets all
-  // partitions; Kafka assigns them during the first polls).
-  if (start_end_.empty()) {
-    if (static_cast<std::int32_t>(view_->assignment().size()) < partitions_) return;
-    auto l = view_->lag();
-    if (!l) return;
-    for (const auto& p : *l) start_end_[p.partition] = p.end;
-  }
-  bool done = true;
-  for (const auto& [p, end] : start_end_) {
-    const auto it = view_next_.find(p);
-    done = done && (end == 0 || (it != view_next_.end() && it->second >= end));
-  }
-  if (done) {
-    caught_up_.store(true);
-    lg.info("booking view caught up", {});
-  }
-}
-
-void service::take_inbox() {
-  if (inbox_size_.load() == 0) return;
-  std::vector<std::pair<std::int32_t, ev::Envelope>> taken;
-  {
-    std::lock_guard lock(inbox_mu_);
-    taken.swap(inbox_);
-    inbox_size_.store(0);
-  }
-  for (auto& [p, cmd] : taken) {
-    auto& w = work_[p];
-    if (!w) w = std::make_unique<partition_work>();
-    w->engine.push_back(partition_work::unrecorded{std::move(cmd), true});
-  }
-}
-
-void service::check_assignment() {
-  auto now_assigned = writer_->assignment();
-  std::sort(now_assigned.begin(), now_assigned.end());
-  if (now_assigned == assignment_) return;
-  std::vector<std::int32_t> gained;
-  for (const auto& tp : now_assigned) {
-    if (!std::binary_search(assignment_.begin(), assignment_.end(), tp)) gained.push_back(tp.second);
-  }
-  for (const auto& tp : assignment_) {
-    if (!std::binary_search(now_assigned.begin(), now_assigned.end(), tp)) {
-      // Lost: whatever was queued from the bus is the new owner's now (we did
-      // not commit it); direct commands are published for it.
-      if (auto it = work_.find(tp.second); it != work_.end()) {
-        for (auto& u : it->second->engine) {
-          if (!u.direct) continue;
-          bus_.publish(bus::message{.topic = options_.topic, .key = u.command.booking_command().equipment_id(),
-                                    .value = u.command.SerializeAsString(), .headers = record_headers(u.command)},
-                       [](result<bus::position>) {});  // if even this fails, the caller times out and retries
-        }
-        work_.erase(it);
-      }
-      gate_.erase(tp.second);
-      if (tp.second >= 0 && tp.second < partitions_) owned_[static_cast<std::size_t>(tp.second)].store(false);
-    }
-  }
-  assignment_ = std::move(now_assigned);
-  for (const auto& tp : assignment_) {
-    if (tp.second >= 0 && tp.second < partitions_) owned_[static_cast<std::size_t>(tp.second)].store(true);
-  }
-  if (gained.empty()) return;
-  // Decide nothing on a gained partition before the view has read it to its
-  // current end: the previous owner's last decisions may be there.
-  if (auto l = writer_->lag()) {
-    for (const auto& p : *l) {
-      if (std::find(gained.begin(), gained.end(), p.partition) != gained.end()) gate_[p.partition] = p.end;
-    }
-  }
-  lg.info("booking writer assignment", {log::field("partitions", assignment_.size())});
-}
-
-void service::poll_writer(std::chrono::milliseconds timeout) {
-  auto batch = writer_->poll(timeout, 4096);
-  if (!batch) {
-    lg.warn("booking writer cannot read the bus", {log::field("error", batch.error().describe())});
-    return;
-  }
-  // Records of a partition gained since the last look: set its gate first.
-  if (std::any_of(batch->begin(), batch->end(), [&](const bus::record& r) {
-        return std::none_of(assignment_.begin(), assignment_.end(), [&](const auto& tp) { return tp.second == r.partition; });
-      })) {
-    check_assignment();
-  }
-  for (auto& r : *batch) {
-    auto& w = work_[r.partition];
-    if (!w) w = std::make_unique<partition_work>();
-    w->queued.push_back(std::move(r));
-  }
-}
-
-void service::settle_batches() {
-  std::vector<completion> done;
-  {
-    std::lock_guard lock(completions_->mu);
-    done.swap(completions_->done);
-  }
-  for (auto& c : done) {
-    completions_pending_.fetch_sub(1);
-    auto it = work_.find(c.partition);
-    if (it == work_.end()) continue;
-    auto& w = *it->second;
-    if (w.pending > 0) --w.pending;
-    if (!c.outcome) {
-      w.failed = true;
-      lg.error("booking decision not published", {log::field("error", c.outcome.error().describe())});
-    } else {
-      w.last_decision = std::max(w.last_decision, c.outcome->offset);
-    }
-  }
-  for (auto& [p, wp] : work_) {
-    auto& w = *wp;
-    if (!w.in_flight || w.pending > 0) continue;
-    if (w.failed) {
-      // Decide the batch again (commands already decided are skipped by id).
-      for (auto r = w.batch.rbegin(); r != w.batch.rend(); ++r) w.queued.push_front(std::move(*r));
-      w.batch.clear();
-      w.failed = false;
-      w.in_flight = false;
-      w.last_decision = -1;
-      continue;
-    }
-    const auto next = view_next_.find(p);
-    if (w.last_decision >= 0 && (next == view_next_.end() || next->second <= w.last_decision)) continue;
-    if (!w.batch.empty()) {
-      if (auto committed = writer_->commit(w.batch); !committed) {
-        lg.warn("booking writer commit failed (the batch will be seen again and skipped by id)",
-                {log::field("error", committed.error().describe())});
-      }
-    }
-    w.batch.clear();
-    w.in_flight = false;
-    w.last_decision = -1;
-  }
-}
-
-void service::decide_ready() {
-  const seconds now = options_.now();
-  for (auto& [p, wp] : work_) {
-    auto& w = *wp;
-    if (w.in_flight || (w.queued.empty() && w.engine.empty())) continue;
-    const auto next_it = view_next_.find(p);
-    const std::int64_t view_next = next_it == view_next_.end() ? 0 : next_it->second;
-    if (const auto g = gate_.find(p); g != gate_.end()) {
-      if (view_next < g->second) continue;
-      gate_.erase(g);
-    }
-    std::vector<ev::Envelope> decisions;
-    std::vector<bus::record> batch;
-    std::size_t accepted = 0, refused = 0;
-    {
-      std::unique_lock lock(mu_);
-      ev::Envelope e;
-      auto take = [&](const ev::Envelope& cmd) {
-        if (cmd.body_case() != ev::Envelope::kBookingCommand) return;
-        if (ledger_->decided(cmd.booking_command().command_id())) return;  // a resend: the first answer stands
-        auto d = ledger_->decide(cmd, now);
-        const auto a = ledger_->apply_tentatively(d);
-        if (d.body_case() == ev::Envelope::kBookingCommandRejected || a.voided) {
-          ++refused;
-        } else {
-          ++accepted;
-        }
-        decisions.push_back(std::move(d));
-      };
-      // Only records the view has already read past: the ledger has all before them.
-      while (!w.queued.empty() && w.queued.front().offset < view_next && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(w.queued.front()));
-        w.queued.pop_front();
-        if (header_is(batch.back(), "origin", "engine")) continue;  // a decision: nothing to decide
-        if (e.ParseFromString(batch.back().value)) take(e);
-      }
-      while (!w.engine.empty() && decisions.size() < options_.max_batch) {
-        take(w.engine.front().command);
-        w.engine.pop_front();
-      }
-      ledger_->undo_tentative();
-    }
-    if (batch.empty() && decisions.empty()) continue;
-    if (decided_total_ != nullptr && accepted > 0) decided_total_->inc(static_cast<double>(accepted));
-    if (rejected_total_ != nullptr && refused > 0) rejected_total_->inc(static_cast<double>(refused));
-    w.batch = std::move(batch);
-    w.in_flight = true;
-    w.pending = decisions.size();
-    w.last_decision = -1;
-    completions_pending_.fetch_add(decisions.size());
-    const std::int32_t partition = p;
-    for (auto& d : decisions) {
-      std::string key = d.has_appointment_changed()          ? d.appointment_changed().equipment_id()
-                        : d.has_slot_availability_changed() ? d.slot_availability_changed().equipment_id()
-                                                            : d.booking_command_rejected().equipment_id();
-      bus_.publish(bus::message{.topic = options_.topic, .key = std::move(key), .value = d.SerializeAsString(),
-                                .headers = record_headers(d)},
-                   [box = completions_, partition](result<bus::position> r) {
-                     std::lock_guard lock(box->mu);
-                     box->done.push_back(completion{partition, std::move(r)});
-                   });
-    }
-  }
-}
-
-void service::sweep_holds() {
-  const seconds now = options_.now();
-  std::vector<ev::Envelope> commands;
-  {
-    std::shared_lock lock(mu_);
-    for (const auto* b : ledger_->lapsed_holds(now)) {
-      const std::int32_t p = partition_for_key(b->equipment_id, partitions_);
-      if (!std::any_of(assignment_.begin(), assignment_.end(), [&](const auto& tp) { return tp.second == p; })) {
-        continue;
-      }
+  // HELD bookings whose hold ran out: EXPIRE_HOLD, one command id per
+  // (booking, version), so a repeated sweep is the same command.
+  std::vector<ev::Envelope> due_commands(seconds now) const override {
+    std::vector<ev::Envelope> out;
+    for (const auto* b : l_.lapsed_holds(now)) {
       ev::Envelope cmd;
       const std::string id = "expire:" + b->id + ":" + std::to_string(b->version);
       cmd.set_event_id("booking-command:" + id);
@@ -463,7 +37,7 @@ void service::sweep_holds() {
       cmd.set_schema_version(1);
       *cmd.mutable_occurred_at() = to_timestamp(now);
       cmd.mutable_source()->set_protocol(ev::PROTOCOL_ENGINE);
-      cmd.mutable_source()->set_system(options_.ledger.engine_system);
+      cmd.mutable_source()->set_system(o_.ledger.engine_system);
       auto* c = cmd.mutable_booking_command();
       c->set_command_id(id);
       c->set_action(ev::BOOKING_ACTION_EXPIRE_HOLD);
@@ -471,19 +45,58 @@ void service::sweep_holds() {
       c->set_equipment_id(b->equipment_id);
       c->set_actor("engine");
       c->set_engine(true);
-      commands.push_back(std::move(cmd));
+      out.push_back(std::move(cmd));
     }
+    return out;
   }
-  for (auto& cmd : commands) {
-    const std::int32_t p = partition_for_key(cmd.booking_command().equipment_id(), partitions_);
-    auto& w = work_[p];
-    if (!w) w = std::make_unique<partition_work>();
-    // Already queued from the last sweep and not yet applied: leave it.
-    const bool queued = std::any_of(w->engine.begin(), w->engine.end(), [&](const partition_work::unrecorded& u) {
-      return u.command.booking_command().command_id() == cmd.booking_command().command_id();
-    });
-    if (!queued) w->engine.push_back(partition_work::unrecorded{std::move(cmd), false});
+
+ private:
+  static step to_step(applied a) {
+    return step{.changed = a.changed, .is_decision = a.is_decision, .command_id = std::move(a.command_id),
+                .subject_id = std::move(a.booking_id), .refused = std::move(a.refused), .voided = a.voided};
   }
+
+  ledger& l_;
+  const service_options& o_;
+};
+
+service::service(bus::bus& b, std::unique_ptr<ledger> l, service_options options, metrics::registry* registry)
+    : ledger_(std::move(l)), options_(std::move(options)), fold_(std::make_unique<ledger_fold>(*ledger_, options_)) {
+  writer_ = std::make_unique<single_writer>(b, *fold_,
+                                            single_writer_options{.name = "booking",
+                                                                  .topic = options_.topic,
+                                                                  .command_type = "yilian.events.v1.BookingCommand",
+                                                                  .group_prefix = options_.group_prefix,
+                                                                  .max_batch = options_.max_batch,
+                                                                  .timer_sweep = options_.hold_sweep,
+                                                                  .now = options_.now},
+                                            registry);
 }
+
+service::~service() { stop(); }
+
+result<void> service::start() { return writer_->start(); }
+void service::stop() { writer_->stop(); }
+
+void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct) {
+  writer_->send(command, std::move(done), direct);
+}
+
+std::uint64_t service::wait(const std::string& command_id, std::move_only_function<void(decision)> done) {
+  // The booking as this instance's view has it when the answer comes (a later
+  // decision may already be folded in: the caller sees the newer version).
+  return writer_->wait(command_id, [this, done = std::move(done)](outcome o) mutable {
+    decision d{.command_id = std::move(o.command_id), .refused = std::move(o.refused)};
+    if (!d.refused) {
+      d.booking = read([&](const ledger& l) -> std::optional<booking_view> {
+        if (const auto* b = l.find(o.subject_id)) return *b;
+        return std::nullopt;
+      });
+    }
+    done(std::move(d));
+  });
+}
+
+bool service::forget(std::uint64_t token) { return writer_->forget(token); }
 
 }  // namespace yilian::workflows::booking

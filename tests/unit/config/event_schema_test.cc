@@ -131,7 +131,11 @@ TEST_CASE("every body of DESIGN.md is in the envelope's oneof, as its type name"
       "DeadLetter",
       // The booking workflow's commands and refusals (issue 4): on the booking
       // topic next to the decisions they lead to.
-      "BookingCommand",        "BookingCommandRejected"};
+      "BookingCommand",        "BookingCommandRejected",
+      // The referral workflow's (issue 5), likewise on the referral topic.
+      "ReferralCommand",       "ReferralCommandRejected",
+      // Recurring exams (issue 5): care plans and each period fired.
+      "CarePlanChanged",       "CarePlanOccurrence"};
   CHECK(got == expected);
   // Each body field's message type agrees with Envelope.type's convention.
   const auto* body = Envelope::descriptor()->FindOneofByName("body");

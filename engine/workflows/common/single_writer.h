@@ -1,0 +1,224 @@
+// yilian::workflows::single_writer — runs a workflow's decisions against the
+// bus with one writer per partition (DESIGN.md "Events and topics": whatever
+// must be decided by a single writer lands in one partition). The booking and
+// referral workflows are both this loop around their own fold.
+//
+// Every instance folds the whole topic into its state (the view: a consumer
+// group of its own, reading from the start); the instance that owns a
+// partition in the consumer group "yilian-<name>" decides that partition's
+// commands (the single writer).
+//
+// A command's life: a caller publishes a command keyed by the fold's key
+// (durable) -> the partition's writer decides it against the state, in
+// partition order, in batches (each batch sees its own earlier decisions,
+// applied tentatively and undone afterwards) -> publishes the decisions ->
+// every view applies them in log order (a decision that no longer holds at
+// its place in the log is void everywhere alike) -> the instance that took
+// the request answers its caller from its own view.
+//
+// The writer decides a command only once its view has read past it (and,
+// after it gains a partition, past the partition's end at that moment), so it
+// never decides on a state that misses what came before. One batch per
+// partition is in flight: the next batch is decided after the view applied
+// the previous one.
+//
+// Timers (a hold or a referral that lapses) are commands the fold says are
+// due; the writer of their partition decides them like any other.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/bus/bus.h"
+#include "engine/core/error.h"
+#include "engine/core/metrics.h"
+#include "engine/workflows/common/timestamps.h"
+#include "yilian/events/v1/envelope.pb.h"
+
+namespace yilian::workflows {
+
+namespace ev = events::v1;
+
+// Why a command cannot be taken. `code` is the workflow's rejection code.
+struct refusal {
+  errc kind = errc::conflict;  // conflict (409), permission_denied (403), not_found (404), validation_failed (422)
+  std::string code;
+  std::string message;
+};
+
+// What folding one event did.
+struct step {
+  bool changed = false;      // the state changed
+  bool is_decision = false;  // the event answers a command (command_id set)
+  std::string command_id;
+  std::string subject_id;    // the booking / referral the event is about
+  std::optional<refusal> refused;  // a rejection event, or a decision that did not hold (void)
+  bool voided = false;             // a decision that did not hold at its place in the log
+};
+
+// The answer to a command as the view applied it.
+struct outcome {
+  std::string command_id;
+  std::string subject_id;
+  std::optional<refusal> refused;
+};
+
+// A workflow's state and decision function, as the writer sees it. Called
+// under the writer's lock: exclusive for fold/undo, shared for the rest.
+class fold {
+ public:
+  virtual ~fold() = default;
+  // Whether an envelope is one of the workflow's commands.
+  virtual bool is_command(const ev::Envelope& e) const = 0;
+  virtual std::string command_id(const ev::Envelope& command) const = 0;
+  // Partition key of a command / of a decision (the same for one subject).
+  virtual std::string command_key(const ev::Envelope& command) const = 0;
+  virtual std::string decision_key(const ev::Envelope& decision) const = 0;
+  // The decision event for a command (pure: reads the state only).
+  virtual ev::Envelope decide(const ev::Envelope& command, seconds now) const = 0;
+  // Folds an event of the topic into the state.
+  virtual step apply(const ev::Envelope& e) = 0;
+  // As apply, remembering how to take it back (undo_tentative()).
+  virtual step apply_tentatively(const ev::Envelope& e) = 0;
+  virtual void undo_tentative() = 0;
+  // The earlier answer to a command id, while it is remembered.
+  virtual std::optional<outcome> decided(std::string_view command_id) const = 0;
+  // Commands the engine owes at `now` (timers); their ids must be stable
+  // until decided, so a repeated sweep does not queue them twice.
+  virtual std::vector<ev::Envelope> due_commands(seconds now) const { (void)now; return {}; }
+};
+
+// Headers of the records workflows publish ("event_id", "type", and
+// "origin: engine" for decisions — engine events whose type is not a
+// command), so consumers can skip records without decoding them.
+std::vector<bus::header> record_headers(const ev::Envelope& e);
+bool header_is(const bus::record& r, std::string_view key, std::string_view value);
+
+struct single_writer_options {
+  std::string name;           // "booking": groups yilian-booking[-view-*], metrics yilian_booking_*
+  std::string topic;
+  std::string command_type;   // Envelope.type of commands ("yilian.events.v1.BookingCommand")
+  std::string group_prefix;   // Kafka group prefix ("" on the embedded log)
+  std::size_t max_batch = 4096;
+  std::chrono::milliseconds timer_sweep{1000};
+  std::function<seconds()> now = [] {
+    return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  };
+};
+
+class single_writer {
+ public:
+  single_writer(bus::bus& b, fold& f, single_writer_options options, metrics::registry* registry = nullptr);
+  ~single_writer();
+  single_writer(const single_writer&) = delete;
+  single_writer& operator=(const single_writer&) = delete;
+
+  result<void> start();
+  void stop();
+
+  // Publishes a command. `done` is called once, from a bus or writer thread,
+  // when the command is durable (or could not be made so). `direct`: the
+  // caller only needs the decision; when this instance owns the command's
+  // partition it goes straight to the writer without a bus record, and is
+  // published for the new owner should the partition move away first.
+  // Inputs acknowledged to someone (a hospital's feed) must not use it.
+  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct = false);
+
+  // Calls `done` once with the outcome for `command_id` (at once when the
+  // view already has it). Returns a token for forget().
+  std::uint64_t wait(const std::string& command_id, std::move_only_function<void(outcome)> done);
+  // Drops a waiter (timeout); false when it has already been called or queued.
+  bool forget(std::uint64_t token);
+
+  // `f()` under the shared lock of the fold.
+  template <class F>
+  auto read(F&& f) const {
+    std::shared_lock lock(mu_);
+    return std::forward<F>(f)();
+  }
+
+  // Whether the view has read the topic up to where it was at start (readiness).
+  bool caught_up() const { return caught_up_.load(); }
+  seconds now() const { return options_.now(); }
+  const single_writer_options& options() const { return options_; }
+
+ private:
+  struct partition_work;
+  struct completion {
+    std::int32_t partition = 0;
+    result<bus::position> outcome;
+  };
+  struct waiter {
+    std::uint64_t token = 0;
+    std::move_only_function<void(outcome)> done;
+  };
+
+  void run();
+  void poll_view(std::chrono::milliseconds timeout, std::vector<outcome>& resolved);
+  void poll_writer(std::chrono::milliseconds timeout);
+  void check_assignment();
+  void note_progress();
+  void settle_batches();
+  void take_inbox();
+  void decide_ready();
+  void sweep_timers();
+  void resolve(std::vector<outcome>& resolved);
+  bool owns(std::int32_t partition) const;
+  bus::message record_of(const ev::Envelope& command) const;
+
+  bus::bus& bus_;
+  fold& fold_;
+  single_writer_options options_;
+  mutable std::shared_mutex mu_;  // guards fold_
+
+  std::unique_ptr<bus::consumer> view_;
+  std::unique_ptr<bus::consumer> writer_;
+  std::int32_t partitions_ = 1;
+  std::unique_ptr<std::atomic<bool>[]> owned_;  // set by the engine thread, read by send()
+  std::mutex inbox_mu_;
+  std::vector<std::pair<std::int32_t, ev::Envelope>> inbox_;  // direct commands
+  std::atomic<std::size_t> inbox_size_{0};
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> caught_up_{false};
+  std::map<std::int32_t, std::int64_t> start_end_;
+
+  // Engine thread only.
+  std::map<std::int32_t, std::int64_t> view_next_;
+  std::map<std::int32_t, std::unique_ptr<partition_work>> work_;
+  std::map<std::int32_t, std::int64_t> gate_;
+  std::vector<std::pair<std::string, std::int32_t>> assignment_;
+  std::chrono::steady_clock::time_point next_sweep_{};
+  std::chrono::steady_clock::time_point next_assignment_check_{};
+
+  // Publish handlers may run after stop() (a slow bus): they only touch this box.
+  struct completion_box {
+    std::mutex mu;
+    std::vector<completion> done;
+  };
+  std::shared_ptr<completion_box> completions_ = std::make_shared<completion_box>();
+  std::atomic<std::size_t> completions_pending_{0};
+
+  std::mutex waiters_mu_;
+  std::unordered_map<std::string, std::vector<waiter>> waiters_;
+  std::unordered_map<std::uint64_t, std::string> waiter_tokens_;
+  std::uint64_t next_token_ = 1;
+
+  metrics::counter* decided_total_ = nullptr;
+  metrics::counter* rejected_total_ = nullptr;
+  metrics::counter* voided_total_ = nullptr;
+};
+
+}  // namespace yilian::workflows
