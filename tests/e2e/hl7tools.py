@@ -99,8 +99,9 @@ class MllpServer:
     accepts connections, keeps every message it reads and answers AA with MSA-2 =
     its MSH-10, in the message's own encoding characters."""
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", encoding="utf-8"):
         import threading
+        self.encoding = encoding  # what the hospital's profile says it speaks (default_charset)
         self.messages = []
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -138,7 +139,7 @@ class MllpServer:
                     start = buf.find(VT)
                     payload = buf[start + 1:end]
                     buf = buf[end + 2:]
-                    text = payload.decode("utf-8", errors="replace")
+                    text = payload.decode(self.encoding, errors="replace")
                     with self._lock:
                         self.messages.append(text)
                     msh = text.split("\r", 1)[0].split("|")
@@ -147,7 +148,7 @@ class MllpServer:
                             msh[4], msh[5], msh[2], msh[3], msh[8].split("^")[1] if "^" in msh[8] else "",
                             msh[9], msh[11]),
                         "MSA|AA|%s" % msh[9]]) + "\r"
-                    conn.sendall(VT + ack.encode("utf-8") + FS + CR)
+                    conn.sendall(VT + ack.encode(self.encoding) + FS + CR)
 
     def received(self, predicate=lambda m: True):
         with self._lock:

@@ -125,9 +125,26 @@ std::vector<ev::Envelope> feed::commands_for(const ev::Envelope& e, const ledger
       break;
     }
     case ev::Envelope::kAppointmentChanged: {
-      // Booking decisions (engine) for a booking that serves a referral.
-      if (!engine_event) break;
       const auto& a = e.appointment_changed();
+      if (!engine_event) {
+        // The receiving hospital's own scheduling for the referral (SIU^S12/S13
+        // with the referral id, SIU^S26): the receiver acting, by its system.
+        const std::string& named = !a.referral_id().empty() ? a.referral_id() : e.correlation().referral_id();
+        const auto* r = named.empty() ? nullptr : l.find(named);
+        if (r == nullptr || e.source().hospital() != r->to_hospital) break;
+        action act = ev::REFERRAL_ACTION_UNSPECIFIED;
+        if (a.trigger() == "S12" || a.trigger() == "S13") act = ev::REFERRAL_ACTION_SCHEDULE;
+        if (a.trigger() == "S26" || a.state() == ev::BOOKING_STATE_NO_SHOW) act = ev::REFERRAL_ACTION_NO_SHOW;
+        if (act == ev::REFERRAL_ACTION_UNSPECIFIED || !next_state(r->st, act, receiver).has_value()) break;
+        auto cmd = command_from(e, act, r->id, false, now);
+        auto* c = cmd.mutable_referral_command();
+        c->set_appointment_id(a.appointment_id());
+        if (a.has_start()) *c->mutable_appointment_start() = a.start();
+        c->set_source_status("SIU^" + a.trigger());
+        out.push_back(std::move(cmd));
+        break;
+      }
+      // Booking decisions (engine) for a booking that serves a referral.
       const referral_view* r = !a.referral_id().empty() ? l.find(a.referral_id()) : nullptr;
       if (r == nullptr) r = l.find_by_booking(a.appointment_id());
       if (r == nullptr) break;
@@ -240,7 +257,10 @@ void feed::run() {
       }
       // Of the workflows' own records only the booking decisions matter here.
       if (r.topic != options_.booking_topic && header_is(r, "origin", "engine")) continue;
-      if (r.topic == options_.booking_topic && !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) continue;
+      if (r.topic == options_.booking_topic && header_is(r, "origin", "engine") &&
+          !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) {
+        continue;
+      }
       if (!e.ParseFromString(r.value)) continue;
       if (auto handled = handle(e); !handled) {
         lg.warn("referral feed could not handle an event; it will be seen again",

@@ -12,7 +12,10 @@
 //   yilian.booking.v1   the booking workflow's decisions for a booking that
 //                       serves a referral (BookingCommand.referral_id):
 //                       book/reschedule -> SCHEDULE, check-in -> ARRIVE,
-//                       perform -> COMPLETE, no-show -> NO_SHOW
+//                       perform -> COMPLETE, no-show -> NO_SHOW; and the
+//                       receiving hospital's own SIU naming the referral
+//                       (RF1-6 or the profile's location): S12/S13 ->
+//                       SCHEDULE, S26 -> NO_SHOW
 //   yilian.patient.v1   EncounterEvent at the hospital referred to: A01/A04
 //                       -> ARRIVE, A03 -> COMPLETE (by the referral id it
 //                       names, else the patient's open referral there)
