@@ -166,46 +166,6 @@ result<ev::Sex> read_sex(const segment_view& pid) {
   return unknown_code(path_of(pid, 8), "administrative sex", {}, "table 0001: M, F, O, U, A, N");
 }
 
-result<ev::Demographics> demographics(const map_context& c, const segment_view& pid, bool registration) {
-  ev::Demographics d;
-  if (registration && (pid.field(5).empty() || pid.field(5).is_null())) {
-    return missing(path_of(pid, 5), "patient name");
-  }
-  read_name(c, pid, d);
-
-  const std::string_view birth = pid.field(7).repetition(0).component_raw(1);
-  if (!birth.empty() && !is_null(birth)) {
-    if (!c.profile().birth_date_has_fake_time) {
-      // The whole value must be a valid date/time; only its date is kept.
-      if (auto v = parse_dtm(birth); !v) return invalid(path_of(pid, 7), "not an HL7 date/time: " + v.error().message);
-    }
-    auto date = dtm_date(birth);
-    if (!date) return invalid(path_of(pid, 7), "not an HL7 date: " + date.error().message);
-    d.set_birth_date(std::move(*date));
-  }
-  auto sex = read_sex(pid);
-  if (!sex) return std::unexpected(std::move(sex.error()));
-  d.set_sex(*sex);
-  if (auto t = read_telecom(c, pid, d); !t) return std::unexpected(std::move(t.error()));
-  read_addresses(c, pid, d);
-
-  const field_view ethnic = pid.field(22);
-  if (ethnic.is_null()) {
-    d.mutable_ethnic_group();
-  } else if (!ethnic.empty()) {
-    *d.mutable_ethnic_group() = c.coding(ethnic.repetition(0).raw());
-  }
-  auto died = c.time_at(pid, 29);
-  if (!died) return std::unexpected(std::move(died.error()));
-  if (*died) *d.mutable_deceased_at() = **died;
-  const std::string_view indicator = pid.field(30).repetition(0).raw();
-  if (indicator == "Y") {
-    d.set_deceased(true);
-  } else if (!indicator.empty() && indicator != "N" && !is_null(indicator)) {
-    return unknown_code(path_of(pid, 30), "patient death indicator", {}, "table 0136: Y, N");
-  }
-  return d;
-}
 
 result<ev::PatientClass> patient_class(const segment_view& pv1) {
   const std::string_view v = pv1.field(2).repetition(0).component_raw(1);
@@ -272,6 +232,47 @@ result<bool> encounter(const map_context& c, const segment_view& pv1, ev::Encoun
 }
 
 }  // namespace
+
+result<ev::Demographics> demographics(const map_context& c, const segment_view& pid, bool registration) {
+  ev::Demographics d;
+  if (registration && (pid.field(5).empty() || pid.field(5).is_null())) {
+    return missing(path_of(pid, 5), "patient name");
+  }
+  read_name(c, pid, d);
+
+  const std::string_view birth = pid.field(7).repetition(0).component_raw(1);
+  if (!birth.empty() && !is_null(birth)) {
+    if (!c.profile().birth_date_has_fake_time) {
+      // The whole value must be a valid date/time; only its date is kept.
+      if (auto v = parse_dtm(birth); !v) return invalid(path_of(pid, 7), "not an HL7 date/time: " + v.error().message);
+    }
+    auto date = dtm_date(birth);
+    if (!date) return invalid(path_of(pid, 7), "not an HL7 date: " + date.error().message);
+    d.set_birth_date(std::move(*date));
+  }
+  auto sex = read_sex(pid);
+  if (!sex) return std::unexpected(std::move(sex.error()));
+  d.set_sex(*sex);
+  if (auto t = read_telecom(c, pid, d); !t) return std::unexpected(std::move(t.error()));
+  read_addresses(c, pid, d);
+
+  const field_view ethnic = pid.field(22);
+  if (ethnic.is_null()) {
+    d.mutable_ethnic_group();
+  } else if (!ethnic.empty()) {
+    *d.mutable_ethnic_group() = c.coding(ethnic.repetition(0).raw());
+  }
+  auto died = c.time_at(pid, 29);
+  if (!died) return std::unexpected(std::move(died.error()));
+  if (*died) *d.mutable_deceased_at() = **died;
+  const std::string_view indicator = pid.field(30).repetition(0).raw();
+  if (indicator == "Y") {
+    d.set_deceased(true);
+  } else if (!indicator.empty() && indicator != "N" && !is_null(indicator)) {
+    return unknown_code(path_of(pid, 30), "patient death indicator", {}, "table 0136: Y, N");
+  }
+  return d;
+}
 
 result<void> map_adt(map_context& c) {
   if (auto t = adt_time(c); !t) return t;

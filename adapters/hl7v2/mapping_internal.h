@@ -258,6 +258,8 @@ result<std::vector<ev::Identifier>> patient_identifiers(const map_context& c, co
 // "system|value" of the first identifier (the patient topic key).
 std::string identifier_key(const std::vector<ev::Identifier>& ids);
 void set_subject(ev::Envelope& e, const std::vector<ev::Identifier>& ids);
+// PID-5, 7, 8, 11, 13, 14, ... as Demographics; `registration` requires a name.
+result<ev::Demographics> demographics(const map_context& c, const segment_view& pid, bool registration);
 // The same for the last use of `ids`: moved, not copied.
 void set_subject(ev::Envelope& e, std::vector<ev::Identifier>&& ids);
 

@@ -1,5 +1,7 @@
 // REF^I12 -> ReferralRequested; REF^I13/I14 and RRI^I12-I15 ->
 // ReferralStateChanged.
+#include <optional>
+
 #include "adapters/hl7v2/mapping_internal.h"
 
 namespace yilian::hl7v2::detail {
@@ -80,10 +82,17 @@ result<void> map_referral(map_context& c) {
   }
 
   std::vector<ev::Identifier> ids;
+  std::optional<ev::Demographics> patient;
   if (const auto pid = c.find_first("PID")) {
     auto read = patient_identifiers(c, *pid, /*required=*/!response && trigger == "I12");
     if (!read) return std::unexpected(std::move(read.error()));
     ids = std::move(*read);
+    if (!response && trigger == "I12") {
+      // The hospital referred to needs to know whom it receives (its REF^I12 PID).
+      auto d = demographics(c, *pid, /*registration=*/false);
+      if (!d) return std::unexpected(std::move(d.error()));
+      patient = std::move(*d);
+    }
   } else if (!response && trigger == "I12") {
     return missing("PID", "patient identification segment");
   }
@@ -126,6 +135,7 @@ result<void> map_referral(map_context& c) {
     }
     body->set_state(ev::REFERRAL_STATE_REQUESTED);
     body->set_direction(*direction);
+    if (patient) *body->mutable_patient() = std::move(*patient);
     body->set_from_hospital(from);
     body->set_to_hospital(to);
     if (has_person(referring.ref)) {

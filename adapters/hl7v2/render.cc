@@ -853,7 +853,7 @@ void referral_request(const context& c, segments& out) {
   if (!provider_empty(r.referred_to_provider()) || !r.to_hospital().empty()) {
     out.push_back(prd_segment(c, "RT", r.referred_to_provider(), r.to_hospital()));
   }
-  out.push_back(pid_segment(c, nullptr));
+  out.push_back(pid_segment(c, r.has_patient() ? &r.patient() : nullptr));
   std::uint32_t n = 0;
   for (const auto& d : r.diagnoses()) {
     out.push_back(std::move(segment("DG1").set(1, std::to_string(++n)).set(3, c.coded(d)).set(6, "W")));
