@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "adapters/hl7v2/service.h"
+#include "adapters/webhook/sender.h"
 #include "engine/api/audit.h"
 #include "engine/api/server.h"
 #include "engine/app/booking_api.h"
@@ -342,6 +343,14 @@ int run_serve(const serve_options& options) {
     return 2;
   }
   hl7_ref.store(&hl7);
+  // Webhooks: every WEBHOOK endpoint of the profiles and the patient notification channel.
+  auto webhooks = webhook::start_webhook_senders(ioc.get_executor(), events_bus, cfg,
+                                                 webhook::sender_options{.group_prefix = configured_prefix}, registry);
+  if (!webhooks) {
+    logger.error("cannot start the webhook sender", {log::field("error", webhooks.error().describe())});
+    std::fprintf(stderr, "yilian: cannot start the webhook sender: %s\n", webhooks.error().describe().c_str());
+    return 2;
+  }
 
   auto work = boost::asio::make_work_guard(ioc);
   boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -358,11 +367,13 @@ int run_serve(const serve_options& options) {
     logger.info("stopping", {log::field("signal", signo)});
     signals.async_wait(on_signal);
     // MLLP first (in-flight messages finish and get their ACK), then HTTP.
-    hl7.stop([&] {
-      server.stop([&] {
-        boost::asio::post(ioc, [&] {
-          signals.cancel();
-          work.reset();
+    (*webhooks)->stop([&] {
+      hl7.stop([&] {
+        server.stop([&] {
+          boost::asio::post(ioc, [&] {
+            signals.cancel();
+            work.reset();
+          });
         });
       });
     });

@@ -14,7 +14,10 @@
 #include <vector>
 
 #include "engine/config/config.h"
+#include "yilian/events/v1/booking.pb.h"
+#include "yilian/events/v1/careplan.pb.h"
 #include "yilian/events/v1/common.pb.h"
+#include "yilian/events/v1/referral.pb.h"
 
 namespace yilian::config::detail {
 
@@ -265,6 +268,34 @@ void check_secret(const v1::SecretRef& secret, const document& doc, const std::s
   }
 }
 
+// What every outbound endpoint (profile or patient channel) is checked for
+// beyond its kind and address: TLS files, credentials, retry policy.
+void check_endpoint_settings(const v1::OutboundEndpoint& o, const document& doc, const std::string& op,
+                             const fs::path& dir, reporter& out) {
+  if (o.has_tls()) {
+    check_tls(o.tls(), doc, op + ".tls", dir, /*server=*/false, out);
+    if (o.kind() != v1::ENDPOINT_KIND_MLLP && o.address().starts_with("http://")) {
+      out.error(doc, op + ".tls", "tls is given but the address is http://; use an https:// address");
+    }
+  }
+  const auto& cred = o.credentials();
+  const bool needs_secret = cred.scheme() != v1::AUTH_SCHEME_NONE && cred.scheme() != v1::AUTH_SCHEME_UNSPECIFIED;
+  if (needs_secret && !cred.has_secret()) {
+    out.error(doc, op + ".credentials.secret", "required for scheme " +
+                                                    short_enum_name(*v1::AuthScheme_descriptor()->FindValueByNumber(cred.scheme())));
+  }
+  if (cred.has_secret()) check_secret(cred.secret(), doc, op + ".credentials.secret", out);
+  if (cred.scheme() == v1::AUTH_SCHEME_BASIC && cred.username().empty()) {
+    out.error(doc, op + ".credentials.username", "required for scheme BASIC");
+  }
+  const auto& r = o.retry();
+  if (r.initial_backoff_ms() > r.max_backoff_ms()) {
+    out.error(doc, op + ".retry.initial_backoff_ms",
+              std::to_string(r.initial_backoff_ms()) + " is more than max_backoff_ms " +
+                  std::to_string(r.max_backoff_ms()));
+  }
+}
+
 std::string weekday_name(int day) {
   const auto* v = v1::Weekday_descriptor()->FindValueByNumber(day);
   return v == nullptr ? std::to_string(day) : short_enum_name(*v);
@@ -476,6 +507,176 @@ void check_http(const v1::Consortium& c, const document& doc, const fs::path& di
   if (h.has_tls()) check_tls(h.tls(), doc, "http.tls", dir, /*server=*/true, out);
 }
 
+// The placeholders a notification template may use: the list of
+// adapters/webhook/notification.h, which fills them in (config cannot depend
+// on the adapter; tests/unit/webhook checks that both agree on the example).
+constexpr std::array<std::string_view, 8> kNotificationPlaceholders{
+    "hospital", "exam", "report_id", "status", "start", "referral_id", "state", "supersedes"};
+
+// "{name}" with a lower-case name is a placeholder; other text in braces is
+// kept as written (the same reading as the renderer's).
+std::vector<std::string> template_placeholders(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto open = text.find('{', i);
+    if (open == std::string_view::npos) break;
+    const auto close = text.find('}', open + 1);
+    if (close == std::string_view::npos) break;
+    const std::string_view name = text.substr(open + 1, close - open - 1);
+    const bool is_name = !name.empty() && std::all_of(name.begin(), name.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || ch == '_';
+    });
+    if (!is_name) {
+      i = open + 1;
+      continue;
+    }
+    out.emplace_back(name);
+    i = close + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> enum_suffixes(const google::protobuf::EnumDescriptor& e) {
+  std::vector<std::string> out;
+  for (int i = 0; i < e.value_count(); ++i) {
+    if (e.value(i)->number() != 0) out.push_back(short_enum_name(*e.value(i)));
+  }
+  return out;
+}
+
+// What a template's `when` may say for an event type (the renderer's
+// event_status()); empty = the type has no status to narrow by.
+std::vector<std::string> notification_statuses(std::string_view event_type) {
+  if (event_type == "ReportIssued") {
+    // OBR-25 result status, HL7 table 0123.
+    return {"O", "I", "S", "A", "P", "C", "R", "F", "X", "Y", "Z"};
+  }
+  if (event_type == "AppointmentChanged") return enum_suffixes(*events::v1::BookingState_descriptor());
+  if (event_type == "ReferralStateChanged" || event_type == "ReferralRequested") {
+    return enum_suffixes(*events::v1::ReferralState_descriptor());
+  }
+  if (event_type == "CarePlanOccurrence") return {"BOOKED", "FAILED"};
+  if (event_type == "CarePlanChanged") return enum_suffixes(*events::v1::CarePlanStatus_descriptor());
+  return {};
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+void check_patient_notifications(const v1::Consortium& c, const document& doc, const fs::path& dir, reporter& out) {
+  if (!c.has_patient_notifications()) return;
+  const auto& pn = c.patient_notifications();
+  const std::string base = "patient_notifications";
+  const auto known_types = event_type_names();
+  std::vector<std::string> routed;  // endpoint.event_types that are known
+  if (!pn.has_endpoint()) {
+    out.error(doc, base + ".endpoint", "required: the gateway patients are notified through (kind WEBHOOK, a URL)");
+  } else {
+    const auto& o = pn.endpoint();
+    const std::string op = base + ".endpoint";
+    if (o.id().empty()) {
+      out.error(doc, op + ".id", "required (names the consumer group and the metrics, e.g. \"sms-gateway\")");
+    } else if (!valid_id(o.id())) {
+      out.error(doc, op + ".id", quote(o.id()) + " is not a valid id (lower-case letters, digits and '-')");
+    }
+    if (o.kind() == v1::ENDPOINT_KIND_UNSPECIFIED) {
+      out.error(doc, op + ".kind", "required: WEBHOOK");
+    } else if (o.kind() != v1::ENDPOINT_KIND_WEBHOOK) {
+      out.error(doc, op + ".kind",
+                "must be WEBHOOK (the gateway receives an HTTP POST of JSON), not " +
+                    short_enum_name(*v1::EndpointKind_descriptor()->FindValueByNumber(o.kind())));
+    }
+    if (!valid_http_url(o.address())) {
+      out.error(doc, op + ".address",
+                o.address().empty() ? std::string("required (http:// or https:// URL)")
+                                    : quote(o.address()) + " is not an http:// or https:// URL");
+    }
+    check_endpoint_settings(o, doc, op, dir, out);
+    if (o.event_types_size() == 0) {
+      out.error(doc, op + ".event_types", "at least one event type required (the events patients hear about)");
+    }
+    for (int j = 0; j < o.event_types_size(); ++j) {
+      const std::string& t = o.event_types(j);
+      const std::string tp = index_path(op + ".event_types", j);
+      if (t == "*") {
+        out.error(doc, tp, "\"*\" is not allowed here: list the event types patients hear about, each with a template");
+      } else if (std::find(known_types.begin(), known_types.end(), t) == known_types.end()) {
+        out.error(doc, tp, unknown_reference("event type", t, known_types));
+      } else if (t == "DeliveryAcknowledged" || t == "DeadLetter") {
+        out.error(doc, tp, t + " is never delivered");
+      } else {
+        routed.push_back(t);
+      }
+    }
+  }
+
+  std::vector<std::string> known_placeholders;
+  for (auto p : kNotificationPlaceholders) known_placeholders.push_back("{" + std::string(p) + "}");
+  std::map<std::pair<std::string, std::string>, int> seen;  // (event type, WHEN) -> index
+  for (int i = 0; i < pn.templates_size(); ++i) {
+    const auto& t = pn.templates(i);
+    const std::string tp = index_path(base + ".templates", i);
+    bool type_ok = false;
+    if (t.event_type().empty()) {
+      out.error(doc, tp + ".event_type", "required (an event body type, e.g. \"ReportIssued\")");
+    } else if (std::find(known_types.begin(), known_types.end(), t.event_type()) == known_types.end()) {
+      out.error(doc, tp + ".event_type", unknown_reference("event type", t.event_type(), known_types));
+    } else {
+      type_ok = true;
+      if (pn.has_endpoint() && std::find(routed.begin(), routed.end(), t.event_type()) == routed.end()) {
+        out.error(doc, tp + ".event_type",
+                  t.event_type() + " is not in endpoint.event_types: patients never hear about it, so this "
+                                   "template is never used");
+      }
+    }
+    const std::string when = upper(t.when());
+    if (type_ok && !when.empty()) {
+      const auto statuses = notification_statuses(t.event_type());
+      if (statuses.empty()) {
+        out.error(doc, tp + ".when", t.event_type() + " has no status to narrow by; leave when empty");
+      } else if (std::find(statuses.begin(), statuses.end(), when) == statuses.end()) {
+        out.error(doc, tp + ".when", unknown_reference("status of " + t.event_type(), t.when(), statuses));
+      }
+    }
+    if (type_ok) {
+      if (auto [it, inserted] = seen.emplace(std::pair{t.event_type(), when}, i); !inserted) {
+        out.error(doc, tp, "same event_type and when as templates[" + std::to_string(it->second) + "]");
+      }
+    }
+    if (t.text().empty()) {
+      out.error(doc, tp + ".text", "required (the zh-CN text the patient receives)");
+    }
+    // One diagnostic per field: every unknown placeholder in one message.
+    std::set<std::string> reported;
+    std::string unknown;
+    for (const auto& name : template_placeholders(t.text())) {
+      const bool known = std::find(kNotificationPlaceholders.begin(), kNotificationPlaceholders.end(), name) !=
+                         kNotificationPlaceholders.end();
+      if (!known && reported.insert(name).second) {
+        if (!unknown.empty()) unknown += "; ";
+        unknown += unknown_reference("placeholder", "{" + name + "}", known_placeholders);
+      }
+    }
+    if (!unknown.empty()) out.error(doc, tp + ".text", unknown);
+  }
+  // Every event patients hear about needs a text when no narrower template fits.
+  if (pn.has_endpoint()) {
+    for (int j = 0; j < pn.endpoint().event_types_size(); ++j) {
+      const std::string& t = pn.endpoint().event_types(j);
+      if (std::find(routed.begin(), routed.end(), t) == routed.end()) continue;
+      if (!seen.contains(std::pair{t, std::string{}})) {
+        out.error(doc, index_path(base + ".endpoint.event_types", j),
+                  "no template for " + t + " with an empty when (the text patients get when no narrower "
+                  "template fits)");
+      }
+    }
+  }
+}
+
 void check_principals(const v1::Consortium& c, const document& doc, reporter& out) {
   unique_ids ids(out, doc, "principal id");
   std::unordered_map<std::string, std::string> tokens;  // lower-case hash -> path
@@ -504,6 +705,16 @@ void check_principals(const v1::Consortium& c, const document& doc, reporter& ou
       out.error(doc, p + ".token_sha256", "same token as " + it->second);
     }
   }
+}
+
+// RetryPolicy and OutboundEndpoint defaults (profile.proto).
+void apply_endpoint_defaults(v1::OutboundEndpoint& o) {
+  auto& r = *o.mutable_retry();
+  if (r.initial_backoff_ms() == 0) r.set_initial_backoff_ms(1000);
+  if (r.max_backoff_ms() == 0) r.set_max_backoff_ms(300000);
+  if (r.max_attempts() == 0) r.set_max_attempts(20);
+  if (o.timeout_ms() == 0) o.set_timeout_ms(10000);
+  if (o.credentials().scheme() == v1::AUTH_SCHEME_UNSPECIFIED) o.mutable_credentials()->set_scheme(v1::AUTH_SCHEME_NONE);
 }
 
 }  // namespace
@@ -551,6 +762,9 @@ void apply_defaults(v1::Consortium& c) {
   auto& logging = *c.mutable_logging();
   if (logging.level() == v1::LOG_LEVEL_UNSPECIFIED) logging.set_level(v1::LOG_LEVEL_INFO);
   for (auto& p : *c.mutable_principals()) p.set_token_sha256(lower(p.token_sha256()));
+  if (c.has_patient_notifications() && c.patient_notifications().has_endpoint()) {
+    apply_endpoint_defaults(*c.mutable_patient_notifications()->mutable_endpoint());
+  }
 }
 
 void apply_defaults(v1::HospitalProfile& p, const v1::Consortium& c) {
@@ -571,14 +785,7 @@ void apply_defaults(v1::HospitalProfile& p, const v1::Consortium& c) {
     if (m.max_frame_bytes() == 0) m.set_max_frame_bytes(c.mllp().max_frame_bytes());
     if (m.read_timeout_ms() == 0) m.set_read_timeout_ms(c.mllp().read_timeout_ms());
   }
-  for (auto& o : *p.mutable_outbound()) {
-    auto& r = *o.mutable_retry();
-    if (r.initial_backoff_ms() == 0) r.set_initial_backoff_ms(1000);
-    if (r.max_backoff_ms() == 0) r.set_max_backoff_ms(300000);
-    if (r.max_attempts() == 0) r.set_max_attempts(20);
-    if (o.timeout_ms() == 0) o.set_timeout_ms(10000);
-    if (o.credentials().scheme() == v1::AUTH_SCHEME_UNSPECIFIED) o.mutable_credentials()->set_scheme(v1::AUTH_SCHEME_NONE);
-  }
+  for (auto& o : *p.mutable_outbound()) apply_endpoint_defaults(o);
 }
 
 void check_consortium(const v1::Consortium& c, const document& doc, const fs::path& dir, reporter& out) {
@@ -595,6 +802,7 @@ void check_consortium(const v1::Consortium& c, const document& doc, const fs::pa
   check_bus(c, doc, out);
   check_http(c, doc, dir, out);
   check_principals(c, doc, out);
+  check_patient_notifications(c, doc, dir, out);
 }
 
 void check_profile(const v1::HospitalProfile& p, const document& doc, const fs::path& dir, reporter& out) {
@@ -683,23 +891,7 @@ void check_profile(const v1::HospitalProfile& p, const document& doc, const fs::
         }
         break;
     }
-    if (o.has_tls()) check_tls(o.tls(), doc, op + ".tls", dir, /*server=*/false, out);
-    const auto& cred = o.credentials();
-    const bool needs_secret = cred.scheme() != v1::AUTH_SCHEME_NONE && cred.scheme() != v1::AUTH_SCHEME_UNSPECIFIED;
-    if (needs_secret && !cred.has_secret()) {
-      out.error(doc, op + ".credentials.secret", "required for scheme " +
-                                                      short_enum_name(*v1::AuthScheme_descriptor()->FindValueByNumber(cred.scheme())));
-    }
-    if (cred.has_secret()) check_secret(cred.secret(), doc, op + ".credentials.secret", out);
-    if (cred.scheme() == v1::AUTH_SCHEME_BASIC && cred.username().empty()) {
-      out.error(doc, op + ".credentials.username", "required for scheme BASIC");
-    }
-    const auto& r = o.retry();
-    if (r.initial_backoff_ms() > r.max_backoff_ms()) {
-      out.error(doc, op + ".retry.initial_backoff_ms",
-                std::to_string(r.initial_backoff_ms()) + " is more than max_backoff_ms " +
-                    std::to_string(r.max_backoff_ms()));
-    }
+    check_endpoint_settings(o, doc, op, dir, out);
     if (o.event_types_size() == 0) out.error(doc, op + ".event_types", "at least one event type (or \"*\") required");
     for (int j = 0; j < o.event_types_size(); ++j) {
       const std::string& t = o.event_types(j);

@@ -143,9 +143,9 @@ class Referral(unittest.TestCase):
         pdf = base64.b64encode(PDF).decode("ascii")
         return [
             "MSH|^~\\&|RIS|ZSRMYY|YILIAN|XZWSY|%s||ORU^R01^ORU_R01|%s|P|2.5" % (now_hl7(), ctl("ORU")),
-            "PID|1||ZS%06d^^^ZSRMYY^MR||李^四^^^^^L||19520110|M" % hash(filler) % 1000000,
+            "PID|1||ZS%06d^^^ZSRMYY^MR||李^四^^^^^L||19520110|M" % (abs(hash(filler)) % 1000000),
             "ORC|RE|%s|%s||CM" % (placer, filler),
-            "OBR|1|%s|%s|CT0101^头颅CT平扫^ZSRMYY-EXAM|||%s||||||||||||ACC-%s||||%s||CT|%s" % (
+            "OBR|1|%s|%s|CT0101^头颅CT平扫^ZSRMYY-EXAM|||%s|||||||||||ACC-%s||||%s||CT|%s" % (
                 placer, filler, now_hl7(-3600), filler, now_hl7(), status),
             "OBX|1|TX|&IMP^诊断意见^IHE||%s||||||%s" % (text, status),
             "OBX|2|ED|PDF^报告单PDF^ZSRMYY-RPT||^AP^PDF^Base64^%s||||||%s" % (pdf, status)]

@@ -209,7 +209,12 @@ std::vector<ev::Envelope> feed::commands_for(const ev::Envelope& e, const ledger
       const std::string& named = !rep.referral_id().empty() ? rep.referral_id() : e.correlation().referral_id();
       const referral_view* r = nullptr;
       if (!named.empty()) r = l.find(named);
-      if (r == nullptr && !rep.appointment_id().empty()) r = l.find_by_booking(rep.appointment_id());
+      // The booking it reports on: by id, or by the order number yilian gave
+      // the booking (its id, when the clinic had no placer number).
+      for (const std::string* id : {&rep.appointment_id(), &e.correlation().appointment_id(), &rep.placer_order(),
+                                    &e.correlation().placer_order()}) {
+        if (r == nullptr && !id->empty()) r = l.find_by_booking(*id);
+      }
       if (r == nullptr) {
         auto rs = l.find_by_patient(performer, e.subject().identifiers(),
                                     {ev::REFERRAL_STATE_SCHEDULED, ev::REFERRAL_STATE_ARRIVED,
