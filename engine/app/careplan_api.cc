@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/app/booking_support.h"
+#include "engine/app/request_json.h"
 #include "engine/bus/publish.h"
 #include "engine/core/ids.h"
 
@@ -115,26 +116,6 @@ json plan_json(const rc::care_plan& plan, const rc::plan_book& book, const bk::s
   j["no_shows"] = no_shows;
   if (with_occurrences) j["occurrences"] = std::move(occurrences);
   return j;
-}
-
-result<json> parse_body(const api::request& req, bool required) {
-  if (req.body().empty()) {
-    if (required) return fail(errc::invalid_argument, "a JSON body is required");
-    return json::object();
-  }
-  auto j = json::parse(req.body(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return fail(errc::parse_error, "the body is not a JSON object");
-  return j;
-}
-
-result<std::string> string_field(const json& j, std::string_view name, bool required) {
-  const auto it = j.find(std::string(name));
-  if (it == j.end() || it->is_null()) {
-    if (required) return fail(errc::invalid_argument, std::string(name) + " is required", std::string(name));
-    return std::string();
-  }
-  if (!it->is_string()) return fail(errc::invalid_argument, std::string(name) + " must be a string", std::string(name));
-  return it->get<std::string>();
 }
 
 result<std::uint32_t> count_field(const json& j, std::string_view name, std::uint32_t fallback, std::uint32_t least,
