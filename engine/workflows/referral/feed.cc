@@ -104,14 +104,17 @@ std::vector<ev::Envelope> feed::commands_for(const ev::Envelope& e, const ledger
     case ev::Envelope::kReferralStateChanged: {
       if (engine_event) break;
       const auto& s = e.referral_state_changed();
+      // A referral this view does not know yet still gets its command: the
+      // hospital's earlier REF^I12 is on the same partition and its CREATE was
+      // published before this event was read, so the writer decides them in
+      // that order (an unknown referral is refused not_found, on the bus).
       const auto* r = l.find(s.referral_id());
-      if (r == nullptr) break;
-      const bool receiver_side = e.source().hospital() == r->to_hospital;
+      const bool receiver_side = r != nullptr && e.source().hospital() == r->to_hospital;
       const action act = action_for(s.state(), receiver_side);
       if (act == ev::REFERRAL_ACTION_UNSPECIFIED) break;
       // An RRI^I12 with MSA AA says RECEIVED; once accepted already, it is old news.
-      if (act == ev::REFERRAL_ACTION_RECEIVE && r->st != ev::REFERRAL_STATE_REQUESTED) break;
-      auto cmd = command_from(e, act, r->id, false, now);
+      if (act == ev::REFERRAL_ACTION_RECEIVE && r != nullptr && r->st != ev::REFERRAL_STATE_REQUESTED) break;
+      auto cmd = command_from(e, act, s.referral_id(), false, now);
       auto* c = cmd.mutable_referral_command();
       *c->mutable_reason() = s.reason();
       c->set_reason_text(s.reason_text());
@@ -283,16 +286,16 @@ void feed::run() {
 }
 
 result<void> feed::handle(const ev::Envelope& e) {
-  std::vector<ev::Envelope> cmds;
   // A hospital's answer may come moments after the request it answers, before
-  // this instance's view has the referral: give the view a moment.
+  // this instance's view has the referral: give the view a moment, so the
+  // command is built knowing the referral (see commands_for for why it is
+  // sent even when the view never catches up).
   const std::string& named = e.has_referral_state_changed() ? e.referral_state_changed().referral_id() : std::string();
-  for (int attempt = 0; attempt < 40 && !stopping_.load(); ++attempt) {
-    cmds = svc_.read([&](const ledger& l) { return commands_for(e, l); });
-    if (!cmds.empty() || named.empty()) break;
+  for (int attempt = 0; attempt < 40 && !named.empty() && !stopping_.load(); ++attempt) {
     if (svc_.read([&](const ledger& l) { return l.find(named) != nullptr; })) break;
     std::this_thread::sleep_for(50ms);
   }
+  const auto cmds = svc_.read([&](const ledger& l) { return commands_for(e, l); });
   for (const auto& cmd : cmds) {
     std::promise<result<void>> p;
     auto f = p.get_future();
