@@ -1,9 +1,13 @@
-// The clinic booking page: log in with the clinic's token, find a free slot,
-// book it for a patient, and watch the clinic's bookings change state.
+// The clinic console: log in with the clinic's token, find a free slot, book
+// it for a patient, and watch the clinic's bookings change state; on the
+// second tab, the clinic's referrals both ways (上转 / 下转, sent and
+// received) with their current state, timeline, linked referral, booking and
+// reports, refreshed while the other hospital acts on them.
 //
 // Plain script, no framework and no build step, so it runs from the engine
 // on a clinic PC without internet access. It only calls the engine's own API
-// (engine/app/booking_api.h and GET /api/v1/whoami); the token lives in
+// (engine/app/booking_api.h, referral_api.h, report_api.h and
+// GET /api/v1/whoami); the token lives in
 // sessionStorage, so it is gone when the tab closes. Written for browsers a
 // few years old: no optional chaining, no crypto.randomUUID (that needs a
 // secure context, and a clinic may reach the engine over plain http on its LAN).
@@ -13,6 +17,8 @@
   var TOKEN_KEY = 'yilian.console.token';
   var LANG_KEY = 'yilian.console.lang';
   var POLL_MS = 2000;
+  var REF_POLL_MS = 3000;         // the referrals tab while it is shown
+  var REF_BACKGROUND_MS = 10000;  // behind the booking tab: only for the badge
 
   // ---- labels --------------------------------------------------------------
 
@@ -46,6 +52,34 @@
       actionNames: {
         request: '申请', hold: '暂留', book: '预约', reschedule: '改约', cancel: '取消', 'check-in': '到检',
         'no-show': '未到检', perform: '完成检查', report: '出报告', correct: '更正报告', 'expire-hold': '暂留过期'
+      },
+      views: '功能', tab_booking: '检查预约', tab_referrals: '转诊', title_referrals: '医联 · 转诊',
+      refs_title: '本机构的转诊', refs_caption: '本机构的转诊（最近更新的在前），自动刷新',
+      direction: '转诊方向', all: '全部', dir_UP: '上转', dir_DOWN: '下转', ref_side: '发出 / 收到',
+      side_sent: '本机构发出的', side_received: '本机构收到的', sent: '发出', received: '收到', ref_state: '转诊状态',
+      from_to: '转出 → 转入', updated_at: '更新时间', view: '查看', view_ref: '查看转诊', no_referrals: '暂无转诊。',
+      no_referrals_filtered: '没有符合筛选条件的转诊。',
+      ref_changed: '转诊 {id}（{patient}）状态变为 {state}。', ref_new: '收到新的{dir}：{id}（{patient}，来自 {from}）。',
+      ref_detail_title: '转诊详情', ref_detail_hint: '在左侧列表中选择一条转诊，查看其进程。',
+      ref_not_found: '转诊 {id} 不存在，或本机构无权查看。',
+      referral_id: '转诊编号', from_hospital: '转出机构', to_hospital: '转入机构', ref_reason: '转诊原因',
+      services: '申请项目', priority: '紧急程度', created_at: '发起时间', expires_at: '答复期限',
+      booking_link: '预约', appointment: '预约时间', timeline: '进程', acted_by: '操作方',
+      reason_detail: '原因 / 说明', linked_title: '关联转诊', follows: '↑ 接续上转', followed_by: '↓ 已下转',
+      linked_hidden: '（本机构无权查看）', reports_title: '检查报告', report_open: '打开 PDF',
+      report_save: '下载', report_loading: '正在读取报告…', report_unreadable: '报告 {id} 暂不可读（{msg}）。',
+      document_failed: '无法打开报告文件：{msg}', opening: '正在打开…', engine_actor: '医联平台',
+      report_status: { P: '初步报告', F: '正式报告', C: '更正报告', X: '已撤销' },
+      priorities: { routine: '普通', urgent: '紧急', asap: '尽快', stat: '立即' },
+      refStates: {
+        NEW: '新建', DRAFT: '草稿', REQUESTED: '已提交', RECEIVED: '已收到', ACCEPTED: '已接收', REJECTED: '未被接收',
+        SCHEDULED: '已安排', ARRIVED: '已到诊', COMPLETED: '已完成', REPORT_RETURNED: '报告已回传', CANCELLED: '已取消',
+        EXPIRED: '已过期', NO_SHOW: '未到诊', TERMINATED: '已终止'
+      },
+      refActions: {
+        create: '发起', submit: '提交', modify: '修改', receive: '收到', accept: '接收', reject: '拒绝',
+        schedule: '安排', arrive: '到诊', complete: '完成', 'return-report': '回传报告', cancel: '取消',
+        expire: '超时', 'no-show': '未到诊', terminate: '终止'
       }
     },
     en: {
@@ -80,6 +114,36 @@
         request: 'request', hold: 'hold', book: 'book', reschedule: 'reschedule', cancel: 'cancel',
         'check-in': 'check in', 'no-show': 'no-show', perform: 'perform', report: 'report', correct: 'correct',
         'expire-hold': 'hold expired'
+      },
+      views: 'Views', tab_booking: 'Exam booking', tab_referrals: 'Referrals', title_referrals: 'Yilian · Referrals',
+      refs_title: "Our clinic's referrals", refs_caption: "Our clinic's referrals, latest change first, refreshed automatically",
+      direction: 'Direction', all: 'All', dir_UP: 'Up (上转)', dir_DOWN: 'Down (下转)', ref_side: 'Sent / received',
+      side_sent: 'Sent by us', side_received: 'Received by us', sent: 'sent', received: 'received', ref_state: 'Referral status',
+      from_to: 'From → to', updated_at: 'Updated', view: 'View', view_ref: 'View referral', no_referrals: 'No referrals yet.',
+      no_referrals_filtered: 'No referral matches the filter.',
+      ref_changed: 'Referral {id} ({patient}) is now {state}.', ref_new: 'New {dir} received: {id} ({patient}, from {from}).',
+      ref_detail_title: 'Referral details', ref_detail_hint: 'Choose a referral in the list to see its timeline.',
+      ref_not_found: 'Referral {id} does not exist or is not visible to your clinic.',
+      referral_id: 'Referral', from_hospital: 'From', to_hospital: 'To', ref_reason: 'Reason',
+      services: 'Requested', priority: 'Priority', created_at: 'Created', expires_at: 'Answer due by',
+      booking_link: 'Booking', appointment: 'Appointment', timeline: 'Timeline', acted_by: 'By',
+      reason_detail: 'Reason / detail', linked_title: 'Linked referrals', follows: '↑ follows up-referral',
+      followed_by: '↓ referred back down', linked_hidden: '(not visible to your clinic)', reports_title: 'Reports',
+      report_open: 'Open PDF', report_save: 'Save', report_loading: 'Loading the report…',
+      report_unreadable: 'Report {id} cannot be read yet ({msg}).', document_failed: 'Cannot open the document: {msg}',
+      opening: 'Opening…', engine_actor: 'Yilian platform',
+      report_status: { P: 'Preliminary', F: 'Final', C: 'Corrected', X: 'Withdrawn' },
+      priorities: { routine: 'routine', urgent: 'urgent', asap: 'as soon as possible', stat: 'immediately' },
+      refStates: {
+        NEW: 'New', DRAFT: 'Draft', REQUESTED: 'Requested', RECEIVED: 'Received', ACCEPTED: 'Accepted',
+        REJECTED: 'Rejected', SCHEDULED: 'Scheduled', ARRIVED: 'Arrived', COMPLETED: 'Completed',
+        REPORT_RETURNED: 'Report returned', CANCELLED: 'Cancelled', EXPIRED: 'Expired', NO_SHOW: 'No-show',
+        TERMINATED: 'Terminated'
+      },
+      refActions: {
+        create: 'create', submit: 'submit', modify: 'modify', receive: 'receive', accept: 'accept', reject: 'reject',
+        schedule: 'schedule', arrive: 'arrive', complete: 'complete', 'return-report': 'return report',
+        cancel: 'cancel', expire: 'expire', 'no-show': 'no-show', terminate: 'terminate'
       }
     }
   };
@@ -117,6 +181,18 @@
   var confirmingCancel = '';    // booking whose row shows "confirm cancel"
   var pollTimer = 0;
   var pollGeneration = 0;       // bumped at log-out: late answers are dropped
+  var view = 'booking';         // the tab shown: booking | referrals
+  var referrals = [];           // last GET /api/v1/referrals (as filtered)
+  var refsSignature = null;     // ids and versions of `referrals` (null: to be rendered whatever comes)
+  var refsLoaded = false;       // false until the first answer for the current filter
+  var refKnown = {};            // id -> state, to announce changes (kept across filters)
+  var refSeen = {};             // id -> version last shown on the referrals tab (for the badge)
+  var refTimer = 0;
+  var refSelected = '';         // referral shown in the detail panel
+  var refDetail = null;         // its last GET /api/v1/referrals/{id}
+  var refDetailSignature = '';  // its version and its linked referrals' versions
+  var refReports = {};          // "hospital/report_id" -> {status, body} of GET /api/v1/reports/...
+  var refFilterGeneration = 0;  // bumped when the filter changes: older answers are dropped
 
   // ---- helpers -------------------------------------------------------------
 
@@ -164,9 +240,25 @@
     return out;
   }
 
-  function stateCell(state) {
+  // When something happened rather than when it is due: no weekday, so it
+  // fits the narrow columns of the referrals tab. With seconds for the
+  // timeline, whose steps are often less than a minute apart.
+  function showStamp(s) {
+    if (!s) return '—';
+    return s.slice(0, 10) + ' ' + s.slice(11, 16);
+  }
+
+  function showTimeSeconds(s) {
+    if (!s) return '—';
+    return s.slice(0, 10) + ' ' + s.slice(11, 19);
+  }
+
+  // The Chinese word with the English code beneath; `names` is TEXT.zh.states
+  // (bookings) or TEXT.zh.refStates (referrals: the same words the patient's
+  // messages use, adapters/webhook/notification.cc).
+  function stateCell(state, names) {
     return el('span', { className: 'state state-' + state }, [
-      el('span', { className: 'state-zh', lang: 'zh-CN', text: TEXT.zh.states[state] || state }),
+      el('span', { className: 'state-zh', lang: 'zh-CN', text: (names || TEXT.zh.states)[state] || state }),
       el('span', { className: 'state-code', lang: 'en', text: state })
     ]);
   }
@@ -225,10 +317,14 @@
 
   function applyLanguage() {
     document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
-    document.title = t('title');
     Array.prototype.forEach.call(document.querySelectorAll('[data-i18n]'), function (e) {
       e.textContent = t(e.getAttribute('data-i18n'));
     });
+    Array.prototype.forEach.call(document.querySelectorAll('[data-i18n-label]'), function (e) {
+      e.setAttribute('aria-label', t(e.getAttribute('data-i18n-label')));
+    });
+    renderTitle();
+    fillStateFilter();
     var b = $('lang');
     b.textContent = lang === 'zh' ? 'English' : '中文';
     b.setAttribute('lang', lang === 'zh' ? 'en' : 'zh-CN');
@@ -239,6 +335,8 @@
     renderChosen();
     renderBookings();
     if (detailId && $('detail').open) loadDetail(detailId);
+    renderReferrals();
+    renderRefDetail();
   }
 
   $('lang').addEventListener('click', function () {
@@ -287,6 +385,14 @@
     me = null; equipment = []; exams = []; slots = []; chosen = null; bookings = []; knownStates = {};
     bookingsSignature = '';
     detailId = ''; confirmingCancel = '';
+    referrals = []; refsSignature = null; refsLoaded = false; refKnown = {}; refSeen = {};
+    refSelected = ''; refDetail = null; refDetailSignature = ''; refReports = {};
+    $('referrals').tBodies[0].textContent = '';
+    $('ref-filter').reset();
+    say('refs-updated', []);
+    say('refs-status', []);
+    renderBadge();
+    renderRefDetail();
     $('slots').hidden = true;
     $('slots').tBodies[0].textContent = '';
     $('mine').tBodies[0].textContent = '';
@@ -302,9 +408,11 @@
   function logout(message, info) {
     pollGeneration++;
     clearTimeout(pollTimer);
+    clearTimeout(refTimer);
     token = '';
     sessionStorage.removeItem(TOKEN_KEY);
     clearData();
+    if (view === 'referrals') setHash('referrals');  // the next user does not land on this one's referral
     showLoggedIn(false);
     showNotice(message || '', info);
     $('token').value = '';
@@ -327,7 +435,8 @@
         $('token').focus();
       } else {
         $('token').value = '';
-        $('exam').focus();
+        if (view === 'referrals') $('tab-referrals').focus();
+        else $('exam').focus();
       }
     }, function () {
       err.textContent = t('network');
@@ -552,7 +661,9 @@
   function startPolling() {
     pollGeneration++;
     clearTimeout(pollTimer);
+    clearTimeout(refTimer);
     refreshBookings();
+    refreshReferrals();
   }
 
   function schedulePoll(gen) {
@@ -654,7 +765,8 @@
   function focusRowButton(id, selector) {
     var row = document.querySelector('tr[data-booking="' + id + '"]');
     var b = row && row.querySelector(selector);
-    if (b) b.focus();
+    if (b && b.offsetParent !== null) { b.focus(); return true; }
+    return false;
   }
 
   function cancelBooking(id) {
@@ -669,9 +781,13 @@
 
   // ---- detail --------------------------------------------------------------
 
-  function openDetail(id) {
+  var detailReturnFocus = null;  // what had the focus when the dialog opened from elsewhere
+
+  function openDetail(id, returnFocus) {
     detailId = id;
-    loadDetail(id).then(function () {
+    detailReturnFocus = returnFocus || null;
+    loadDetail(id).then(function (ok) {
+      if (!ok) { detailId = ''; return; }  // not readable: the notice says why
       var d = $('detail');
       if (!d.open) d.showModal();
       $('detail-close').focus();
@@ -680,7 +796,7 @@
 
   function loadDetail(id) {
     return api('GET', '/api/v1/bookings/' + encodeURIComponent(id)).then(function (r) {
-      if (r.status !== 200) { showNotice(t('error', { msg: problemText(r.body, r.status) })); return; }
+      if (r.status !== 200) { showNotice(t('error', { msg: problemText(r.body, r.status) })); return false; }
       var b = r.body;
       var d = $('detail');
       d.setAttribute('data-booking', b.id);
@@ -715,20 +831,596 @@
           el('td', { text: s.reason || '' })
         ]));
       });
-    }, function () { showNotice(t('network')); });
+      return true;
+    }, function () { showNotice(t('network')); return false; });
   }
 
   $('detail-close').addEventListener('click', function () { $('detail').close(); });
   $('detail').addEventListener('close', function () {
     var id = detailId;
     detailId = '';
-    focusRowButton(id, '.details');
+    var back = detailReturnFocus;
+    // Re-rendered meanwhile (a poll): the element of the same id that replaced it.
+    if (back && !document.body.contains(back)) back = back.id ? $(back.id) : null;
+    if (!focusRowButton(id, '.details') && back) back.focus();
+    detailReturnFocus = null;
   });
+
+  // ---- views (tabs) --------------------------------------------------------
+
+  function renderTitle() {
+    var key = view === 'referrals' ? 'title_referrals' : 'title';
+    $('title').setAttribute('data-i18n', key);
+    $('title').textContent = t(key);
+    document.title = t(key);
+  }
+
+  // The address bar says which tab (and referral) is shown, so a reload or a
+  // bookmark comes back to it. Replaced, not pushed: Back leaves the page
+  // instead of stepping through every row clicked.
+  function setHash(h) {
+    if (location.hash.replace(/^#/, '') === h) return;
+    history.replaceState(null, '', location.pathname + location.search + (h ? '#' + h : ''));
+  }
+
+  function showView(name, keepHash) {
+    view = name === 'referrals' ? 'referrals' : 'booking';
+    ['booking', 'referrals'].forEach(function (v) {
+      var on = v === view;
+      var tab = $('tab-' + v);
+      tab.setAttribute('aria-selected', on ? 'true' : 'false');
+      tab.tabIndex = on ? 0 : -1;
+      $('view-' + v).hidden = !on;
+    });
+    renderTitle();
+    if (!keepHash) {
+      setHash(view === 'booking' ? '' : refSelected ? 'referral=' + encodeURIComponent(refSelected) : 'referrals');
+    }
+    if (view === 'referrals') {
+      markSeen();
+      // Now rather than at the next background tick.
+      if (token && me) refreshReferrals();
+    }
+  }
+
+  Array.prototype.forEach.call(document.querySelectorAll('[role="tab"]'), function (tab) {
+    tab.addEventListener('click', function () { showView(tab.getAttribute('data-view')); });
+    // The ARIA tabs pattern: arrows move between tabs, Tab goes into the panel.
+    tab.addEventListener('keydown', function (ev) {
+      var tabs = [$('tab-booking'), $('tab-referrals')];
+      var i = tabs.indexOf(tab);
+      var next = -1;
+      if (ev.key === 'ArrowRight') next = (i + 1) % tabs.length;
+      else if (ev.key === 'ArrowLeft') next = (i + tabs.length - 1) % tabs.length;
+      else if (ev.key === 'Home') next = 0;
+      else if (ev.key === 'End') next = tabs.length - 1;
+      if (next < 0) return;
+      ev.preventDefault();
+      tabs[next].focus();
+      showView(tabs[next].getAttribute('data-view'));
+    });
+  });
+
+  // #referrals, #referral=<id> (a linked referral is a plain link to it), or
+  // nothing for the booking tab; any other fragment (#main of the skip link)
+  // is not a view.
+  function route() {
+    var h = location.hash.replace(/^#/, '');
+    if (h === 'referrals') {
+      showView('referrals', true);
+    } else if (h.indexOf('referral=') === 0) {
+      showView('referrals', true);
+      var id = '';
+      try { id = decodeURIComponent(h.slice(9)); } catch (e) { id = ''; }
+      if (id) selectReferral(id, false);
+    } else if (h === '' || h === 'booking') {
+      showView('booking', true);
+    }
+  }
+
+  window.addEventListener('hashchange', route);
+
+  // ---- referrals -----------------------------------------------------------
+
+  var REF_STATES = ['REQUESTED', 'RECEIVED', 'ACCEPTED', 'REJECTED', 'SCHEDULED', 'ARRIVED', 'COMPLETED',
+                    'REPORT_RETURNED', 'CANCELLED', 'EXPIRED', 'NO_SHOW', 'TERMINATED', 'DRAFT'];
+
+  function fillStateFilter() {
+    var s = $('ref-state');
+    var keep = s.value;
+    while (s.options.length > 1) s.remove(1);
+    REF_STATES.forEach(function (st) {
+      s.appendChild(el('option', {
+        value: st, text: lang === 'zh' ? TEXT.zh.refStates[st] + ' ' + st : TEXT.en.refStates[st] + ' · ' + TEXT.zh.refStates[st]
+      }));
+    });
+    s.value = keep;
+  }
+
+  function refStateText(state) {
+    return (TEXT[lang].refStates[state] || state) + (lang === 'zh' ? ' ' + state : '');
+  }
+
+  function dirName(d) { return t('dir_' + d) || d; }
+
+  function patientName(p) {
+    var n = (p && p.name) || {};
+    return n.hanzi || [n.family, n.given].filter(Boolean).join('') || n.pinyin || '';
+  }
+
+  function hospitalName(id, r) {
+    if (!id) return '';
+    if (r && id === r.from_hospital && r.from_hospital_name) return r.from_hospital_name;
+    if (r && id === r.to_hospital && r.to_hospital_name) return r.to_hospital_name;
+    return hospitals[id] || id;
+  }
+
+  function learnNames(list) {
+    list.forEach(function (r) {
+      if (r.from_hospital_name) hospitals[r.from_hospital] = r.from_hospital_name;
+      if (r.to_hospital_name) hospitals[r.to_hospital] = r.to_hospital_name;
+    });
+  }
+
+  function refQuery() {
+    var q = ['limit=200'];
+    ['direction', 'role', 'state'].forEach(function (k) {
+      var v = $('ref-' + k).value;
+      if (v) q.push(k + '=' + encodeURIComponent(v));
+    });
+    return q.join('&');
+  }
+
+  function scheduleRefPoll(gen) {
+    clearTimeout(refTimer);
+    refTimer = setTimeout(function () {
+      if (gen !== pollGeneration) return;
+      if (document.hidden) { scheduleRefPoll(gen); return; }  // a hidden tab asks nothing
+      refreshReferrals();
+    }, view === 'referrals' ? REF_POLL_MS : REF_BACKGROUND_MS);
+  }
+
+  function refreshReferrals() {
+    if (!token || !me) return Promise.resolve();
+    var gen = pollGeneration;
+    var filterGen = refFilterGeneration;
+    clearTimeout(refTimer);
+    return api('GET', '/api/v1/referrals?' + refQuery()).then(function (r) {
+      if (gen !== pollGeneration || !token) return;
+      if (filterGen !== refFilterGeneration) return;  // the new filter's request carries the poll on
+      if (r.status === 200) {
+        var list = (r.body && r.body.referrals) || [];
+        learnNames(list);
+        announceReferralChanges(list, !refsLoaded);
+        if (!refsLoaded && !Object.keys(refSeen).length) list.forEach(function (x) { refSeen[x.id] = x.version; });
+        refsLoaded = true;
+        // Re-render only on a change, as the bookings do (keyboard focus).
+        var signature = list.map(function (x) {
+          return x.id + ':' + x.version + ':' + (x.followed_by || []).join('+');
+        }).join(',');
+        if (signature !== refsSignature) {
+          refsSignature = signature;
+          referrals = list;
+          renderReferrals();
+        }
+        if (view === 'referrals') markSeen();
+        else renderBadge();
+        say('refs-updated', [['updated', { t: new Date().toTimeString().slice(0, 8) }]]);
+        if (detailOutdated(list)) loadRefDetail(refSelected);
+      } else {
+        say('refs-updated', [['error', { msg: problemText(r.body, r.status) }]]);
+      }
+      scheduleRefPoll(gen);
+    }, function () {
+      if (gen !== pollGeneration) return;
+      say('refs-updated', [['network']]);
+      scheduleRefPoll(gen);
+    });
+  }
+
+  function announceReferralChanges(list, baseline) {
+    var msgs = [];
+    list.forEach(function (x) {
+      var before = refKnown[x.id];
+      if (!baseline && before && before !== x.state) {
+        msgs.push(['ref_changed', { id: x.id, patient: patientName(x.patient), state: refStateText.bind(null, x.state) }]);
+      } else if (!baseline && !before && x.to_hospital === (me && me.hospital)) {
+        msgs.push(['ref_new', {
+          id: x.id, patient: patientName(x.patient), dir: dirName.bind(null, x.direction),
+          from: x.from_hospital_name || x.from_hospital
+        }]);
+      }
+      refKnown[x.id] = x.state;
+    });
+    if (msgs.length) say('refs-status', msgs);
+  }
+
+  // The badge on the tab: referrals that changed while the booking tab was shown.
+  function markSeen() {
+    referrals.forEach(function (x) { refSeen[x.id] = x.version; });
+    renderBadge();
+  }
+
+  function renderBadge() {
+    var n = 0;
+    if (view !== 'referrals' && me) referrals.forEach(function (x) { if (refSeen[x.id] !== x.version) n++; });
+    var b = $('ref-badge');
+    b.hidden = n === 0;
+    b.textContent = n ? String(n) : '';
+  }
+
+  $('ref-filter').addEventListener('submit', function (ev) { ev.preventDefault(); });
+  $('ref-filter').addEventListener('change', function () {
+    refFilterGeneration++;
+    refsLoaded = false;
+    refsSignature = null;
+    say('refs-status', []);
+    refreshReferrals();
+  });
+
+  function refLink(id, label) {
+    return el('a', { href: '#referral=' + encodeURIComponent(id), className: 'ref-link', title: id, 'data-linked': id,
+                     text: label });
+  }
+
+  function renderReferrals() {
+    var body = $('referrals').tBodies[0];
+    var active = document.activeElement;
+    var activeRow = active && active.closest ? active.closest('#referrals tr[data-referral]') : null;
+    var refocus = activeRow ? activeRow.getAttribute('data-referral') : '';
+    body.textContent = '';
+    var empty = $('refs-empty');
+    empty.hidden = referrals.length !== 0 || !me || !refsLoaded;
+    empty.textContent = t($('ref-direction').value || $('ref-role').value || $('ref-state').value
+      ? 'no_referrals_filtered' : 'no_referrals');
+    referrals.forEach(function (x) {
+      var sent = x.from_hospital === (me && me.hospital);
+      var dir = el('td', { className: 'dir' }, [
+        el('span', { className: 'dir-' + x.direction, text: dirName(x.direction) }),
+        el('span', { className: 'sub', text: t(sent ? 'sent' : 'received') })
+      ]);
+      if (x.linked_referral_id) dir.appendChild(el('span', { className: 'sub' }, [refLink(x.linked_referral_id, t('follows'))]));
+      (x.followed_by || []).forEach(function (id) {
+        dir.appendChild(el('span', { className: 'sub' }, [refLink(id, t('followed_by'))]));
+      });
+      var routeCell = el('td', { className: 'route' }, [
+        hospitalName(x.from_hospital, x), el('span', { className: 'arrow', 'aria-hidden': 'true', text: '→' }),
+        hospitalName(x.to_hospital, x)
+      ]);
+      var reason = x.reason_text || (x.reason && (x.reason.display || x.reason.code)) || '';
+      if (x.priority && x.priority !== 'routine') {
+        routeCell.appendChild(el('span', { className: 'sub urgent', text: TEXT[lang].priorities[x.priority] || x.priority }));
+      }
+      if (reason) routeCell.appendChild(el('span', { className: 'sub', text: reason }));
+      var viewButton = el('button', { type: 'button', className: 'view', text: t('view'),
+                                      'aria-label': t('view_ref') + ' ' + x.id });
+      viewButton.addEventListener('click', function () { selectReferral(x.id, true, true); });
+      var row = el('tr', { 'data-referral': x.id, 'data-state': x.state, 'data-direction': x.direction,
+                           'data-side': sent ? 'sent' : 'received' }, [
+        el('td', null, [stateCell(x.state, TEXT.zh.refStates)]),
+        dir,
+        el('td', { text: patientName(x.patient) }),
+        routeCell,
+        el('td', { className: 'nowrap', text: showStamp(x.updated_at) }),
+        el('td', null, [viewButton])
+      ]);
+      if (x.id === refSelected) row.className = 'picked';
+      row.addEventListener('click', function (ev) {
+        if (ev.target.closest && ev.target.closest('a, button')) return;
+        selectReferral(x.id, true);
+      });
+      body.appendChild(row);
+    });
+    if (refocus) {
+      var again = document.querySelector('#referrals tr[data-referral="' + CSS.escape(refocus) + '"] button.view');
+      if (again) again.focus();
+    }
+  }
+
+  // A re-render (the other hospital acted) must not take the keyboard focus
+  // away: what had it is found again by its id or its class and data-*.
+  function focusKey(root) {
+    var a = document.activeElement;
+    if (!a || a === root || !root.contains(a)) return '';
+    if (a.id) return '#' + CSS.escape(a.id);
+    var key = a.tagName.toLowerCase();
+    var cls = String(a.className || '').split(' ')[0];
+    if (cls) key += '.' + CSS.escape(cls);
+    ['data-url', 'data-linked', 'data-booking'].forEach(function (n) {
+      if (a.hasAttribute(n)) key += '[' + n + '="' + CSS.escape(a.getAttribute(n)) + '"]';
+    });
+    return key;
+  }
+
+  function restoreFocus(root, key) {
+    var e = key ? root.querySelector(key) : null;
+    if (e && e !== document.activeElement) e.focus();
+  }
+
+  function markPicked() {
+    Array.prototype.forEach.call(document.querySelectorAll('#referrals tr[data-referral]'), function (row) {
+      row.className = row.getAttribute('data-referral') === refSelected ? 'picked' : '';
+    });
+  }
+
+  function selectReferral(id, fromUser, focusDetail) {
+    if (refSelected !== id) {
+      refDetail = null;
+      refDetailSignature = '';
+    }
+    refSelected = id;
+    if (fromUser) setHash('referral=' + encodeURIComponent(id));
+    markPicked();
+    var loaded = loadRefDetail(id);
+    if (focusDetail) loaded.then(function () { $('ref-detail').focus(); });
+    return loaded;
+  }
+
+  // The detail's own version and its linked referrals' versions: what the list
+  // can tell has changed without asking for the referral itself.
+  function detailSignature(d) {
+    return d.version + ':' + (d.followed_by || []).join('+') + '|' +
+      (d.linked || []).map(function (x) { return x.id + ':' + x.version; }).join(',');
+  }
+
+  function detailOutdated(list) {
+    if (!refSelected) return false;
+    if (!refDetail) return true;
+    var byId = {};
+    list.forEach(function (x) { byId[x.id] = x; });
+    var self = byId[refSelected];
+    if (refDetail.missing) return !!self;
+    if (!self) return true;  // filtered out of the list: ask for it directly
+    if (self.version !== refDetail.version || (self.followed_by || []).join('+') !== (refDetail.followed_by || []).join('+')) {
+      return true;
+    }
+    return (refDetail.linked || []).some(function (x) { return byId[x.id] && byId[x.id].version !== x.version; });
+  }
+
+  function loadRefDetail(id) {
+    if (!token || !me || !id) return Promise.resolve();
+    var gen = pollGeneration;
+    return api('GET', '/api/v1/referrals/' + encodeURIComponent(id)).then(function (r) {
+      if (gen !== pollGeneration || id !== refSelected) return;
+      if (r.status === 404) {
+        refDetail = { missing: true, id: id };
+        refDetailSignature = '';
+        renderRefDetail();
+        return;
+      }
+      if (r.status !== 200) { showNotice(t('error', { msg: problemText(r.body, r.status) })); return; }
+      var d = r.body;
+      learnNames([d].concat(d.linked || []));
+      var signature = detailSignature(d);
+      if (signature === refDetailSignature && refDetail && !refDetail.missing) return;  // nothing new
+      var reportsChanged = !refDetail || refDetail.version !== d.version;
+      refDetail = d;
+      refDetailSignature = signature;
+      renderRefDetail();
+      if (reportsChanged) loadReports(d);
+    }, function () {
+      if (gen === pollGeneration) say('refs-updated', [['network']]);
+    });
+  }
+
+  function field(dl, label, value) {
+    dl.appendChild(el('dt', { text: label }));
+    dl.appendChild(el('dd', null, [value === '' || value === null || value === undefined ? '—' : value]));
+  }
+
+  function renderRefDetail() {
+    var d = refDetail;
+    var hint = $('ref-detail-hint');
+    var box = $('ref-detail-body');
+    var focused = focusKey(box);
+    if (!d || d.missing) {
+      box.hidden = true;
+      hint.hidden = false;
+      hint.textContent = d ? t('ref_not_found', { id: d.id }) : t('ref_detail_hint');
+      $('ref-detail').removeAttribute('data-referral');
+      return;
+    }
+    hint.hidden = true;
+    box.hidden = false;
+    var panel = $('ref-detail');
+    panel.setAttribute('data-referral', d.id);
+    panel.setAttribute('data-version', String(d.version));
+    panel.setAttribute('data-state', d.state);
+    var sent = d.from_hospital === (me && me.hospital);
+    var dl = $('ref-fields');
+    dl.textContent = '';
+    field(dl, t('referral_id'), d.id);
+    field(dl, t('state'), stateCell(d.state, TEXT.zh.refStates));
+    field(dl, t('direction'), dirName(d.direction) + ' · ' + t(sent ? 'sent' : 'received'));
+    field(dl, t('patient'), patientName(d.patient));
+    field(dl, t('from_hospital'), hospitalName(d.from_hospital, d));
+    field(dl, t('to_hospital'), hospitalName(d.to_hospital, d));
+    field(dl, t('ref_reason'), d.reason_text || (d.reason && (d.reason.display || d.reason.code)) || '');
+    if (d.services && d.services.length) {
+      field(dl, t('services'), d.services.filter(Boolean).map(function (s) { return s.display || s.code; }).join('、'));
+    }
+    if (d.priority && d.priority !== 'routine') field(dl, t('priority'), TEXT[lang].priorities[d.priority] || d.priority);
+    field(dl, t('created_at'), showTimeSeconds(d.created_at));
+    field(dl, t('updated_at'), showTimeSeconds(d.updated_at));
+    if (d.expires_at && (d.state === 'REQUESTED' || d.state === 'RECEIVED' || d.state === 'ACCEPTED')) {
+      field(dl, t('expires_at'), showTime(d.expires_at));
+    }
+    if (d.booking_id) {
+      var b = el('button', { type: 'button', className: 'linkish', id: 'ref-booking', 'data-booking': d.booking_id,
+                             text: d.booking_id + (d.appointment_start ? ' · ' + showTime(d.appointment_start) : '') });
+      b.addEventListener('click', function () { openDetail(d.booking_id, b); });
+      field(dl, t('booking_link'), b);
+    } else if (d.appointment_start) {
+      field(dl, t('appointment'), showTime(d.appointment_start));
+    }
+
+    var body = $('ref-timeline').tBodies[0];
+    body.textContent = '';
+    (d.timeline || []).forEach(function (s) {
+      var stateTd = el('td', null, [stateCell(s.to, TEXT.zh.refStates)]);
+      if (s.from && s.from !== s.to && s.from !== 'NEW') {
+        stateTd.appendChild(el('span', { className: 'from', text: '← ' + refStateText(s.from) }));
+      }
+      var by = s.actor_hospital ? hospitalName(s.actor_hospital, d) : t('engine_actor');
+      body.appendChild(el('tr', { 'data-state': s.to, 'data-action': s.action }, [
+        el('td', { className: 'nowrap', text: showTimeSeconds(s.at) }),
+        stateTd,
+        el('td', { text: TEXT[lang].refActions[s.action] || s.action }),
+        el('td', null, [by, s.actor ? el('span', { className: 'sub', text: s.actor }) : null]),
+        el('td', { text: [s.reason, s.detail].filter(Boolean).join(' · ') })
+      ]));
+    });
+
+    // Up <-> down: the referral this one follows and those following it.
+    var linked = $('ref-linked');
+    linked.textContent = '';
+    var others = (d.linked_referral_id ? [d.linked_referral_id] : []).concat(d.followed_by || []);
+    others.forEach(function (id) {
+      var x = null;
+      (d.linked || []).forEach(function (l) { if (l.id === id) x = l; });
+      var label = t(id === d.linked_referral_id ? 'follows' : 'followed_by');
+      if (!x) {
+        linked.appendChild(el('li', { 'data-linked': id }, [label + ' ' + id + ' ' + t('linked_hidden')]));
+        return;
+      }
+      linked.appendChild(el('li', { 'data-linked': id }, [
+        el('span', { className: 'sub', text: label }),
+        refLink(id, dirName(x.direction) + ' ' + id), ' ',
+        stateCell(x.state, TEXT.zh.refStates),
+        el('span', { className: 'sub', text: hospitalName(x.from_hospital, x) + ' → ' + hospitalName(x.to_hospital, x) +
+                                             ' · ' + showStamp(x.updated_at) })
+      ]));
+    });
+    $('ref-linked-box').hidden = others.length === 0;
+    renderRefReports();
+    restoreFocus(box, focused);
+  }
+
+  // ---- reports of a referral -----------------------------------------------
+
+  // The performing hospital is the referral's receiving hospital: the engine
+  // returns a report to a referral only from there (workflows/referral/feed.cc).
+  function reportKey(d, id) { return d.to_hospital + '/' + id; }
+
+  function loadReports(d) {
+    var gen = pollGeneration;
+    (d.report_ids || []).forEach(function (id) {
+      var key = reportKey(d, id);
+      if (!refReports[key]) refReports[key] = { loading: true };
+      api('GET', '/api/v1/reports/' + encodeURIComponent(d.to_hospital) + '/' + encodeURIComponent(id)).then(function (r) {
+        if (gen !== pollGeneration) return;
+        refReports[key] = { status: r.status, body: r.body };
+        if (refDetail && refDetail.id === d.id) renderRefReports();
+      }, function () {
+        if (gen !== pollGeneration) return;
+        refReports[key] = { status: 0, body: null };
+        if (refDetail && refDetail.id === d.id) renderRefReports();
+      });
+    });
+  }
+
+  function renderRefReports() {
+    var d = refDetail;
+    var list = $('ref-reports');
+    var focused = focusKey(list);
+    list.textContent = '';
+    var ids = (d && !d.missing && d.report_ids) || [];
+    $('ref-reports-box').hidden = ids.length === 0;
+    ids.forEach(function (id) {
+      var entry = refReports[reportKey(d, id)];
+      var li = el('li', { 'data-report': id });
+      list.appendChild(li);
+      if (!entry || entry.loading) { li.textContent = t('report_loading'); return; }
+      if (entry.status !== 200) {
+        li.textContent = t('report_unreadable', { id: id, msg: entry.status ? problemText(entry.body, entry.status) : t('network') });
+        return;
+      }
+      var rep = entry.body;
+      var versions = rep.versions || [];
+      var latest = versions[versions.length - 1] || {};
+      var exam = latest.exam || rep.exam || {};
+      li.appendChild(el('strong', { text: (exam.display || exam.code || id) }));
+      li.appendChild(document.createTextNode(' · ' + (TEXT[lang].report_status[latest.status_code] || latest.status_code || '') +
+                                             ' · ' + showTime(latest.issued_at || rep.issued_at)));
+      li.appendChild(el('span', { className: 'sub', text: id + (versions.length > 1 ? ' · v' + versions.length : '') }));
+      var text = latest.conclusion || latest.findings || '';
+      if (text) li.appendChild(el('p', { className: 'conclusion', text: text }));
+      (latest.documents || []).forEach(function (doc, i) {
+        var label = doc.title || doc.content_type || ('#' + (i + 1));
+        var open = el('button', { type: 'button', className: 'doc-open', 'data-url': doc.url, text: t('report_open'),
+                                  'aria-label': t('report_open') + ' ' + label });
+        open.addEventListener('click', function () { openDocument(doc, id, false, open); });
+        var save = el('button', { type: 'button', className: 'doc-save', 'data-url': doc.url, text: t('report_save'),
+                                  'aria-label': t('report_save') + ' ' + label });
+        save.addEventListener('click', function () { openDocument(doc, id, true, save); });
+        li.appendChild(el('div', null, [open, save]));
+      });
+    });
+    restoreFocus(list, focused);
+  }
+
+  function documentName(doc, reportId) {
+    var ext = /pdf/i.test(doc.content_type || '') ? '.pdf' : '';
+    return String(reportId).replace(/[^\w.-]+/g, '_') + ext;
+  }
+
+  // The document needs the Authorization header, so it is fetched here and
+  // handed to the browser as a blob (a plain link would go without the token).
+  // The window is opened at the click, before the fetch: a window opened
+  // after an await is a popup the browser may block.
+  function openDocument(doc, reportId, save, button) {
+    var w = save ? null : window.open('', '_blank');
+    var label = button.textContent;
+    button.disabled = true;
+    button.textContent = t('opening');
+    function done() { button.disabled = false; button.textContent = label; }
+    fetch(doc.url, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit' })
+      .then(function (r) {
+        if (r.status === 401 && token && me) expireSession();
+        var type = r.headers.get('Content-Type') || '';
+        if (!r.ok || (type.indexOf('application/json') === 0 && !/json/.test(doc.content_type || ''))) {
+          return r.text().then(function (text) {
+            var p = null;
+            try { p = JSON.parse(text); } catch (e) { p = null; }
+            // A document the hospital keeps itself (a reference): the API names its URL.
+            if (r.ok && p && p.url) return { external: p.url };
+            throw new Error(problemText(p, r.status));
+          });
+        }
+        return r.blob();
+      })
+      .then(function (got) {
+        done();
+        var url;
+        if (got.external) {
+          url = got.external;
+        } else {
+          var type = doc.content_type || got.type || 'application/octet-stream';
+          url = URL.createObjectURL(got.type === type ? got : got.slice(0, got.size, type));
+          setTimeout(function () { URL.revokeObjectURL(url); }, 120000);
+        }
+        if (w) {
+          w.location.href = url;
+        } else {
+          var a = el('a', { href: url, download: got.external ? '' : documentName(doc, reportId), rel: 'noopener' });
+          a.hidden = true;
+          document.body.appendChild(a);
+          a.click();
+          a.remove();
+        }
+      })
+      .catch(function (e) {
+        done();
+        if (w) w.close();
+        showNotice(t('document_failed', { msg: e && e.message ? e.message : t('network') }));
+      });
+  }
 
   // ---- start ---------------------------------------------------------------
 
   initDates();
   applyLanguage();
+  route();
   if (token) {
     login(token).then(function (ok) { if (!ok) logout(t('session_expired')); }, function () { showNotice(t('network')); });
   } else {
