@@ -21,6 +21,7 @@
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
 #include "engine/app/referral_api.h"
+#include "engine/app/referral_fhir.h"
 #include "engine/app/report_api.h"
 #include "engine/app/version.h"
 #include "engine/bus/instrumented_bus.h"
@@ -296,6 +297,7 @@ int run_serve(const serve_options& options) {
   referral_ref.store(&referral);
   reports_ref.store(&report_library);
   add_referral_routes(server.routes(), referral, **audit);
+  add_referral_fhir_routes(server.routes(), referral, **audit);
   // Set once the HL7 adapter runs (its ingest store holds the raw messages).
   std::atomic<hl7v2::service*> hl7_ref{nullptr};
   add_report_routes(server.routes(),
