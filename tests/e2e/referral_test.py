@@ -247,6 +247,78 @@ class Referral(unittest.TestCase):
                          ["REQUESTED", "ACCEPTED", "SCHEDULED", "ARRIVED", "COMPLETED", "REPORT_RETURNED",
                           "REPORT_RETURNED"])
 
+    # --- the same loop through FHIR ServiceRequest / Task ---------------------------------------------
+    def fhir(self, method, path, token, body=None):
+        return self.engine.request(method, "/fhir/r4/" + path, body=json.dumps(body) if body is not None else None,
+                                   token=token, headers={"Content-Type": "application/fhir+json"})
+
+    def move_task(self, rid, token, status, business=None):
+        t = self.fhir("GET", "Task/" + rid, token).json()
+        t["status"] = status
+        t.pop("businessStatus", None)
+        if business:
+            t["businessStatus"] = {"coding": [{"system": "urn:yilian:referral-business-status", "code": business}]}
+        r = self.fhir("PUT", "Task/" + rid, token, t)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
+
+    def test_the_same_loop_through_fhir_service_request_and_task(self):
+        seq = 701
+        patient = {"resourceType": "Patient", "id": "p1",
+                   "identifier": [{"system": "urn:yilian:id:cn:resident", "value": resident_id(seq)},
+                                  {"system": "urn:yilian:id:xz-thc:mrn", "value": "XZ%06d" % seq}],
+                   "name": [{"text": "王五", "family": "王", "given": ["五"]}], "gender": "male",
+                   "birthDate": "1960-05-01"}
+        r = self.fhir("POST", "ServiceRequest", CLINIC, {
+            "resourceType": "ServiceRequest", "contained": [patient], "status": "active", "intent": "order",
+            "code": {"coding": [{"system": "urn:yilian:catalogue:exam", "code": "CT-HEAD-PLAIN"}]},
+            "subject": {"reference": "#p1"}, "requester": {"reference": "Organization/xz-thc"},
+            "performer": [{"reference": "Organization/zs-tertiary"}],
+            "reasonCode": [{"text": "头痛待查"}]})
+        self.assertEqual(r.status, 201, r.body)
+        rid = r.json()["id"]
+        ref = self.tertiary.wait_for(lambda m: "REF^I12" in m and rid in fld(m, "RF1", 6))
+        self.assertIn("王", fld(ref, "PID", 5))
+        # The tertiary hospital accepts by updating the Task; the clinic hears RRI.
+        self.assertEqual(self.fhir("GET", "Task/" + rid, TERTIARY).json()["status"], "requested")
+        self.move_task(rid, TERTIARY, "accepted")
+        self.clinic.wait_for(lambda m: "RRI^" in m and rid in fld(m, "RF1", 6) and fld(m, "RF1", 1).startswith("A"))
+        # A booking for it shows as businessStatus scheduled; the visit and the report follow.
+        booking = self.book_for(rid, seq)
+        deadline = time.monotonic() + 30
+        task = {}
+        while time.monotonic() < deadline:
+            task = self.fhir("GET", "Task/" + rid, CLINIC).json()
+            if task.get("businessStatus", {}).get("coding", [{}])[0].get("code") == "scheduled":
+                break
+            time.sleep(0.05)
+        self.assertEqual(task["businessStatus"]["coding"][0]["code"], "scheduled", task)
+        self.assertIn("Appointment/" + booking["id"], json.dumps(task))
+        self.move_task(rid, TERTIARY, "in-progress", "arrived")
+        self.move_task(rid, TERTIARY, "completed")
+        s12 = self.tertiary.wait_for(lambda m: "SIU^S12" in m and fld(m, "SCH", 1).startswith(booking["id"]))
+        placer = fld(s12, "SCH", 26).split("^")[0]
+        filler = "RIS-%s" % uuid.uuid4().hex[:8]
+        self.send_hl7("zs-tertiary", self.oru(placer, filler, "F", "未见异常。"))
+        self.clinic.wait_for(lambda m: "ORU^R01" in m and filler in fld(m, "OBR", 3))
+        self.gateway.wait_for(lambda q: q["json"] and filler in json.dumps(q["json"]))
+        self.wait_referral(rid, CLINIC, "REPORT_RETURNED")
+        self.assertEqual(self.fhir("GET", "Task/" + rid, CLINIC).json()["businessStatus"]["coding"][0]["code"],
+                         "report-returned")
+        # Back down through FHIR: basedOn the first ServiceRequest.
+        r = self.fhir("POST", "ServiceRequest", TERTIARY, {
+            "resourceType": "ServiceRequest", "contained": [patient], "status": "active", "intent": "order",
+            "subject": {"reference": "#p1"}, "requester": {"reference": "Organization/zs-tertiary"},
+            "performer": [{"reference": "Organization/xz-thc"}], "basedOn": [{"reference": "ServiceRequest/" + rid}],
+            "reasonCode": [{"text": "康复期转回社区"}]})
+        self.assertEqual(r.status, 201, r.body)
+        down = r.json()["id"]
+        self.clinic.wait_for(lambda m: "REF^I12" in m and down in fld(m, "RF1", 6))
+        t = self.fhir("GET", "Task/" + down, CLINIC).json()
+        self.assertIn("Task/" + rid, json.dumps(t.get("partOf", [])))
+        # A clinic with no part in it sees nothing.
+        self.assertEqual(self.fhir("GET", "ServiceRequest/" + rid, OTHER_CLINIC).status, 404)
+
     # --- the ways a referral ends early, and who hears what -----------------------------------------
     def test_rejection_tells_the_clinic_and_the_patient_why(self):
         rid = "XZ-REF-%s" % uuid.uuid4().hex[:8]
