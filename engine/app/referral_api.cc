@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/app/booking_support.h"
+#include "engine/app/referral_support.h"
 #include "engine/app/request_json.h"
 #include "engine/app/workflow_submit.h"
 #include "engine/core/ids.h"
@@ -30,20 +31,6 @@ json coding_json(const ev::Coding& c) {
   return json{{"system", c.system()}, {"code", c.code()}, {"display", c.display()}};
 }
 
-std::string_view priority_name(ev::Priority p) {
-  switch (p) {
-    case ev::PRIORITY_ROUTINE: return "routine";
-    case ev::PRIORITY_URGENT: return "urgent";
-    case ev::PRIORITY_ASAP: return "asap";
-    case ev::PRIORITY_STAT: return "stat";
-    default: return "";
-  }
-}
-
-std::string direction_name(ev::ReferralDirection d) {
-  return d == ev::REFERRAL_DIRECTION_UP ? "UP" : d == ev::REFERRAL_DIRECTION_DOWN ? "DOWN" : "";
-}
-
 json referral_json(const rf::referral_view& r, const rf::ledger& l, const time_zone& zone, bool with_timeline) {
   const auto& cfg = l.config();
   auto hospital_name = [&](const std::string& id) {
@@ -56,7 +43,7 @@ json referral_json(const rf::referral_view& r, const rf::ledger& l, const time_z
   json diagnoses = json::array();
   for (const auto& d : q.diagnoses()) diagnoses.push_back(coding_json(d));
   json j{{"id", r.id},
-         {"direction", direction_name(r.direction)},
+         {"direction", referral::direction_code(r.direction)},
          {"state", rf::state_name(r.st)},
          {"task_status", rf::fhir_task_status(r.st)},
          {"business_status", rf::fhir_business_status(r.st)},
@@ -68,7 +55,7 @@ json referral_json(const rf::referral_view& r, const rf::ledger& l, const time_z
          {"created_at", time_json(r.created_at, zone)},
          {"updated_at", time_json(r.updated_at, zone)},
          {"expires_at", time_json(r.expires_at, zone)},
-         {"priority", priority_name(q.priority())},
+         {"priority", referral::priority_code(q.priority())},
          {"reason", coding_json(q.reason())},
          {"reason_text", q.reason_text()},
          {"services", std::move(services)},
@@ -98,31 +85,6 @@ json referral_json(const rf::referral_view& r, const rf::ledger& l, const time_z
     j["timeline"] = std::move(timeline);
   }
   return j;
-}
-
-// Whether the caller takes part in the referral (or is a consortium operator).
-bool sees(const api::principal& p, const rf::referral_view& r) {
-  if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
-  return p.hospital.value() == r.from_hospital || p.hospital.value() == r.to_hospital;
-}
-
-// The command every endpoint starts from, for the authenticated caller; the
-// command id comes from the Idempotency-Key header (per principal).
-ev::Envelope command_for(const api::request& req, ev::ReferralAction act, const std::string& referral_id,
-                         workflows::seconds now) {
-  const auto& p = *req.principal;
-  const auto key = req.header("Idempotency-Key");
-  ev::ReferralCommand c;
-  c.set_command_id(key.empty() ? random_id("cmd-") : stable_id("cmd-", p.id.value() + "\n" + std::string(key)));
-  c.set_action(act);
-  c.set_referral_id(referral_id);
-  c.set_actor(p.id.value());
-  c.set_actor_hospital(p.hospital.value());
-  c.set_actor_is_operator(p.role == api::role::operator_);
-  auto cmd = rf::command_envelope(std::move(c), now, ev::PROTOCOL_API);
-  cmd.mutable_source()->set_system("api");
-  cmd.mutable_source()->set_control_id(req.request_id);
-  return cmd;
 }
 
 result<ev::Coding> coding_from(const json& j, std::string_view where) {
@@ -193,7 +155,7 @@ result<void> read_request(const json& body, const api::principal& p, const time_
   if (!priority->empty()) {
     bool known = false;
     for (auto pr : {ev::PRIORITY_ROUTINE, ev::PRIORITY_URGENT, ev::PRIORITY_ASAP, ev::PRIORITY_STAT}) {
-      if (priority_name(pr) == *priority) {
+      if (referral::priority_code(pr) == *priority) {
         q.set_priority(pr);
         known = true;
       }
@@ -246,7 +208,7 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
                const auto key = req.header("Idempotency-Key");
                const std::string id =
                    key.empty() ? random_id("ref-") : stable_id("ref-", p.id.value() + "\n" + std::string(key));
-               auto cmd = command_for(req, ev::REFERRAL_ACTION_CREATE, id, svc.now());
+               auto cmd = referral::command_for(req, ev::REFERRAL_ACTION_CREATE, id, svc.now(), "api");
                auto* q = cmd.mutable_referral_command()->mutable_request();
                if (auto r = read_request(*body, p, zone, *q, *cmd.mutable_subject()); !r) co_return std::unexpected(r.error());
                q->set_referral_id(id);
@@ -277,7 +239,7 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
         if (role == "sent" && r->from_hospital != hospital) continue;
         if (role == "received" && r->to_hospital != hospital) continue;
         if (!want_state.empty() && rf::state_name(r->st) != want_state) continue;
-        if (!want_direction.empty() && direction_name(r->direction) != want_direction) continue;
+        if (!want_direction.empty() && referral::direction_code(r->direction) != want_direction) continue;
         if (list.size() >= limit) break;
         ids.push_back(r->id);
         list.push_back(referral_json(*r, l, zone, false));
@@ -293,14 +255,14 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
     const auto& p = *req.principal;
     auto out = svc.read([&](const rf::ledger& l) -> std::optional<json> {
       const auto* r = l.find(id);
-      if (r == nullptr || !sees(p, *r)) return std::nullopt;
+      if (r == nullptr || !referral::sees(p, *r)) return std::nullopt;
       auto j = referral_json(*r, l, zone, true);
       // The referral it follows and those following it, as far as the caller may see them.
       json linked = json::array();
       std::vector<std::string> others = r->followed_by;
       if (!r->linked_referral_id.empty()) others.insert(others.begin(), r->linked_referral_id);
       for (const auto& other : others) {
-        if (const auto* o = l.find(other); o != nullptr && sees(p, *o)) linked.push_back(referral_json(*o, l, zone, false));
+        if (const auto* o = l.find(other); o != nullptr && referral::sees(p, *o)) linked.push_back(referral_json(*o, l, zone, false));
       }
       j["linked"] = std::move(linked);
       return j;
@@ -332,14 +294,14 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
         const auto& p = *req.principal;
         const bool visible = svc.read([&](const rf::ledger& l) {
           const auto* r = l.find(id);
-          return r != nullptr && sees(p, *r);
+          return r != nullptr && referral::sees(p, *r);
         });
         if (!visible) {
           const std::vector<std::string> ids{id};
           audit.record(req, "update", "Referral", ids, "not_found");
           co_return fail(errc::not_found, "no referral " + id + " of your hospital", "id");
         }
-        auto cmd = command_for(req, act, id, svc.now());
+        auto cmd = referral::command_for(req, act, id, svc.now(), "api");
         auto* c = cmd.mutable_referral_command();
         for (const auto& [name, setter] :
              {std::pair{"reason_text", &ev::ReferralCommand::set_reason_text<const std::string&>},

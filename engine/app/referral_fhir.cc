@@ -15,6 +15,7 @@
 
 #include "engine/api/problem.h"
 #include "engine/app/booking_support.h"
+#include "engine/app/referral_support.h"
 #include "engine/app/workflow_submit.h"
 #include "engine/core/ids.h"
 #include "engine/core/time_zone.h"
@@ -192,27 +193,6 @@ std::string_view business_status_display(std::string_view code) {
   if (code == "no-show") return "Patient did not come";
   if (code == "terminated") return "Ended by an operator";
   return "";
-}
-
-std::string_view priority_code(ev::Priority p) {
-  switch (p) {
-    case ev::PRIORITY_ROUTINE: return "routine";
-    case ev::PRIORITY_URGENT: return "urgent";
-    case ev::PRIORITY_ASAP: return "asap";
-    case ev::PRIORITY_STAT: return "stat";
-    default: return "";
-  }
-}
-
-std::string_view direction_code(ev::ReferralDirection d) {
-  return d == ev::REFERRAL_DIRECTION_UP ? "UP" : d == ev::REFERRAL_DIRECTION_DOWN ? "DOWN" : "";
-}
-
-// Whether the caller takes part in the referral (or is a consortium operator):
-// the REST API's rule (referral_api.cc).
-bool sees(const api::principal& p, const rf::referral_view& r) {
-  if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
-  return p.hospital.value() == r.from_hospital || p.hospital.value() == r.to_hospital;
 }
 
 // ---------------------------------------------------------------- patient
@@ -459,14 +439,14 @@ json service_request_json(const rf::referral_view& r, const config::loaded_conso
           {"intent", "order"}};
   if (!r.linked_referral_id.empty()) sr["basedOn"] = json::array({{{"reference", "ServiceRequest/" + r.linked_referral_id}}});
   json category = json::array();
-  if (const auto d = direction_code(r.direction); !d.empty()) {
+  if (const auto d = referral::direction_code(r.direction); !d.empty()) {
     category.push_back({{"coding", json::array({{{"system", direction_system},
                                                  {"code", d},
                                                  {"display", d == "UP" ? "上转 upward referral" : "下转 downward referral"}}})}});
   }
   if (!empty_coding(q.referral_type())) category.push_back(concept_json(q.referral_type()));
   if (!category.empty()) sr["category"] = std::move(category);
-  if (const auto p = priority_code(q.priority()); !p.empty()) sr["priority"] = p;
+  if (const auto p = referral::priority_code(q.priority()); !p.empty()) sr["priority"] = p;
   if (q.requested_services_size() > 0) {
     json codings = json::array();
     std::string names;
@@ -533,7 +513,7 @@ json task_json(const rf::referral_view& r, const config::loaded_consortium& cfg,
       break;
     }
   }
-  if (const auto p = priority_code(r.request.priority()); !p.empty()) t["priority"] = p;
+  if (const auto p = referral::priority_code(r.request.priority()); !p.empty()) t["priority"] = p;
   if (!r.linked_referral_id.empty()) t["partOf"] = json::array({{{"reference", "Task/" + r.linked_referral_id}}});
   if (r.appointment_start > seconds{}) t["executionPeriod"] = {{"start", local_time(r.appointment_start, zone)}};
   if (!r.encounter_id.empty()) t["encounter"] = {{"identifier", {{"value", r.encounter_id}}}};
@@ -711,7 +691,7 @@ result<service_request_in> read_service_request(const json& sr, const config::lo
   if (!priority->empty()) {
     bool known = false;
     for (auto p : {ev::PRIORITY_ROUTINE, ev::PRIORITY_URGENT, ev::PRIORITY_ASAP, ev::PRIORITY_STAT}) {
-      if (priority_code(p) == *priority) {
+      if (referral::priority_code(p) == *priority) {
         q.set_priority(p);
         known = true;
       }
@@ -975,26 +955,9 @@ result<std::optional<task_change>> read_task_change(const json& t, const rf::ref
 
 // ---------------------------------------------------------------- commands
 
-// A command for the authenticated caller; ids from the Idempotency-Key
-// header (per principal) as in the REST API, `n` > 0 for the n-th follow-up
-// command of one request.
 ev::Envelope command_for(const api::request& req, ev::ReferralAction act, const std::string& referral_id,
                          seconds now, int n = 0) {
-  const auto& p = *req.principal;
-  const auto key = req.header("Idempotency-Key");
-  ev::ReferralCommand c;
-  std::string id = key.empty() ? random_id("cmd-") : stable_id("cmd-", p.id.value() + "\n" + std::string(key));
-  if (n > 0) id += ":" + std::to_string(n);
-  c.set_command_id(std::move(id));
-  c.set_action(act);
-  c.set_referral_id(referral_id);
-  c.set_actor(p.id.value());
-  c.set_actor_hospital(p.hospital.value());
-  c.set_actor_is_operator(p.role == api::role::operator_);
-  auto cmd = rf::command_envelope(std::move(c), now, ev::PROTOCOL_API);
-  cmd.mutable_source()->set_system("fhir");
-  cmd.mutable_source()->set_control_id(req.request_id);
-  return cmd;
+  return referral::command_for(req, act, referral_id, now, "fhir", n);
 }
 
 enum class resource_kind { service_request, task };
@@ -1064,7 +1027,7 @@ result<std::optional<std::uint64_t>> if_match(const api::request& req) {
 std::optional<rf::referral_view> visible_referral(const rf::service& svc, const api::principal& p, const std::string& id) {
   return svc.read([&](const rf::ledger& l) -> std::optional<rf::referral_view> {
     const auto* r = l.find(id);
-    if (r == nullptr || !sees(p, *r)) return std::nullopt;
+    if (r == nullptr || !referral::sees(p, *r)) return std::nullopt;
     return *r;
   });
 }
@@ -1121,7 +1084,7 @@ const std::map<std::string, matcher, std::less<>>& service_request_params() {
       return !r.linked_referral_id.empty() && param_id(v, "ServiceRequest") == r.linked_referral_id;
     });
     out.emplace("category", [](const rf::referral_view& r, std::string_view v) {
-      return token_matches(v, direction_system, direction_code(r.direction)) ||
+      return token_matches(v, direction_system, referral::direction_code(r.direction)) ||
              token_matches(v, r.request.referral_type().system(), r.request.referral_type().code());
     });
     out.emplace("intent", [](const rf::referral_view&, std::string_view v) { return v == "order"; });
@@ -1189,7 +1152,7 @@ result<api::response> search(const rf::service& svc, api::audit_log& audit, api:
     std::vector<json> out;
     const bool everyone = p.role == api::role::operator_ && p.hospital.value().empty();
     for (const auto* r : everyone ? l.all(all_referrals) : l.referrals_of(p.hospital.value(), all_referrals)) {
-      if (!sees(p, *r)) continue;
+      if (!referral::sees(p, *r)) continue;
       const bool match = std::all_of(filters.begin(), filters.end(), [&](const filter& f) {
         return std::any_of(f.any_of.begin(), f.any_of.end(), [&](std::string_view v) { return (*f.match)(*r, v); });
       });
