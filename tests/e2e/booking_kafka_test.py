@@ -37,7 +37,7 @@ class BookingOnKafka(unittest.TestCase):
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             held = [max([x.get("partitions", 0) for x in e.log_entries()
-                         if x.get("msg") == "booking writer assignment"] or [0]) for e in cls.engines]
+                         if x.get("msg") == "workflow writer assignment" and x.get("workflow") == "booking"] or [0]) for e in cls.engines]
             if all(h > 0 for h in held):
                 break
             time.sleep(0.2)
@@ -52,7 +52,7 @@ class BookingOnKafka(unittest.TestCase):
                               headers={"Content-Type": "application/json"})
 
     def test_two_instances_200_clients_50_slots(self):
-        held = [[x.get("partitions") for x in e.log_entries() if x.get("msg") == "booking writer assignment"]
+        held = [[x.get("partitions") for x in e.log_entries() if x.get("msg") == "workflow writer assignment" and x.get("workflow") == "booking"]
                 for e in self.engines]
         self.assertTrue(all(h and h[-1] > 0 for h in held), "both instances must own booking partitions: %s" % held)
         r = self.call(self.engines[0], "GET", "/api/v1/slots?exam=MR-KNEE-PLAIN&limit=50&hospital=zs-tertiary")
