@@ -426,7 +426,17 @@ ack_code ack_code_for(const error& e, bool enhanced_commit) {
 
 std::string build_ack(const ack_header& received, ack_code code, std::span<const ack_error> errors,
                       const ack_build_options& opts) {
-  const delimiters d = usable(received.delims) ? received.delims : delimiters{};
+  return build_response(received, "ACK", received.trigger, "ACK", code, errors, opts);
+}
+
+delimiters reply_delimiters(const ack_header& received) {
+  return usable(received.delims) ? received.delims : delimiters{};
+}
+
+std::string build_response(const ack_header& received, std::string_view message_code, std::string_view trigger,
+                           std::string_view structure, ack_code code, std::span<const ack_error> errors,
+                           const ack_build_options& opts) {
+  const delimiters d = reply_delimiters(received);
   const char fs = d.field;
   const auto version = version_of(received.version, d);
 
@@ -437,11 +447,11 @@ std::string build_ack(const ack_header& received, ack_code code, std::span<const
   encoding += d.subcomponent;
   if (d.truncation != '\0') encoding += d.truncation;
 
-  std::string msh9 = "ACK";
+  std::string msh9(message_code);
   msh9 += d.component;
-  msh9 += received.trigger;
+  msh9 += trigger;
   msh9 += d.component;
-  msh9 += "ACK";
+  msh9 += structure;
 
   // MSH-1 is the separator itself: the fields below start at MSH-2.
   std::vector<std::string> msh{

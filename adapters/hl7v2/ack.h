@@ -151,6 +151,20 @@ struct ack_build_options {
 std::string build_ack(const ack_header& received, ack_code code, std::span<const ack_error> errors,
                       const ack_build_options& opts);
 
+// The same MSH, MSA and ERR segments heading a response of another type, for
+// answers that carry more than an acknowledgment: MSH-9 is
+// <message_code>^<trigger>^<structure> (e.g. RSP^K23^RSP_K23 for a PIX query,
+// pix.h); the caller appends the response's own segments (QAK, QPD, PID ...)
+// in reply_delimiters(received). build_ack is build_response with
+// ACK^<received trigger>^ACK.
+std::string build_response(const ack_header& received, std::string_view message_code, std::string_view trigger,
+                           std::string_view structure, ack_code code, std::span<const ack_error> errors,
+                           const ack_build_options& opts);
+
+// The delimiters a reply to `received` is written in: the received ones when
+// usable for writing, else the standard |^~\&.
+delimiters reply_delimiters(const ack_header& received);
+
 // An ACK another system sent us.
 struct parsed_ack {
   ack_code code = ack_code::AA;          // MSA-1

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <unistd.h>
 
 #include <boost/asio/associated_executor.hpp>
@@ -102,6 +103,29 @@ std::string_view condition_code(config::v1::AckCondition c) {
 
 
 }  // namespace
+
+void stamp_enterprise_ids(std::vector<mapped_event>& events, const identity::directory& directory) {
+  for (auto& e : events) {
+    auto& env = e.envelope;
+    if (!env.has_subject() || env.subject().identifiers_size() == 0 ||
+        !env.subject().enterprise_patient_id().empty()) {
+      continue;
+    }
+    std::string enterprise;
+    const auto& ids = env.subject().identifiers();
+    for (const bool record_keys : {true, false}) {
+      for (const auto& id : ids) {
+        if ((id.type() == ev::IDENTIFIER_TYPE_MRN) != record_keys || id.value().empty()) continue;
+        enterprise = directory.enterprise_id_of(id.system(), id.value());
+        if (!enterprise.empty()) break;
+      }
+      if (!enterprise.empty()) break;
+    }
+    if (enterprise.empty()) continue;
+    if (e.topic == ev::TOPIC_PATIENT) e.key = enterprise;
+    env.mutable_subject()->set_enterprise_patient_id(std::move(enterprise));
+  }
+}
 
 ingest_metrics::ingest_metrics(metrics::registry& registry)
     : messages(&registry.add_counter("yilian_hl7v2_messages_total",
@@ -215,6 +239,17 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
       header.trigger.empty() ? header.message_code : header.message_code + "^" + header.trigger;
   std::string stage;
   std::string charset_name;
+  // Set when the message is a query: the answer, nothing else happens.
+  std::optional<pix_answer> query_answer;
+  const auto build_options = [&] {
+    const auto utc_seconds =
+        std::chrono::duration_cast<std::chrono::seconds>(received_at.time_since_epoch()).count();
+    return ack_build_options{.control_id = {},
+                             .timestamp = received_at,
+                             .utc_offset = std::chrono::minutes(mapper_.zone().offset_at(utc_seconds) / 60),
+                             .application = options_.engine_application,
+                             .facility = options_.engine_facility};
+  };
 
   // 1. charset, 2. parse, 3. channel checks, 4. mapping.
   auto decoded = decode_message(payload, profile.default_charset());
@@ -260,6 +295,15 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
         d = {decision::kind::content_error,
              error::make(errc::validation_failed, "required field missing: MSH-10 message control id", "MSH-10")};
         stage = "hl7v2.parse";
+      } else if (is_query(*parsed)) {
+        auto build = build_options();
+        build.control_id = next_control_id();
+        query_answer = answer_query(*parsed,
+                                    pix_context{.hospital = hospital,
+                                                .profile = &profile,
+                                                .consortium = options_.consortium,
+                                                .directory = options_.directory},
+                                    build);
       } else {
         ev::ClaimCheck provisional;
         provisional.set_uri("raw://pending");
@@ -272,9 +316,27 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
           stage = "profile.map";
         } else {
           events = std::move(*mapped);
+          if (options_.directory != nullptr) stamp_enterprise_ids(events, *options_.directory);
         }
       }
     }
+  }
+
+  if (query_answer) {
+    // Answered in the sender's charset like an ACK; a query is not kept.
+    auto encoded = encode_text(query_answer->text, reply_charset);
+    std::vector<std::string> replies{encoded ? std::move(*encoded) : std::move(query_answer->text)};
+    logger().info("pix query answered",
+                  {log::field("hospital", hospital), log::field("control_id", control_id),
+                   log::field("outcome", query_answer->outcome),
+                   log::field("identifiers_returned", query_answer->identifiers_returned)});
+    if (options_.on_pix_query) {
+      options_.on_pix_query(hospital, control_id, query_answer->outcome, query_answer->identifiers_returned);
+    }
+    metrics_->messages->with({hospital, header.message_code, std::string(to_string(query_answer->code))}).inc();
+    metrics_->seconds->with({hospital}).observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    co_return replies;
   }
 
   // The DeadLetter event that is this message's outcome when it is refused.
@@ -433,13 +495,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
   const auto& ack_policy = profile.ack();
   const bool enhanced = !header.accept_ack_type.empty() || !header.application_ack_type.empty() ||
                         ack_policy.mode() == config::v1::ACK_MODE_ENHANCED;
-  const auto utc_seconds =
-      std::chrono::duration_cast<std::chrono::seconds>(received_at.time_since_epoch()).count();
-  ack_build_options build{.control_id = {},
-                          .timestamp = received_at,
-                          .utc_offset = std::chrono::minutes(mapper_.zone().offset_at(utc_seconds) / 60),
-                          .application = options_.engine_application,
-                          .facility = options_.engine_facility};
+  ack_build_options build = build_options();
   const auto add_reply = [&](ack_code code, const error* err) {
     build.control_id = next_control_id();
     std::vector<ack_error> errs;

@@ -19,6 +19,15 @@
 // same deterministic outcome and publishes nothing new; the same MSH-10 with
 // other bytes is AE 205 and is dead-lettered.
 //
+// Queries (MSH-9.1 QBP) that pass the channel checks are answered at once by
+// the PIX path (pix.h: RSP^K23 for QBP^Q23, AR for other triggers) and leave
+// no trace but metrics, a log line with ids and the on_pix_query hook: they
+// are not events, so nothing is stored, published or dead-lettered.
+//
+// With an identity index (options.directory), every mapped event whose
+// subject has identifiers but no enterprise id gets the one the index knows
+// (stamp_enterprise_ids), and patient-topic events are keyed by it.
+//
 // One pipeline per hospital channel, shared by that channel's connections;
 // on_frame may run concurrently for different connections (state is in the
 // store and the bus; the pipeline itself is immutable after construction
@@ -36,6 +45,7 @@
 
 #include "adapters/hl7v2/listener.h"
 #include "adapters/hl7v2/mapping.h"
+#include "adapters/hl7v2/pix.h"
 #include "engine/bus/bus.h"
 #include "engine/config/config.h"
 #include "engine/core/metrics.h"
@@ -50,7 +60,21 @@ struct ingest_options {
   // The engine's own names for ACK MSH-3/MSH-4 when the message's MSH-5/6 are empty.
   std::string engine_application = "YILIAN";
   std::string engine_facility;               // default: the consortium id
+  // The identity index: answers PIX queries and gives events their enterprise
+  // patient id. Null: queries are answered AR (not available), events keep
+  // what the mapping gave them. Not owned; outlives the pipeline.
+  const identity::directory* directory = nullptr;
+  // Called for every PIX query answered (audit); may be empty.
+  pix_query_hook on_pix_query;
 };
+
+// Gives every event whose subject has identifiers and an empty
+// enterprise_patient_id the enterprise id `directory` knows for the first of
+// its identifiers that has one: MRNs (the record keys) first, then the others,
+// each in PID-3 order. Events on the patient topic are then keyed by that
+// enterprise id (per-patient order across hospitals); other keys and every
+// event id stay as they are, so a resend still dedupes on its receipt.
+void stamp_enterprise_ids(std::vector<mapped_event>& events, const identity::directory& directory);
 
 // Counts what happened to messages, per hospital (see docs/operations.md).
 struct ingest_metrics {

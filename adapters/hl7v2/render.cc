@@ -324,10 +324,14 @@ std::string identifier_type_code(ev::IdentifierType t) {
   }
 }
 
-std::string cx(std::string_view value, const cfg::IdentifierAuthority& a) {
-  std::string hd = a.universal_id().empty() ? esc(a.namespace_id())
-                                            : subs({esc(a.namespace_id()), esc(a.universal_id()), "ISO"});
-  return comps({esc(value), "", "", hd, esc(a.type_code())});
+// CX value^^^namespace_id[&universal_id&ISO]^type_code in the given
+// delimiters (outbound messages use the standard ones; a PIX answer those of
+// the query it answers).
+std::string cx(std::string_view value, const cfg::IdentifierAuthority& a, const delimiters& d = kDelims) {
+  std::string hd = a.universal_id().empty()
+                       ? escape(a.namespace_id(), d)
+                       : join({escape(a.namespace_id(), d), escape(a.universal_id(), d), "ISO"}, d.subcomponent);
+  return join({escape(value, d), "", "", std::move(hd), escape(a.type_code(), d)}, d.component);
 }
 
 const cfg::IdentifierAuthority* authority_for(const cfg::HospitalProfile& p, std::string_view system) {
@@ -342,22 +346,8 @@ std::string pid3(const context& c) {
   std::vector<std::string> unknown;
   for (const auto& id : c.e.subject().identifiers()) {
     if (id.value().empty()) continue;
-    if (const auto* auth = authority_for(c.dest, id.system()); auth != nullptr) {
-      known.push_back(cx(id.value(), *auth));
-      continue;
-    }
-    // Another member's identifier: as that member's own messages write it
-    // (its authority and type code), which is how a receiver that knows the
-    // member recognises it; else the system URI itself.
-    const cfg::IdentifierAuthority* other = nullptr;
-    if (c.o.consortium != nullptr) {
-      for (const auto& hp : c.o.consortium->profiles) {
-        if (hp.hospital_id == c.dest.hospital()) continue;
-        if ((other = authority_for(hp.profile, id.system())) != nullptr) break;
-      }
-    }
-    if (other != nullptr) unknown.push_back(cx(id.value(), *other));
-    else unknown.push_back(comps({esc(id.value()), "", "", esc(id.system()), identifier_type_code(id.type())}));
+    auto r = render_identifier(id.value(), id.system(), id.type(), c.dest, c.o.consortium, kDelims);
+    (r.reader_knows ? known : unknown).push_back(std::move(r.text));
   }
   const std::string& enterprise = c.e.subject().enterprise_patient_id();
   if (!enterprise.empty()) {
@@ -937,6 +927,28 @@ result<void> document(const context& c, const message_kind& kind, segments& out)
 }
 
 }  // namespace
+
+rendered_cx render_identifier(std::string_view value, std::string_view system, events::v1::IdentifierType type,
+                              const config::v1::HospitalProfile& reader, const config::loaded_consortium* consortium,
+                              const delimiters& d) {
+  if (const auto* auth = authority_for(reader, system); auth != nullptr) {
+    return rendered_cx{.text = cx(value, *auth, d), .reader_knows = true};
+  }
+  // Another member's identifier: as that member's own messages write it
+  // (its authority and type code), which is how a reader that knows the
+  // member recognises it; else the system URI itself.
+  if (consortium != nullptr) {
+    for (const auto& hp : consortium->profiles) {
+      if (hp.hospital_id == reader.hospital()) continue;
+      if (const auto* other = authority_for(hp.profile, system); other != nullptr) {
+        return rendered_cx{.text = cx(value, *other, d), .reader_knows = false};
+      }
+    }
+  }
+  return rendered_cx{
+      .text = join({escape(value, d), "", "", escape(system, d), identifier_type_code(type)}, d.component),
+      .reader_knows = false};
+}
 
 std::string format_hl7_timestamp(std::chrono::system_clock::time_point t, std::chrono::seconds utc_offset) {
   using namespace std::chrono;

@@ -90,6 +90,7 @@
 #include <string>
 #include <string_view>
 
+#include "adapters/hl7v2/message.h"
 #include "engine/config/config.h"
 #include "engine/core/error.h"
 #include "yilian/config/v1/profile.pb.h"
@@ -132,6 +133,21 @@ result<rendered_message> render(const events::v1::Envelope& event, const config:
 // MSH-9 the event would be rendered as ("ADT^A04^ADT_A01"), or the error
 // render() would give for it. Cheap: no message is built.
 result<std::string> message_type_for(const events::v1::Envelope& event, const render_options& options);
+
+// One identifier of consortium system `system` as the hospital whose profile
+// is `reader` writes it in a CX (outbound PID-3 above; the PID-3 of a PIX
+// answer, pix.h): value^^^namespace_id[&universal_id&ISO]^type_code through
+// the reader's authority for the system, else through the authority of the
+// first other consortium member (profile order) that has one, else with the
+// system URI as assigning authority and the table 0203 code of `type`.
+// Every part is escaped for `delims`, and the text uses its separators.
+struct rendered_cx {
+  std::string text;
+  bool reader_knows = false;  // the reader's own profile has an authority for the system
+};
+rendered_cx render_identifier(std::string_view value, std::string_view system, events::v1::IdentifierType type,
+                              const config::v1::HospitalProfile& reader, const config::loaded_consortium* consortium,
+                              const delimiters& delims = {});
 
 // YYYYMMDDHHMMSS[.SSS]+ZZZZ for an instant, with the given offset from UTC
 // (milliseconds only when not zero). Exposed for tests.

@@ -112,7 +112,11 @@ result<void> service::start() {
     ch.hospital = hp.hospital_id;
     ch.tls = m.has_tls();
     ch.pipeline = std::make_unique<ingest_pipeline>(
-        ingest_options{.hospital = hp.hospital_id, .consortium = &s.cfg, .profile = &profile},
+        ingest_options{.hospital = hp.hospital_id,
+                       .consortium = &s.cfg,
+                       .profile = &profile,
+                       .directory = s.options.directory,
+                       .on_pix_query = s.options.on_pix_query},
         std::move(*compiled), s.bus, *s.store, s.metrics);
     ch.mllp = std::make_unique<listener>(s.executor, co, *ch.pipeline, s.registry);
     if (auto started = ch.mllp->start(); !started) {

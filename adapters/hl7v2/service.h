@@ -12,9 +12,12 @@
 // the listeners and pipelines run on the io_context's threads.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -23,6 +26,7 @@
 #include "engine/config/config.h"
 #include "engine/core/error.h"
 #include "engine/core/metrics.h"
+#include "engine/identity/directory.h"
 
 namespace yilian::store {
 class ingest_store;
@@ -40,6 +44,16 @@ struct service_options {
   // Consumer group prefix for the outbound sender (Kafka: consortium group_prefix).
   std::string group_prefix = "yilian";
   bool start_sender = true;
+  // The identity index (engine/workflows/identity): answers PIX queries
+  // (QBP^Q23, pix.h) and stamps enterprise patient ids on inbound events.
+  // Null: queries are answered AR "identity index not available" and events
+  // keep what the mapping gave them. Not owned; must outlive the service.
+  const identity::directory* directory = nullptr;
+  // Called for every PIX query answered, on an io_context thread (audit log):
+  // ids and counts only. May be empty.
+  std::function<void(std::string_view hospital, std::string_view control_id, std::string_view outcome,
+                     std::size_t identifiers_returned)>
+      on_pix_query;
 };
 
 struct channel_endpoint {

@@ -100,8 +100,8 @@ void write_all(int fd, const std::string& data) {
 
 }  // namespace
 
-void audit_log::record(const request& req, std::string_view action, std::string_view resource,
-                       std::span<const std::string> ids, std::string_view outcome) {
+namespace {
+std::string begin_line(std::string_view action, std::string_view resource, std::span<const std::string> ids) {
   std::string line = "{\"ts\":";
   append_quoted(line, utc_now());
   append_field(line, "action", action);
@@ -112,6 +112,13 @@ void audit_log::record(const request& req, std::string_view action, std::string_
     append_quoted(line, ids[i]);
   }
   line += ']';
+  return line;
+}
+}  // namespace
+
+void audit_log::record(const request& req, std::string_view action, std::string_view resource,
+                       std::span<const std::string> ids, std::string_view outcome) {
+  std::string line = begin_line(action, resource, ids);
   append_field(line, "request_id", req.request_id);
   append_field(line, "remote", req.remote_address);
   append_field(line, "outcome", outcome);
@@ -120,6 +127,21 @@ void audit_log::record(const request& req, std::string_view action, std::string_
     append_field(line, "role", to_string(req.principal->role));
     append_field(line, "hospital", req.principal->hospital.value());
   }
+  append(std::move(line));
+}
+
+void audit_log::record(const channel_caller& who, std::string_view action, std::string_view resource,
+                       std::span<const std::string> ids, std::string_view outcome) {
+  std::string line = begin_line(action, resource, ids);
+  append_field(line, "request_id", who.request_id);
+  append_field(line, "outcome", outcome);
+  append_field(line, "principal", who.principal);
+  append_field(line, "role", who.role);
+  append_field(line, "hospital", who.hospital);
+  append(std::move(line));
+}
+
+void audit_log::append(std::string line) {
   line += "}\n";
   bool wake = false;
   {

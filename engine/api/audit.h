@@ -40,12 +40,23 @@ class audit_log {
   // action: "read", "search", "create", "update"; resource: "Booking", "Slot", ...
   void record(const request& req, std::string_view action, std::string_view resource,
               std::span<const std::string> ids, std::string_view outcome = "ok");
+  // A read that did not come over HTTP (an HL7 v2 PIX query on an MLLP
+  // channel): the caller says who and where from.
+  struct channel_caller {
+    std::string_view principal;  // e.g. "mllp:dc-chc"
+    std::string_view role;       // e.g. "hospital_system"
+    std::string_view hospital;
+    std::string_view request_id; // e.g. the message control id (MSH-10)
+  };
+  void record(const channel_caller& who, std::string_view action, std::string_view resource,
+              std::span<const std::string> ids, std::string_view outcome = "ok");
   const std::filesystem::path& path() const { return path_; }
   std::uint64_t records() const { return records_.load(); }
 
  private:
   audit_log(std::filesystem::path path, int fd, std::chrono::milliseconds sync_every);
   void sync_loop();
+  void append(std::string line);
 
   std::filesystem::path path_;
   int fd_ = -1;

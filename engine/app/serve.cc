@@ -33,6 +33,7 @@
 #include "engine/workflows/referral/feed.h"
 #include "engine/workflows/referral/notifier.h"
 #include "engine/workflows/reports/router.h"
+#include "engine/workflows/identity/service.h"
 #include "engine/workflows/booking/service.h"
 
 namespace yilian::app {
@@ -187,7 +188,8 @@ int run_serve(const serve_options& options) {
   std::atomic<const workflows::referral::service*> referral_ref{nullptr};
   std::atomic<const workflows::recurring::scheduler*> careplan_ref{nullptr};
   std::atomic<const workflows::reports::library*> reports_ref{nullptr};
-  server.set_readiness([&events_bus, &booking_ref, &referral_ref, &careplan_ref, &reports_ref] {
+  std::atomic<const workflows::identity::service*> identity_ref{nullptr};
+  server.set_readiness([&events_bus, &booking_ref, &referral_ref, &careplan_ref, &reports_ref, &identity_ref] {
     std::vector<std::string> reasons;
     if (auto ready = events_bus.check_ready(std::chrono::seconds(2)); !ready) {
       reasons.push_back("bus: " + ready.error().describe());
@@ -203,6 +205,9 @@ int run_serve(const serve_options& options) {
     }
     if (const auto* l = reports_ref.load(); l != nullptr && !l->caught_up()) {
       reasons.push_back("reports: still reading the report topic");
+    }
+    if (const auto* i = identity_ref.load(); i != nullptr && !i->caught_up()) {
+      reasons.push_back("identity: still reading the identity log");
     }
     return reasons;
   });
@@ -298,6 +303,21 @@ int run_serve(const serve_options& options) {
   reports_ref.store(&report_library);
   add_referral_routes(server.routes(), referral, **audit);
   add_referral_fhir_routes(server.routes(), referral, **audit);
+  // The identity index: every instance folds the identity log; the feed
+  // copies patient records into it; the writer announces link decisions.
+  auto identity_options = workflows::identity::options_from(cfg);
+  if (!identity_options) {
+    std::fprintf(stderr, "yilian: %s\n", identity_options.error().describe().c_str());
+    return 1;
+  }
+  identity_options->group_prefix = kafka_prefix;
+  workflows::identity::service identity(events_bus, std::move(*identity_options), &registry);
+  if (auto started = identity.start(); !started) {
+    logger.error("cannot start the identity index", {log::field("error", started.error().describe())});
+    std::fprintf(stderr, "yilian: cannot start the identity index: %s\n", started.error().describe().c_str());
+    return 2;
+  }
+  identity_ref.store(&identity);
   // Set once the HL7 adapter runs (its ingest store holds the raw messages).
   std::atomic<hl7v2::service*> hl7_ref{nullptr};
   add_report_routes(server.routes(),
@@ -338,7 +358,18 @@ int run_serve(const serve_options& options) {
                          .bind_override = options.mllp_any_port ? "127.0.0.1" : "",
                          .any_port = options.mllp_any_port,
                          .group_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : "",
-                         .start_sender = true});
+                         .start_sender = true,
+                         .directory = &identity,
+                         .on_pix_query = [&audit_log = **audit](std::string_view hospital, std::string_view control_id,
+                                                                std::string_view outcome, std::size_t returned) {
+                           const std::string principal = "mllp:" + std::string(hospital);
+                           const std::vector<std::string> ids{"identifiers_returned=" + std::to_string(returned)};
+                           audit_log.record(api::audit_log::channel_caller{.principal = principal,
+                                                                           .role = "hospital_system",
+                                                                           .hospital = hospital,
+                                                                           .request_id = control_id},
+                                            "pix-query", "PatientCrossReference", ids, outcome);
+                         }});
   if (auto started = hl7.start(); !started) {
     logger.error("cannot start HL7 v2", {log::field("error", started.error().describe())});
     std::fprintf(stderr, "yilian: cannot start HL7 v2: %s\n", started.error().describe().c_str());

@@ -460,6 +460,9 @@ void check_topics(const v1::Consortium& c, const document& doc, reporter& out) {
       names.add(t.name(), p + ".name");
     }
     if (t.partitions() > 10000) out.error(doc, p + ".partitions", "at most 10000 partitions");
+    if (t.name() == topic_name(events::v1::TOPIC_IDENTITY) && t.partitions() > 1) {
+      out.error(doc, p + ".partitions", "the identity log has exactly one partition (one total order of identity decisions)");
+    }
   }
 }
 

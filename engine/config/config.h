@@ -60,9 +60,10 @@ struct loaded_consortium {
   v1::Consortium consortium;
   // One per hospital, in the order of consortium.hospitals.
   std::vector<hospital_profile> profiles;
-  // The six standard topics (patient, booking, referral, report, outbound,
-  // deadletter, in that order) merged with consortium.topics, then any other
-  // configured topics in file order.
+  // The standard topics (patient, booking, referral, report, outbound,
+  // deadletter, careplan, identity, in that order: the schema's Topic table)
+  // merged with consortium.topics, then any other configured topics in file
+  // order. The identity log always has one partition.
   std::vector<topic_settings> topics;
 
   const v1::Hospital* hospital(std::string_view id) const;

@@ -77,7 +77,19 @@ std::vector<topic_settings> effective_topics(const v1::Consortium& c) {
     return nullptr;
   };
   std::vector<topic_settings> out;
-  for (const auto& s : standard_topics()) out.push_back(settings(s.name, find(s.name)));
+  for (const auto& s : standard_topics()) {
+    topic_settings t = settings(s.name, find(s.name));
+    if (s.topic == events::v1::TOPIC_IDENTITY) {
+      // The identity log is the index's state: one total order, kept
+      // forever unless retention is configured for it explicitly (checks.cc
+      // refuses another partition count).
+      const v1::TopicConfig* configured = find(s.name);
+      t.partitions = 1;
+      if (configured == nullptr || configured->retention_ms() == 0) t.retention_ms = -1;
+      if (configured == nullptr || configured->retention_bytes() == 0) t.retention_bytes = -1;
+    }
+    out.push_back(std::move(t));
+  }
   for (const auto& t : c.topics()) {
     const bool standard = std::any_of(standard_topics().begin(), standard_topics().end(),
                                       [&t](const standard_topic& s) { return s.name == t.name(); });

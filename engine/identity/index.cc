@@ -125,7 +125,7 @@ identity_index::classified identity_index::classify(const source_record& r) cons
     identifier k{.system = std::string(clip(id.system)), .value = std::string(clip(id.value))};
     if (std::find(c.keys.begin(), c.keys.end(), k) == c.keys.end()) c.keys.push_back(std::move(k));
   }
-  c.f = make_features(r.demo, rid, cards, today_utc());
+  c.f = make_features(r.demo, rid, cards, today_.known() ? today_ : today_utc());
   return c;
 }
 

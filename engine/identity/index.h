@@ -156,6 +156,11 @@ class identity_index {
   result<decision> merge_within_domain(std::string_view hospital, const identifier& survivor,
                                        const identifier& obsolete, std::string_view actor);
 
+  // The date resident-ID birth dates are checked against (none in the
+  // future). Unset: today in UTC. A replayed log sets each record's own date,
+  // so a replay decides exactly as the first pass did.
+  void set_today(civil_date d) noexcept { today_ = d; }
+
   const std::vector<audit_entry>& history() const noexcept { return history_; }
   index_stats stats() const;
   const identity_options& options() const noexcept { return opt_; }

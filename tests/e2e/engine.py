@@ -79,7 +79,7 @@ class Engine:
                 return entry
         raise AssertionError("expected log line did not appear within %ss:\n%s" % (timeout, "".join(self.lines[-30:])))
 
-    def request(self, method, path, body=None, token=None, headers=None):
+    def request(self, method, path, body=None, token=None, headers=None, timeout=10):
         req = urllib.request.Request("http://%s%s" % (self.address, path), method=method,
                                      data=body.encode() if isinstance(body, str) else body)
         if token:
@@ -87,7 +87,7 @@ class Engine:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 return Response(r.status, dict(r.headers), r.read().decode())
         except urllib.error.HTTPError as e:
             return Response(e.code, dict(e.headers), e.read().decode())

@@ -115,12 +115,14 @@ TEST_CASE("the example consortium loads with zero errors", "[unit]") {
     CHECK(c.consortium.logging().level() == v1::LOG_LEVEL_INFO);
   }
 
-  SECTION("topics: the seven standard ones with configured overrides") {
-    REQUIRE(c.topics.size() == 7);
+  SECTION("topics: the eight standard ones with configured overrides") {
+    REQUIRE(c.topics.size() == 8);
     CHECK(c.topics[0] == topic_settings{.name = "yilian.patient.v1", .partitions = 4, .retention_ms = -1, .retention_bytes = -1});
     CHECK(c.topics[1] == topic_settings{.name = "yilian.booking.v1", .partitions = 8, .retention_ms = -1, .retention_bytes = -1});
     CHECK(c.topics[5] == topic_settings{.name = "yilian.deadletter.v1", .partitions = 4, .retention_ms = 7776000000, .retention_bytes = -1});
     CHECK(c.topics[6] == topic_settings{.name = "yilian.careplan.v1", .partitions = 4, .retention_ms = -1, .retention_bytes = -1});
+    // The identity log: one partition, kept forever, whatever the bus default.
+    CHECK(c.topics[7] == topic_settings{.name = "yilian.identity.v1", .partitions = 1, .retention_ms = -1, .retention_bytes = -1});
   }
 
   SECTION("code maps translate local exam codes to catalogue codes that the equipment offers") {
@@ -226,7 +228,7 @@ TEST_CASE("an unknown field is reported with a suggestion when it is a near miss
         std::vector<std::string>{
             "tests/data/config/unknown_field/consortium.yaml:4:1: colour: unknown field (expected one of: id, "
             "name, hospitals, equipment, topics, bus, http, mllp, principals, logging, data_dir, time_zone, "
-            "referrals, patient_notifications)",
+            "referrals, patient_notifications, identity)",
             "tests/data/config/unknown_field/consortium.yaml:10:5: hospitals[1].name: required",
             "tests/data/config/unknown_field/consortium.yaml:11:5: hospitals[1].nmae: unknown field (did you mean "
             "\"name\"?)",
@@ -435,10 +437,12 @@ TEST_CASE("a Kafka bus gets its defaults and the topics take the Kafka partition
   CHECK(k.max_in_flight() == 10000);
   CHECK(k.client_id() == "yilian-test-kafka");
   CHECK(k.group_prefix() == "test-kafka");
-  REQUIRE(l.topics.size() == 8);
+  REQUIRE(l.topics.size() == 9);
   CHECK(l.topics[0] == topic_settings{.name = "yilian.patient.v1", .partitions = 6, .retention_ms = 604800000, .retention_bytes = -1});
   CHECK(l.topics[3] == topic_settings{.name = "yilian.report.v1", .partitions = 12, .retention_ms = 2592000000, .retention_bytes = -1});
-  CHECK(l.topics[7] == topic_settings{.name = "yilian.audit.v1", .partitions = 1, .retention_ms = 604800000, .retention_bytes = -1});
+  // The identity log ignores the Kafka default partitions and retention.
+  CHECK(l.topics[7] == topic_settings{.name = "yilian.identity.v1", .partitions = 1, .retention_ms = -1, .retention_bytes = -1});
+  CHECK(l.topics[8] == topic_settings{.name = "yilian.audit.v1", .partitions = 1, .retention_ms = 604800000, .retention_bytes = -1});
 }
 
 TEST_CASE("secrets in Kafka properties and TLS files that do not exist are refused", "[unit]") {
@@ -460,12 +464,12 @@ TEST_CASE("secrets in Kafka properties and TLS files that do not exist are refus
 
 TEST_CASE("the standard topics come from the schema's topic table", "[unit]") {
   const auto topics = standard_topics();
-  REQUIRE(topics.size() == 7);
+  REQUIRE(topics.size() == 8);
   std::vector<std::string> names;
   for (const auto& t : topics) names.push_back(t.name);
   CHECK(names == std::vector<std::string>{"yilian.patient.v1", "yilian.booking.v1", "yilian.referral.v1",
                                           "yilian.report.v1", "yilian.outbound.v1", "yilian.deadletter.v1",
-                                          "yilian.careplan.v1"});
+                                          "yilian.careplan.v1", "yilian.identity.v1"});
   CHECK(topic_name(yilian::events::v1::TOPIC_BOOKING) == "yilian.booking.v1");
   CHECK(topics[1].partition_key == "equipment (resource) id");
   CHECK(topic_name(yilian::events::v1::TOPIC_UNSPECIFIED).empty());

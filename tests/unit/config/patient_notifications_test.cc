@@ -201,7 +201,7 @@ TEST_CASE("templates name known event types, statuses and placeholders, once eac
                      "SlotAvailabilityChanged, AppointmentChanged, EncounterEvent, ImagingStudyAvailable, "
                      "ReportIssued, DocumentShared, DeliveryAcknowledged, ConsentRecorded, DeadLetter, "
                      "BookingCommand, BookingCommandRejected, ReferralCommand, ReferralCommandRejected, "
-                     "CarePlanChanged, CarePlanOccurrence)",
+                     "CarePlanChanged, CarePlanOccurrence, PatientRecordObserved, PatientLinkCommand)",
                      "20:7: patient_notifications.templates[6].text: required (the zh-CN text the patient receives)",
                  });
 }
