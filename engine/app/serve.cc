@@ -20,6 +20,8 @@
 #include "engine/app/console_routes.h"
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
+#include "engine/app/patient_api.h"
+#include "engine/app/patient_fhir.h"
 #include "engine/app/referral_api.h"
 #include "engine/app/referral_fhir.h"
 #include "engine/app/report_api.h"
@@ -318,6 +320,8 @@ int run_serve(const serve_options& options) {
     return 2;
   }
   identity_ref.store(&identity);
+  add_patient_routes(server.routes(), identity, **audit, cfg);
+  add_patient_fhir_routes(server.routes(), identity, **audit, cfg);
   // Set once the HL7 adapter runs (its ingest store holds the raw messages).
   std::atomic<hl7v2::service*> hl7_ref{nullptr};
   add_report_routes(server.routes(),

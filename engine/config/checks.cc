@@ -954,6 +954,8 @@ void check_profiles_together(const v1::Consortium& c, const std::vector<profile_
   };
   std::unordered_map<std::string, first_use> facilities;
   std::vector<std::string> equipment_ids;
+  std::vector<std::string> card_systems;
+  constexpr std::size_t max_card_systems = 4;
   for (const auto& e : c.equipment()) {
     if (!e.id().empty()) equipment_ids.push_back(e.id());
   }
@@ -973,6 +975,19 @@ void check_profiles_together(const v1::Consortium& c, const std::vector<profile_
                   "facility id " + quote(f) + " already names hospital " + quote(it->second.hospital) + " (" +
                       it->second.doc->file + ":" + std::to_string(at.line) + ":" + std::to_string(at.column) +
                       "); each facility id names one hospital");
+      }
+    }
+    // The identity index compares at most four person-level card systems
+    // (engine/identity/matcher.h max_card_systems).
+    for (int i = 0; i < p.identifier_authorities_size(); ++i) {
+      const auto& a = p.identifier_authorities(i);
+      if (a.type() != events::v1::IDENTIFIER_TYPE_INSURANCE_CARD && a.type() != events::v1::IDENTIFIER_TYPE_HEALTH_CARD) continue;
+      if (std::find(card_systems.begin(), card_systems.end(), a.system()) != card_systems.end()) continue;
+      card_systems.push_back(a.system());
+      if (card_systems.size() == max_card_systems + 1) {
+        out.error(*ref.doc, index_path("identifier_authorities", i) + ".system",
+                  "a fifth insurance / health card system " + quote(a.system()) +
+                      ": the identity index compares at most four across the consortium");
       }
     }
     std::map<std::string, std::string> resources(p.resource_ids().begin(), p.resource_ids().end());

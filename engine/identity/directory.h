@@ -28,7 +28,7 @@ struct xref_identifier {
 
 struct cross_reference {
   std::string enterprise_id;                 // e.g. "YL000000042"
-  std::vector<xref_identifier> identifiers;  // record by record, oldest record first; no duplicates
+  std::vector<xref_identifier> identifiers;  // record by record, oldest record first; a national identifier (resident ID) once per record carrying it
 };
 
 class directory {

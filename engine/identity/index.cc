@@ -14,10 +14,10 @@ constexpr std::size_t min_records_for_frequencies = 1000;
 
 // Text fields of a packed record, in blob order.
 enum text_field : std::size_t {
-  t_family, t_given, t_phone, t_rid, t_card0, t_card1, t_postcode, t_city, t_street, t_street_number, t_line2,
-  t_province, t_ids, text_fields
+  t_family, t_given, t_phone, t_rid, t_card0, t_card1, t_card2, t_card3, t_postcode, t_city, t_street, t_street_number,
+  t_line2, t_province, t_ids, text_fields
 };
-static_assert(max_card_systems == 2, "packed record layout has two card slots");
+static_assert(max_card_systems == 4, "packed record layout has four card slots");
 constexpr std::size_t max_field_bytes = 255;
 
 std::string_view clip(std::string_view s) { return s.substr(0, std::min(s.size(), max_field_bytes)); }
@@ -136,6 +136,8 @@ features_view identity_index::view_of(std::uint32_t record) const {
                   .phone = s.get(t_phone), .resident_id = s.get(t_rid)};
   v.cards[0] = s.get(t_card0);
   v.cards[1] = s.get(t_card1);
+  v.cards[2] = s.get(t_card2);
+  v.cards[3] = s.get(t_card3);
   v.postcode = s.get(t_postcode);
   v.city = s.get(t_city);
   v.street = s.get(t_street);
@@ -150,6 +152,7 @@ void identity_index::restore(std::uint32_t record, const classified& c) {
   const features& f = c.f;
   std::array<std::string_view, t_ids> parts{clip(f.name.family), clip(f.name.given), clip(f.phone),
                                             clip(f.resident_id), clip(f.cards[0]), clip(f.cards[1]),
+                                            clip(f.cards[2]), clip(f.cards[3]),
                                             clip(f.postcode), clip(f.city), clip(f.street),
                                             clip(f.street_number), clip(f.line2), clip(f.province)};
   std::string ids;
@@ -669,7 +672,7 @@ result<decision> identity_index::merge_within_domain(std::string_view hospital, 
   c.f.sex = v.sex;
   c.f.phone = v.phone;
   c.f.resident_id = v.resident_id;
-  c.f.cards = {std::string(v.cards[0]), std::string(v.cards[1])};
+  c.f.cards = {std::string(v.cards[0]), std::string(v.cards[1]), std::string(v.cards[2]), std::string(v.cards[3])};
   c.f.postcode = v.postcode;
   c.f.city = v.city;
   c.f.street = v.street;

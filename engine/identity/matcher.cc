@@ -376,8 +376,12 @@ pair_verdict decide(const features_view& /*a*/, const features_view& /*b*/, cons
   // Deterministic rules: an identifier only a person holds, confirmed by name
   // and birth date. A resident ID that failed validation is not in the
   // features at all, so it can never reach this point.
+  // Two records of one hospital are still the hospital's to merge (A40),
+  // even when a rule says they are one person: held for review.
+  const bool domain_hold = opt.hold_same_domain && same_domain;
   if (opt.rule_resident_id && c.level_of(field::resident_id) == 0 && names_agree(c) && birth_exact) {
-    out.v = verdict::link;
+    out.v = domain_hold ? verdict::review : verdict::link;
+    out.held = domain_hold ? hold::same_domain : hold::none;
     out.by = rule::resident_id;
     return out;
   }
@@ -386,6 +390,9 @@ pair_verdict decide(const features_view& /*a*/, const features_view& /*b*/, cons
     if (rid_conflict && opt.hold_conflicting_resident_id) {
       out.v = verdict::review;
       out.held = hold::conflicting_resident_id;
+    } else if (domain_hold) {
+      out.v = verdict::review;
+      out.held = hold::same_domain;
     } else {
       out.v = verdict::link;
     }

@@ -25,7 +25,7 @@
 namespace yilian::identity {
 
 // At most this many person-level card systems (insurance, health card, ...).
-inline constexpr std::size_t max_card_systems = 2;
+inline constexpr std::size_t max_card_systems = 4;
 
 enum class field : std::uint8_t {
   family,
