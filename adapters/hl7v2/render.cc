@@ -341,15 +341,62 @@ const cfg::IdentifierAuthority* authority_for(const cfg::HospitalProfile& p, std
   return nullptr;
 }
 
+// The destination's own identifiers of the patient, from the identity index:
+// those of the person's records at the destination hospital that the event
+// does not already carry. Also the enterprise id when the event has none.
+struct cross_referenced {
+  std::vector<ev::Identifier> own;
+  std::string enterprise;
+};
+
+cross_referenced cross_reference(const context& c) {
+  cross_referenced out;
+  if (c.o.directory == nullptr) return out;
+  const auto& subject = c.e.subject();
+  std::optional<identity::cross_reference> x;
+  if (!subject.enterprise_patient_id().empty()) x = c.o.directory->person(subject.enterprise_patient_id());
+  for (int i = 0; !x && i < subject.identifiers_size(); ++i) {
+    const auto& id = subject.identifiers(i);
+    if (!id.value().empty()) x = c.o.directory->cross_reference_of(id.system(), id.value());
+  }
+  if (!x) return out;
+  out.enterprise = x->enterprise_id;
+  for (const auto& id : x->identifiers) {
+    if (id.hospital != c.dest.hospital() || authority_for(c.dest, id.system) == nullptr) continue;
+    const bool carried = std::any_of(subject.identifiers().begin(), subject.identifiers().end(), [&](const ev::Identifier& s) {
+      return s.system() == id.system && s.value() == id.value;
+    });
+    const bool listed = std::any_of(out.own.begin(), out.own.end(), [&](const ev::Identifier& s) {
+      return s.system() == id.system && s.value() == id.value;
+    });
+    if (carried || listed) continue;
+    ev::Identifier& o = out.own.emplace_back();
+    o.set_system(id.system);
+    o.set_value(id.value);
+    o.set_assigner(id.hospital);
+    ev::IdentifierType t = ev::IDENTIFIER_TYPE_OTHER;
+    (void)ev::IdentifierType_Parse("IDENTIFIER_TYPE_" + id.type, &t);
+    o.set_type(t);
+  }
+  return out;
+}
+
 std::string pid3(const context& c) {
   std::vector<std::string> known;
   std::vector<std::string> unknown;
+  const cross_referenced x = cross_reference(c);
+  // The destination's own numbers first: the first repetition is the one
+  // most receiving systems file the message under.
+  for (const auto& id : x.own) {
+    known.push_back(render_identifier(id.value(), id.system(), id.type(), c.dest, c.o.consortium, kDelims).text);
+  }
   for (const auto& id : c.e.subject().identifiers()) {
     if (id.value().empty()) continue;
     auto r = render_identifier(id.value(), id.system(), id.type(), c.dest, c.o.consortium, kDelims);
     (r.reader_knows ? known : unknown).push_back(std::move(r.text));
   }
-  const std::string& enterprise = c.e.subject().enterprise_patient_id();
+  const std::string& enterprise =
+      c.e.subject().enterprise_patient_id().empty() ? x.enterprise : c.e.subject().enterprise_patient_id();
   if (!enterprise.empty()) {
     const cfg::IdentifierAuthority* auth = nullptr;
     for (const auto& a : c.dest.identifier_authorities()) {

@@ -93,6 +93,7 @@
 #include "adapters/hl7v2/message.h"
 #include "engine/config/config.h"
 #include "engine/core/error.h"
+#include "engine/identity/directory.h"
 #include "yilian/config/v1/profile.pb.h"
 #include "yilian/events/v1/envelope.pb.h"
 
@@ -118,6 +119,12 @@ struct render_options {
   // and AE title (IPC-9), hospital names and facility ids (ORC-21, PRD-4,
   // PRD-7). Optional: without it ids are written as they are.
   const config::loaded_consortium* consortium = nullptr;
+  // The identity index. When set, PID-3 leads with the destination's own
+  // identifiers of the patient (its MRN, as the index cross-references it),
+  // so a hospital receives a referral or a report under the number its own
+  // system knows, and the enterprise id is added if the event lacks it.
+  // Optional: without it PID-3 holds what the event carries.
+  const identity::directory* directory = nullptr;
 };
 
 struct rendered_message {

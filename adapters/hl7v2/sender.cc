@@ -191,6 +191,7 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
     render_.sending_facility = s_.opts.sending_facility;
     render_.charset = charset_;
     render_.consortium = s_.consortium;
+    render_.directory = s_.opts.directory;
     render_.utc_offset = [z = *zone](std::chrono::sys_seconds t) {
       return std::chrono::seconds{z.offset_at(t.time_since_epoch().count())};
     };

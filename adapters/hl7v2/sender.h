@@ -115,6 +115,7 @@
 #include "engine/config/config.h"
 #include "engine/core/error.h"
 #include "engine/core/metrics.h"
+#include "engine/identity/directory.h"
 
 namespace yilian::hl7v2 {
 
@@ -147,6 +148,9 @@ struct sender_options {
   std::chrono::milliseconds connect_timeout{5000};
   // Check the server certificate of TLS endpoints. Off only in tests.
   bool tls_verify = true;
+  // The identity index (render_options::directory): PID-3 then carries the
+  // destination's own identifiers of the patient. Not owned; may be null.
+  const identity::directory* directory = nullptr;
 };
 
 // A snapshot of one destination for the console and tests.

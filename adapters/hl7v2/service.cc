@@ -135,7 +135,8 @@ result<void> service::start() {
 
   if (s.options.start_sender) {
     s.sender = std::make_unique<outbound_sender>(s.executor, s.bus, s.cfg,
-                                                 sender_options{.group_prefix = s.options.group_prefix},
+                                                 sender_options{.group_prefix = s.options.group_prefix,
+                                                                .directory = s.options.directory},
                                                  s.registry);
     if (auto started = s.sender->start(); !started) {
       for (auto& c : s.channels) c.mllp->stop();

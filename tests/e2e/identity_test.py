@@ -12,13 +12,14 @@ the audit log.
 """
 import json
 import os
+import shutil
 import time
 import unittest
 import urllib.parse
 import uuid
 
-from engine import Engine, OPERATOR
-from hl7tools import events, field, mllp_exchange, mllp_ports, msa
+from engine import Engine, OPERATOR, consortium_copy
+from hl7tools import MllpServer, events, field, mllp_exchange, mllp_ports, msa
 
 TERTIARY = "dev-zs-tertiary-his-token"
 XZ = "dev-xz-thc-his-token"
@@ -54,7 +55,9 @@ def ctl(prefix):
 class Identity(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.engine = Engine(extra_args=["--mllp-any-port"])
+        cls.tertiary = MllpServer()  # the tertiary hospital's HIS, receiving referrals
+        cls.config = consortium_copy({"127.0.0.1:6661": "127.0.0.1:%d" % cls.tertiary.port})
+        cls.engine = Engine(config=os.path.join(cls.config, "consortium.yaml"), extra_args=["--mllp-any-port"])
         cls.ports = mllp_ports(cls.engine, ["zs-tertiary", "xz-thc", "dc-chc"])
         deadline = time.monotonic() + 30
         while cls.engine.request("GET", "/readyz").status != 200:
@@ -88,6 +91,8 @@ class Identity(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.engine.close()
+        cls.tertiary.close()
+        shutil.rmtree(cls.config, ignore_errors=True)
 
     def send(self, hospital, *segments):
         payload = ("\r".join(segments) + "\r").encode("utf-8")
@@ -163,6 +168,26 @@ class Identity(unittest.TestCase):
                    and e["envelope"]["source"].get("controlId") == control]
         self.assertEqual(len(updated), 1)
         self.assertEqual(updated[0]["subject"]["enterprisePatientId"], zs["enterprise_id"])
+
+    def test_a_referral_reaches_the_tertiary_hospital_under_its_own_mrn(self):
+        self.person(XZ_MRN, self.xz_mrn)
+        rid = "RF-" + uuid.uuid4().hex[:10]
+        # The clinic refers by its own MRN only; the tertiary hospital's HIS files
+        # messages under its MRN, which the identity index knows.
+        self.send("xz-thc",
+                  "MSH|^~\\&|CLINIC|XZWSY|YILIAN|ZSRMYY|%s||REF^I12^REF_I12|%s|P|2.5|||||CHN|UNICODE UTF-8" % (now_hl7(), ctl("REF")),
+                  "RF1|P|R||||%s^XZWSY|||||^胸痛待查" % rid,
+                  "PRD|RP|张^全科||全科^^^XZWSY|||XZ03",
+                  "PRD|RT|||放射科^^^ZSRMYY",
+                  "PID|1||%s^^^XZWSY^MR||ZHANG^JIANGUO||19680314|M" % self.xz_mrn,
+                  "DG1|1||R07.4^胸痛^ICD10")
+        got = self.tertiary.wait_for(lambda m: "REF^I12" in m and rid in m)
+        pid3 = field(got, "PID", 3).split("~")
+        first = pid3[0].split("^")
+        self.assertEqual(first[0], self.zs_mrn, got)
+        self.assertEqual(first[3].split("&")[0], "ZSRMYY")
+        self.assertIn(self.xz_mrn, [c.split("^")[0] for c in pid3])
+        self.assertIn(self.person(ZS_MRN, self.zs_mrn)["enterprise_id"], [c.split("^")[0] for c in pid3])
 
     def test_pix_over_mllp_and_ihe_pix_over_http_return_the_same_cross_reference(self):
         self.person(XZ_MRN, self.xz_mrn)

@@ -194,6 +194,65 @@ TEST_CASE("PID-3 maps identifiers back to the destination's assigning authoritie
   CHECK(f.repetition(3).component(5) == "PT");
 }
 
+namespace {
+// The identity index as the renderer asks it: one person with a record at
+// dc-chc and one at zs-tertiary.
+class one_person final : public identity::directory {
+ public:
+  std::string enterprise_id_of(std::string_view system, std::string_view value) const override {
+    return knows(system, value) ? "YL000000007" : "";
+  }
+  std::optional<identity::cross_reference> cross_reference_of(std::string_view system, std::string_view value) const override {
+    if (!knows(system, value)) return std::nullopt;
+    return person("YL000000007");
+  }
+  std::optional<identity::cross_reference> person(std::string_view id) const override {
+    if (id != "YL000000007") return std::nullopt;
+    return identity::cross_reference{
+        .enterprise_id = "YL000000007",
+        .identifiers = {{.system = "urn:yilian:id:dc-chc:mrn", .value = "DC-77", .type = "MRN", .hospital = "dc-chc"},
+                        {.system = "urn:yilian:id:zs-tertiary:mrn", .value = "ZS-5001", .type = "MRN", .hospital = "zs-tertiary"},
+                        {.system = "urn:yilian:id:cn:resident", .value = "11010519491231002X", .type = "RESIDENT_ID",
+                         .hospital = "zs-tertiary"}}};
+  }
+
+ private:
+  static bool knows(std::string_view system, std::string_view value) {
+    return (system == "urn:yilian:id:dc-chc:mrn" && value == "DC-77") ||
+           (system == "urn:yilian:id:zs-tertiary:mrn" && value == "ZS-5001");
+  }
+};
+}  // namespace
+
+TEST_CASE("with the identity index, PID-3 leads with the destination's own number of the patient", "[unit]") {
+  // A clinic's patient (only its MRN on the event) sent to the tertiary hospital.
+  ev::Envelope e;
+  e.set_event_id(kEventId);
+  *e.mutable_recorded_at() = at(kJune1);
+  auto* id = e.mutable_subject()->add_identifiers();
+  id->set_system("urn:yilian:id:dc-chc:mrn");
+  id->set_value("DC-77");
+  id->set_type(ev::IDENTIFIER_TYPE_MRN);
+  e.mutable_patient_updated()->set_trigger("A08");
+  const one_person index;
+  render_options o = options();
+  o.directory = &index;
+  const auto m = render_ok(e, o);
+  const auto f = (*m.find("PID")).field(3);
+  REQUIRE(f.repetition_count() == 4);
+  CHECK(f.repetition(0).component(1) == "ZS-5001");  // the tertiary hospital's own MRN first
+  CHECK(f.repetition(0).component(4, 1) == "ZSRMYY");
+  CHECK(f.repetition(0).component(5) == "MR");
+  CHECK(f.repetition(1).component(1) == "11010519491231002X");
+  CHECK(f.repetition(2).component(1) == "DC-77");
+  CHECK(f.repetition(3).component(1) == "YL000000007");  // the enterprise id, which the event lacked
+  // Without the index: what the event carries, nothing more.
+  const auto without = render_ok(e);
+  const auto plain = (*without.find("PID")).field(3);
+  REQUIRE(plain.repetition_count() == 1);
+  CHECK(plain.repetition(0).component(1) == "DC-77");
+}
+
 TEST_CASE("ADT messages carry demographics, escaped, and read back unchanged", "[unit]") {
   auto e = base_event();
   auto* reg = e.mutable_patient_registered();
