@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "engine/app/person_filter.h"
 #include "engine/app/booking_support.h"
 #include "engine/app/request_json.h"
 #include "engine/core/ids.h"
@@ -378,8 +379,10 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
     });
   }, api::route_options{.roles = {api::role::operator_, api::role::hospital_system}});
 
-  routes.add(verb::get, "/api/v1/bookings", [&svc, &audit](api::request& req) -> result<api::response> {
+  routes.add(verb::get, "/api/v1/bookings", [&svc, &audit, options](api::request& req) -> result<api::response> {
     const auto& p = *req.principal;
+    auto person = person_filter::from(req, options.patients);
+    if (!person) return std::unexpected(person.error());
     std::string hospital = p.hospital.value();
     if (auto h = req.query_param("hospital"); h && !h->empty()) {
       if (p.role != api::role::operator_ && *h != hospital) {
@@ -393,8 +396,10 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
     std::vector<std::string> ids;
     auto out = svc.read([&](const bk::ledger& l) {
       json list = json::array();
-      for (const auto* b : l.bookings_of(hospital, want_state.empty() ? limit : 100000)) {
+      const bool filtered = !want_state.empty() || *person;
+      for (const auto* b : l.bookings_of(hospital, filtered ? 100000 : limit)) {
         if (!want_state.empty() && bk::state_name(b->st) != want_state) continue;
+        if (*person && !(*person)->matches(b->subject)) continue;
         if (list.size() >= limit) break;
         ids.push_back(b->id);
         list.push_back(booking_json(*b, l));

@@ -29,6 +29,7 @@
 #include <chrono>
 
 #include "engine/api/audit.h"
+#include "engine/identity/directory.h"
 #include "engine/api/router.h"
 #include "engine/core/metrics.h"
 #include "engine/workflows/booking/service.h"
@@ -37,6 +38,8 @@ namespace yilian::app {
 
 struct booking_api_options {
   std::chrono::milliseconds decision_timeout{std::chrono::seconds(10)};
+  // The identity index, for GET /api/v1/bookings?patient=<enterprise id>.
+  const identity::directory* patients = nullptr;
 };
 
 void add_booking_routes(api::router& routes, workflows::booking::service& svc, api::audit_log& audit,

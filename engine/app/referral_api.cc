@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/app/person_filter.h"
 #include "engine/app/booking_support.h"
 #include "engine/app/referral_support.h"
 #include "engine/app/request_json.h"
@@ -215,8 +216,10 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
                co_return co_await run_command(svc, audit, req, cmd, zone, options, status::created);
              });
 
-  routes.add(verb::get, "/api/v1/referrals", [&svc, &audit, zone](api::request& req) -> result<api::response> {
+  routes.add(verb::get, "/api/v1/referrals", [&svc, &audit, zone, options](api::request& req) -> result<api::response> {
     const auto& p = *req.principal;
+    auto person = person_filter::from(req, options.patients);
+    if (!person) return std::unexpected(person.error());
     std::string hospital = p.hospital.value();
     if (auto h = req.query_param("hospital"); h && !h->empty()) {
       if (p.role != api::role::operator_ && *h != hospital) {
@@ -240,6 +243,7 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
         if (role == "received" && r->to_hospital != hospital) continue;
         if (!want_state.empty() && rf::state_name(r->st) != want_state) continue;
         if (!want_direction.empty() && referral::direction_code(r->direction) != want_direction) continue;
+        if (*person && !(*person)->matches(r->subject)) continue;
         if (list.size() >= limit) break;
         ids.push_back(r->id);
         list.push_back(referral_json(*r, l, zone, false));

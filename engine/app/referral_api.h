@@ -23,12 +23,15 @@
 
 #include "engine/api/audit.h"
 #include "engine/api/router.h"
+#include "engine/identity/directory.h"
 #include "engine/workflows/referral/service.h"
 
 namespace yilian::app {
 
 struct referral_api_options {
   std::chrono::milliseconds decision_timeout{std::chrono::seconds(10)};
+  // The identity index, for GET /api/v1/referrals?patient=<enterprise id>.
+  const identity::directory* patients = nullptr;
 };
 
 void add_referral_routes(api::router& routes, workflows::referral::service& svc, api::audit_log& audit,

@@ -220,15 +220,30 @@ int run_serve(const serve_options& options) {
     std::fprintf(stderr, "yilian: %s\n", audit.error().describe().c_str());
     return 2;
   }
+  // Consumer groups: "[<group_prefix>-]yilian-booking..." like the HL7 sender's.
+  const std::string configured_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : "";
+  const std::string kafka_prefix = configured_prefix.empty() ? "" : configured_prefix + "-";
+  // The identity index: every instance folds the identity log; the feed
+  // copies patient records into it; the writer announces link decisions.
+  auto identity_options = workflows::identity::options_from(cfg);
+  if (!identity_options) {
+    std::fprintf(stderr, "yilian: %s\n", identity_options.error().describe().c_str());
+    return 1;
+  }
+  identity_options->group_prefix = kafka_prefix;
+  workflows::identity::service identity(events_bus, std::move(*identity_options), &registry);
+  if (auto started = identity.start(); !started) {
+    logger.error("cannot start the identity index", {log::field("error", started.error().describe())});
+    std::fprintf(stderr, "yilian: cannot start the identity index: %s\n", started.error().describe().c_str());
+    return 2;
+  }
+  identity_ref.store(&identity);
   // Booking workflow: the ledger (view of the booking topic) and the writer.
   auto booking_ledger = workflows::booking::ledger::create(cfg);
   if (!booking_ledger) {
     std::fprintf(stderr, "yilian: booking: %s\n", booking_ledger.error().describe().c_str());
     return 2;
   }
-  // Consumer groups: "[<group_prefix>-]yilian-booking..." like the HL7 sender's.
-  const std::string configured_prefix = cfg.uses_kafka() ? cfg.consortium.bus().kafka().group_prefix() : "";
-  const std::string kafka_prefix = configured_prefix.empty() ? "" : configured_prefix + "-";
   workflows::booking::service booking(
       events_bus, std::move(*booking_ledger),
       workflows::booking::service_options{
@@ -261,7 +276,7 @@ int run_serve(const serve_options& options) {
     }
   }
   booking_ref.store(&booking);
-  add_booking_routes(server.routes(), booking, **audit);
+  add_booking_routes(server.routes(), booking, **audit, booking_api_options{.patients = &identity});
   add_booking_fhir_routes(server.routes(), booking, **audit);
 
   // Referral workflow: the ledger and writer, what hospitals and bookings
@@ -303,23 +318,8 @@ int run_serve(const serve_options& options) {
   }
   referral_ref.store(&referral);
   reports_ref.store(&report_library);
-  add_referral_routes(server.routes(), referral, **audit);
+  add_referral_routes(server.routes(), referral, **audit, referral_api_options{.patients = &identity});
   add_referral_fhir_routes(server.routes(), referral, **audit);
-  // The identity index: every instance folds the identity log; the feed
-  // copies patient records into it; the writer announces link decisions.
-  auto identity_options = workflows::identity::options_from(cfg);
-  if (!identity_options) {
-    std::fprintf(stderr, "yilian: %s\n", identity_options.error().describe().c_str());
-    return 1;
-  }
-  identity_options->group_prefix = kafka_prefix;
-  workflows::identity::service identity(events_bus, std::move(*identity_options), &registry);
-  if (auto started = identity.start(); !started) {
-    logger.error("cannot start the identity index", {log::field("error", started.error().describe())});
-    std::fprintf(stderr, "yilian: cannot start the identity index: %s\n", started.error().describe().c_str());
-    return 2;
-  }
-  identity_ref.store(&identity);
   add_patient_routes(server.routes(), identity, **audit, cfg);
   add_patient_fhir_routes(server.routes(), identity, **audit, cfg);
   // Set once the HL7 adapter runs (its ingest store holds the raw messages).

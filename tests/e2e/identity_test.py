@@ -187,7 +187,15 @@ class Identity(unittest.TestCase):
         self.assertEqual(first[0], self.zs_mrn, got)
         self.assertEqual(first[3].split("&")[0], "ZSRMYY")
         self.assertIn(self.xz_mrn, [c.split("^")[0] for c in pid3])
-        self.assertIn(self.person(ZS_MRN, self.zs_mrn)["enterprise_id"], [c.split("^")[0] for c in pid3])
+        eid = self.person(ZS_MRN, self.zs_mrn)["enterprise_id"]
+        self.assertIn(eid, [c.split("^")[0] for c in pid3])
+        # The person's referrals, whichever hospital's number they were made under.
+        listed = self.call("GET", "/api/v1/referrals?patient=" + eid, TERTIARY).json()["referrals"]
+        self.assertIn(rid, [r["id"] for r in listed])
+        other = self.call("GET", "/api/v1/referrals?patient=" + self.person(DC_MRN, self.dc_mrn)["enterprise_id"],
+                          TERTIARY).json()["referrals"]
+        self.assertNotIn(rid, [r["id"] for r in other])
+        self.assertEqual(self.call("GET", "/api/v1/referrals?patient=YL999999999", TERTIARY).json()["referrals"], [])
 
     def test_pix_over_mllp_and_ihe_pix_over_http_return_the_same_cross_reference(self):
         self.person(XZ_MRN, self.xz_mrn)
