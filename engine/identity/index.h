@@ -162,7 +162,11 @@ class identity_index {
   void set_today(civil_date d) noexcept { today_ = d; }
 
   const std::vector<audit_entry>& history() const noexcept { return history_; }
+  // Walks every record for memory_bytes: for metrics and logs, not per event.
   index_stats stats() const;
+  // O(1): live persons and records.
+  std::size_t persons() const noexcept { return live_persons_; }
+  std::size_t records() const noexcept { return live_records_; }
   const identity_options& options() const noexcept { return opt_; }
 
  private:

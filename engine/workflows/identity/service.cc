@@ -256,6 +256,8 @@ class service::state final : public view {
   void note_identifiers(const ev::Subject& s);
   std::optional<std::uint32_t> key_record(const std::vector<idx::identifier>& ids) const;
   record_info info(std::uint32_t record) const;
+  // The record's hospital and identifiers only (no demographics parsed).
+  record_info identified(std::uint32_t record) const;
   std::uint32_t intern_actor(std::string_view a);
   std::string hospital_of(const ev::Envelope& e) const;
 
@@ -369,7 +371,7 @@ void service::state::record_upsert(const bus::record& r, const ev::Envelope& e, 
   }
   if (!known && (dec.outcome == idx::outcome::new_person || dec.outcome == idx::outcome::review)) {
     announcement a{.offset = r.offset, .record = *stored, .from = none, .to = dec.person.value(),
-                   .score_bits = 0.0F, .persons = static_cast<float>(index_.stats().persons),
+                   .score_bits = 0.0F, .persons = static_cast<float>(index_.persons()),
                    .action = ev::LINK_ACTION_ASSIGNED, .basis = ev::LINK_BASIS_NEW_PERSON,
                    .decided_ms = r.timestamp_ms};
     announcements_.push_back(a);
@@ -485,7 +487,8 @@ command_outcome service::state::record_command(const bus::record& r, const ev::E
 void service::state::announce_history(std::size_t from, std::int64_t offset, std::int64_t ms, const idx::decision* d,
                                       std::uint32_t reason) {
   const auto& h = index_.history();
-  const auto persons = static_cast<float>(index_.stats().persons);
+  if (from >= h.size()) return;
+  const auto persons = static_cast<float>(index_.persons());
   for (std::size_t i = from; i < h.size(); ++i) {
     const idx::audit_entry& a = h[i];
     announcement out{.offset = offset, .record = a.record, .from = a.from.value(), .to = a.to.value(),
@@ -511,6 +514,16 @@ void service::state::announce_history(std::size_t from, std::int64_t offset, std
 }
 
 record_info service::state::info(std::uint32_t record) const {
+  record_info out = identified(record);
+  if (record < display_.size()) {
+    (void)out.demographics.ParseFromString(display_[record].demographics);
+    out.last_event_id = display_[record].last_event_id;
+    out.observed_only = display_[record].observed_only;
+  }
+  return out;
+}
+
+record_info service::state::identified(std::uint32_t record) const {
   record_info out;
   out.hospital = std::string(index_.hospital_of(record));
   for (const auto& id : all_identifiers(record)) {
@@ -523,11 +536,6 @@ record_info service::state::info(std::uint32_t record) const {
         x.type() == ev::IDENTIFIER_TYPE_OTHER) {
       x.set_assigner(out.hospital);
     }
-  }
-  if (record < display_.size()) {
-    (void)out.demographics.ParseFromString(display_[record].demographics);
-    out.last_event_id = display_[record].last_event_id;
-    out.observed_only = display_[record].observed_only;
   }
   return out;
 }
@@ -638,7 +646,7 @@ ev::Envelope service::state::announce(std::size_t i) const {
   } else if (a.from != none && a.from != a.to) {
     b.set_previous_enterprise_patient_id(format_enterprise_id(idx::enterprise_id(a.from)));
   }
-  const record_info rec = info(a.record);
+  const record_info rec = identified(a.record);
   for (const auto& id : rec.identifiers) *b.add_identifiers() = id;
   b.set_hospital(rec.hospital);
   b.set_score_bits(a.score_bits);
@@ -804,11 +812,18 @@ result<void> service::start() {
 
 void service::stop() {
   auto& m = *impl_;
-  if (m.feed) m.feed->stop();
   m.stopping.store(true);
+  // Leaving a Kafka group can take a while; the three consumers leave together.
+  std::thread feed_stop([&m] {
+    if (m.feed) m.feed->stop();
+  });
   if (m.thread.joinable()) m.thread.join();
-  if (m.writer) m.writer->close();
+  std::thread writer_close([&m] {
+    if (m.writer) m.writer->close();
+  });
   if (m.view) m.view->close();
+  writer_close.join();
+  feed_stop.join();
   m.writer.reset();
   m.view.reset();
   std::unordered_map<std::string, std::vector<std::move_only_function<void(result<command_outcome>)>>> left;
@@ -837,10 +852,14 @@ void service::impl::poll_view() {
     return;
   }
   std::vector<command_outcome> outcomes;
-  if (!batch->empty()) {
+  ev::Envelope e;
+  // Readers (HTTP, PIX, the HL7 adapter's stamping) wait for the exclusive
+  // lock, so it is held for a bounded slice of the batch at a time.
+  constexpr std::size_t slice = 256;
+  for (std::size_t begin = 0; begin < batch->size(); begin += slice) {
     std::unique_lock lock(owner.mu_);
-    ev::Envelope e;
-    for (const auto& r : *batch) {
+    for (std::size_t i = begin; i < std::min(batch->size(), begin + slice); ++i) {
+      const auto& r = (*batch)[i];
       if (r.offset < owner.state_->applied_through()) continue;  // redelivered
       e.Clear();
       if (!e.ParseFromString(r.value)) {
@@ -850,8 +869,8 @@ void service::impl::poll_view() {
       auto a = owner.state_->apply(r, e);
       if (a.outcome) outcomes.push_back(std::move(*a.outcome));
     }
-    if (applied_total != nullptr) applied_total->inc(static_cast<double>(batch->size()));
   }
+  if (applied_total != nullptr && !batch->empty()) applied_total->inc(static_cast<double>(batch->size()));
   for (const auto& o : outcomes) resolve(o.command_id, o);
   if (!caught_up.load()) {
     if (start_end < 0) {
@@ -864,8 +883,8 @@ void service::impl::poll_view() {
     std::shared_lock lock(owner.mu_);
     if (owner.state_->applied_through() >= start_end) {
       caught_up.store(true);
-      lg.info("identity view caught up", {log::field("records", owner.state_->index().stats().records),
-                                          log::field("persons", owner.state_->index().stats().persons)});
+      lg.info("identity view caught up", {log::field("records", owner.state_->index().records()),
+                                          log::field("persons", owner.state_->index().persons())});
     }
   }
 }

@@ -3,13 +3,11 @@
 //
 //   identity_bench [--sizes 100000,1000000] [--events 50000] [--seed 7]
 //
-// Synthetic population (fixed seed): hanzi names (70%) or pinyin (30%) with a
-// realistic Chinese name distribution (surnames by census share, 120 of
-// them; given-name characters Zipf-like over 140; 80% two-character given
-// names), so the same name and birth date recur; families of 1-4 sharing
-// phone and district (3% twins); valid, unique resident IDs (90%; 2% broken
-// check digits), insurance cards (70%), ten hospitals. The generator keeps
-// the truth, and the bench counts wrong merges and missed links against it. Loading prints its own rate; then, at each size, a measured
+// Synthetic population (fixed seed; population.h, shared with
+// identity_bus_bench): realistic Chinese names, families, twins, resident
+// IDs, insurance cards, ten hospitals; the generator keeps the truth, and the
+// bench counts wrong merges and missed links against it. Loading prints its
+// own rate; then, at each size, a measured
 // stream of events: 50% the same person arriving from another hospital
 // (links), 30% an update of a known MRN, 20% a new person. One thread, as in
 // the engine (the index lives on the patient-topic strand).
@@ -19,170 +17,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <random>
-#include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "engine/identity/index.h"
-#include "engine/identity/names.h"
-#include "engine/identity/resident_id.h"
+#include "tests/bench/identity/population.h"
 
 using namespace yilian::identity;
+using namespace yilian::identity::bench;
 using clk = std::chrono::steady_clock;
-
-namespace {
-
-// Surnames with their approximate share of China's population (2020 census
-// order; the top 30 cover ~63%), then a tail of less common ones sharing the
-// rest. Given-name characters in rough order of popularity, drawn Zipf-like,
-// so 张伟, 王伟, 王芳, 李娜 recur hundreds of times per million as they do in
-// a real city, while most names are rare.
-struct weighted {
-  const char* han;
-  double share;  // percent; 0 = part of the tail
-};
-constexpr weighted surname_table[] = {
-    {"王", 7.12}, {"李", 7.00}, {"张", 6.74}, {"刘", 5.10}, {"陈", 4.61}, {"杨", 3.22}, {"黄", 2.45}, {"赵", 2.29},
-    {"吴", 2.05}, {"周", 1.94}, {"徐", 1.61}, {"孙", 1.48}, {"马", 1.42}, {"朱", 1.28}, {"胡", 1.27}, {"郭", 1.18},
-    {"何", 1.15}, {"高", 1.07}, {"林", 1.06}, {"罗", 0.96}, {"郑", 0.91}, {"梁", 0.90}, {"谢", 0.80}, {"宋", 0.76},
-    {"唐", 0.74}, {"许", 0.69}, {"韩", 0.68}, {"冯", 0.67}, {"邓", 0.66}, {"曹", 0.64}, {"彭", 0}, {"曾", 0},
-    {"肖", 0}, {"田", 0}, {"董", 0}, {"袁", 0}, {"潘", 0}, {"于", 0}, {"蒋", 0}, {"蔡", 0}, {"余", 0}, {"杜", 0},
-    {"叶", 0}, {"程", 0}, {"苏", 0}, {"魏", 0}, {"吕", 0}, {"丁", 0}, {"任", 0}, {"沈", 0}, {"姚", 0}, {"卢", 0},
-    {"姜", 0}, {"崔", 0}, {"钟", 0}, {"谭", 0}, {"陆", 0}, {"汪", 0}, {"范", 0}, {"金", 0}, {"石", 0}, {"廖", 0},
-    {"贾", 0}, {"夏", 0}, {"韦", 0}, {"付", 0}, {"方", 0}, {"白", 0}, {"邹", 0}, {"孟", 0}, {"熊", 0}, {"秦", 0},
-    {"邱", 0}, {"江", 0}, {"尹", 0}, {"薛", 0}, {"闫", 0}, {"段", 0}, {"雷", 0}, {"侯", 0}, {"龙", 0}, {"史", 0},
-    {"陶", 0}, {"黎", 0}, {"贺", 0}, {"顾", 0}, {"毛", 0}, {"郝", 0}, {"龚", 0}, {"邵", 0}, {"万", 0}, {"钱", 0},
-    {"严", 0}, {"覃", 0}, {"武", 0}, {"戴", 0}, {"莫", 0}, {"孔", 0}, {"向", 0}, {"汤", 0}, {"欧阳", 0}, {"司马", 0},
-    {"诸葛", 0}, {"上官", 0}, {"单", 0}, {"仇", 0}, {"查", 0}, {"解", 0}, {"区", 0}, {"朴", 0}, {"常", 0}, {"温", 0}};
-constexpr const char* given_chars[] = {
-    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀", "霞", "平",
-    "刚", "桂", "英", "华", "建", "国", "文", "红", "志", "玉", "兰", "海", "燕", "东", "春", "梅", "丹", "鑫", "宇", "浩",
-    "涵", "怡", "轩", "婷", "博", "佳", "诺", "辉", "鹏", "慧", "琳", "斌", "凯", "晨", "阳", "欣", "雪", "飞", "波", "云",
-    "峰", "晓", "小", "子", "梓", "萱", "雨", "思", "一", "嘉", "欣", "宏", "林", "亮", "成", "永", "金", "荣", "新", "玲",
-    "凤", "光", "德", "清", "生", "福", "龙", "元", "全", "胜", "祥", "才", "发", "武", "利", "宁", "彬", "琴", "淑", "惠",
-    "珍", "莉", "萍", "秋", "颖", "洁", "倩", "蕾", "薇", "悦", "瑶", "璐", "娇", "晶", "妍", "茜", "露", "瑞", "凡", "乐",
-    "俊", "豪", "帅", "旭", "昊", "睿", "泽", "铭", "航", "翔", "楠", "媛", "菲", "蓉", "蓓", "彤", "岚", "双", "琪", "然"};
-constexpr const char* regions[] = {"110105", "110108", "310104", "310115", "440106", "440304", "320102", "320506",
-                                   "510104", "510107", "420102", "420111", "370102", "370212", "330106", "330108"};
-
-struct person {
-  std::uint16_t surname;
-  std::uint8_t g1, g2;  // g2 = 255: one-character given name
-  civil_date born;
-  bool male;
-  std::uint8_t region;
-  std::uint16_t rid_seq;  // unique per (region, birth date): resident IDs are unique
-  std::uint64_t phone;
-  std::uint32_t insurance;  // 0 = none
-  std::uint8_t rid_kind;    // 0 valid, 1 broken, 2 none
-};
-
-// Concatenation without operator+ (g++ 12 -Wrestrict false positives).
-std::string cat(std::string_view a, std::string_view b, std::string_view c = {}) {
-  std::string s;
-  s.reserve(a.size() + b.size() + c.size());
-  s.append(a).append(b).append(c);
-  return s;
-}
-
-struct generator {
-  std::mt19937_64 rng;
-  std::uint64_t phone_seq = 0;
-  std::uint32_t seq = 0;
-  std::discrete_distribution<std::size_t> surname_dist, given_dist;
-  std::vector<std::string> surname_py, given_py;  // pinyin as the index itself reads the hanzi
-  std::unordered_map<std::uint64_t, std::uint16_t> rid_seqs;  // (region, date) -> next sequence
-  explicit generator(std::uint64_t seed) : rng(seed) {
-    std::vector<double> w;
-    double top = 0;
-    std::size_t tail = 0;
-    for (const auto& s : surname_table) top += s.share, tail += s.share == 0 ? 1 : 0;
-    for (const auto& s : surname_table) w.push_back(s.share > 0 ? s.share : (100.0 - top) / static_cast<double>(tail));
-    surname_dist = std::discrete_distribution<std::size_t>(w.begin(), w.end());
-    w.clear();
-    for (std::size_t i = 0; i < std::size(given_chars); ++i) w.push_back(1.0 / (static_cast<double>(i) + 3.0));
-    given_dist = std::discrete_distribution<std::size_t>(w.begin(), w.end());
-    for (const auto& s : surname_table) surname_py.push_back(normalize_name(s.han, "").family);
-    for (const char* g : given_chars) given_py.push_back(normalize_name("", g).given);
-  }
-  std::size_t pick(std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); }
-  bool chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng) < p; }
-
-  person make(const person* family, const person* twin_of = nullptr, std::span<const person> siblings = {}) {
-    person p{};
-    p.surname = static_cast<std::uint16_t>(family && chance(0.8) ? family->surname : surname_dist(rng));
-    do {  // parents do not give two of their children the same name
-      p.g1 = static_cast<std::uint8_t>(given_dist(rng));
-      p.g2 = chance(0.8) ? static_cast<std::uint8_t>(given_dist(rng)) : 255;
-    } while (std::any_of(siblings.begin(), siblings.end(), [&](const person& o) { return o.g1 == p.g1 && o.g2 == p.g2; }));
-    p.born = twin_of ? twin_of->born
-                     : civil_date{.year = static_cast<std::int16_t>(1940 + pick(80)),
-                                  .month = static_cast<std::uint8_t>(1 + pick(12)),
-                                  .day = static_cast<std::uint8_t>(1 + pick(28))};
-    p.male = chance(0.5);
-    p.region = static_cast<std::uint8_t>(family ? family->region : pick(std::size(regions)));
-    p.rid_seq = rid_seqs[static_cast<std::uint64_t>(p.region) << 32 | p.born.packed()]++;
-    seq++;
-    p.phone = family ? family->phone : 13000000000ULL + (phone_seq++ * 7919ULL) % 999999999ULL;
-    p.insurance = chance(0.7) ? 10000000U + seq : 0;
-    const double r = std::uniform_real_distribution<double>(0, 1)(rng);
-    p.rid_kind = r < 0.90 ? 0 : r < 0.92 ? 1 : 2;
-    return p;
-  }
-
-  source_record record(const person& p, std::uint32_t hospital, std::uint64_t mrn, bool pinyin) {
-    source_record r;
-    r.hospital = cat("h", std::to_string(hospital));
-    r.identifiers.push_back({.system = cat("urn:yilian:h", std::to_string(hospital), ":mrn"), .value = std::to_string(mrn)});
-    if (p.rid_kind != 2) {
-      char buf[24];
-      // Sequence digits: odd for men; 500 per sex per (county, day) is plenty here.
-      std::snprintf(buf, sizeof buf, "%s%04d%02d%02d%03u", regions[p.region], p.born.year, p.born.month, p.born.day,
-                    (p.rid_seq % 500U) * 2U + (p.male ? 1U : 0U));
-      std::string rid(buf, 17);
-      char check = resident_id_check_character(rid);
-      if (p.rid_kind == 1) check = check == '0' ? '1' : '0';
-      rid.push_back(check);
-      r.identifiers.push_back({.system = "urn:yilian:resident-id", .value = std::move(rid)});
-    }
-    if (p.insurance) r.identifiers.push_back({.system = "urn:yilian:insurance", .value = cat("YB", std::to_string(p.insurance))});
-    if (pinyin) {
-      r.demo.family_name = surname_py[p.surname];
-      r.demo.given_name = given_py[p.g1];
-      if (p.g2 != 255) r.demo.given_name += given_py[p.g2];
-    } else {
-      r.demo.family_name = surname_table[p.surname].han;
-      r.demo.given_name = given_chars[p.g1];
-      if (p.g2 != 255) r.demo.given_name += given_chars[p.g2];
-    }
-    r.demo.birth_date = p.born;
-    r.demo.sex = p.male ? sex::male : sex::female;
-    r.demo.phone = std::to_string(p.phone);
-    r.demo.city = regions[p.region];
-    return r;
-  }
-};
-
-long rss_kb() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return 0;
-}
-
-identity_options options() {
-  identity_options o;
-  o.resident_id_systems = {"urn:yilian:resident-id"};
-  o.card_systems = {"urn:yilian:insurance", ""};
-  return o;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::size_t> sizes{100000, 1000000};
@@ -207,69 +50,37 @@ int main(int argc, char** argv) {
 
   const bool debug = std::getenv("IDENTITY_DEBUG") != nullptr;
   const long rss0 = rss_kb();
-  generator gen(seed);
+  population pop(seed);
   identity_index ix(options());
   const long rss_base = rss_kb();
-  // The bench's own truth (not part of the index's memory; subtracted below).
-  std::vector<person> people;
-  std::vector<std::uint8_t> home;       // hospital of each person's first record
-  std::vector<std::uint32_t> mrn_of;    // MRN of that record
-  std::vector<std::uint32_t> truth_of;  // MRN -> person
-  std::vector<std::uint8_t> hosp_of;    // MRN -> hospital
-  truth_of.push_back(0);
-  hosp_of.push_back(0);
-  std::uint32_t next_mrn = 1;
-  auto issue = [&](std::uint32_t who, std::uint32_t h) {
-    truth_of.push_back(who);
-    hosp_of.push_back(static_cast<std::uint8_t>(h));
-    return next_mrn++;
-  };
-  auto bench_bytes = [&] {
-    return people.capacity() * sizeof(person) + home.capacity() + mrn_of.capacity() * 4 + truth_of.capacity() * 4 +
-           hosp_of.capacity() + gen.rid_seqs.size() * 32;
-  };
   std::printf("ICU name tables: %ld kB\n", rss_base - rss0);
 
   for (std::size_t target : sizes) {
-    // Load up to `target` patients (families of 1-4 sharing phone and
-    // district, 80% sharing the surname, 3% twins). Every person is distinct,
-    // so any link made while loading is a wrong merge.
+    // Load up to `target` patients. Every person is distinct, so any link
+    // made while loading is a wrong merge.
     std::array<std::size_t, 8> load_links{}, load_reviews{};
     const auto load_start = clk::now();
-    const std::size_t before = people.size();
-    while (people.size() < target) {
-      const std::size_t fam = 1 + gen.pick(4);
-      const std::size_t first = people.size();
-      for (std::size_t k = 0; k < fam && people.size() < target; ++k) {
-        const bool twin = k > 0 && gen.chance(0.03);
-        const person p = gen.make(k == 0 ? nullptr : &people[first], twin ? &people[people.size() - 1] : nullptr,
-                                  std::span<const person>(people.data() + first, people.size() - first));
-        people.push_back(p);
-        const auto h = static_cast<std::uint32_t>(gen.pick(10));
-        const auto who = static_cast<std::uint32_t>(people.size() - 1);
-        home.push_back(static_cast<std::uint8_t>(h));
-        const std::uint32_t mrn = issue(who, h);
-        mrn_of.push_back(mrn);
-        std::vector<candidate_trace> tr;
-        const decision d = ix.upsert(gen.record(people.back(), h, mrn, gen.chance(0.3)), debug ? &tr : nullptr);
-        if (d.outcome == outcome::review) ++load_reviews[static_cast<std::size_t>(d.held)];
-        if (d.outcome == outcome::linked) ++load_links[static_cast<std::size_t>(d.by)];
-        if (d.outcome == outcome::linked || d.outcome == outcome::review) {
-          for (const auto& t : tr) {
-            if (t.verdict.v == verdict::no_link) continue;
-            std::string lv;
-            for (auto l : t.c.level) lv += l == missing_level ? '-' : static_cast<char>('0' + l);
-            std::printf("  load %s: levels %s score %.1f rule %s\n", std::string(to_string(t.verdict.v)).c_str(), lv.c_str(), t.verdict.score,
-                        std::string(to_string(t.verdict.by)).c_str());
-          }
+    const std::size_t before = pop.people.size();
+    pop.grow(target, [&](std::uint32_t who) {
+      std::vector<candidate_trace> tr;
+      const decision d = ix.upsert(pop.first_record(who), debug ? &tr : nullptr);
+      if (d.outcome == outcome::review) ++load_reviews[static_cast<std::size_t>(d.held)];
+      if (d.outcome == outcome::linked) ++load_links[static_cast<std::size_t>(d.by)];
+      if (d.outcome == outcome::linked || d.outcome == outcome::review) {
+        for (const auto& t : tr) {
+          if (t.verdict.v == verdict::no_link) continue;
+          std::string lv;
+          for (auto l : t.c.level) lv += l == missing_level ? '-' : static_cast<char>('0' + l);
+          std::printf("  load %s: levels %s score %.1f rule %s\n", std::string(to_string(t.verdict.v)).c_str(), lv.c_str(),
+                      t.verdict.score, std::string(to_string(t.verdict.by)).c_str());
         }
       }
-    }
+    });
     const double load_s = std::chrono::duration<double>(clk::now() - load_start).count();
     const auto st = ix.stats();
     const long rss = rss_kb();
-    std::printf("\nloaded %zu patients (%zu new) in %.1f s: %.0f records/s\n", people.size(), people.size() - before,
-                load_s, static_cast<double>(people.size() - before) / load_s);
+    std::printf("\nloaded %zu patients (%zu new) in %.1f s: %.0f records/s\n", pop.people.size(), pop.people.size() - before,
+                load_s, static_cast<double>(pop.people.size() - before) / load_s);
     std::size_t wrong_load = 0;
     std::printf("  links while loading distinct people (each a wrong merge):");
     for (std::size_t r = 0; r < load_links.size(); ++r) {
@@ -287,7 +98,7 @@ int main(int argc, char** argv) {
     std::printf("  index: %zu records, %zu persons, %zu block keys, %zu postings, ~%.0f bytes/record (own estimate)\n",
                 st.records, st.persons, st.block_keys, st.block_postings,
                 static_cast<double>(st.memory_bytes) / static_cast<double>(st.records));
-    const double truth_kb = static_cast<double>(bench_bytes()) / 1024.0;
+    const double truth_kb = static_cast<double>(pop.bytes()) / 1024.0;
     std::printf("  RSS %.0f MB; %.0f bytes per record over the empty index (allocator overhead included, the bench's "
                 "own %.0f MB truth tables excluded)\n",
                 static_cast<double>(rss) / 1024.0,
@@ -295,35 +106,15 @@ int main(int argc, char** argv) {
                 truth_kb / 1024.0);
 
     // Pre-build the measured events so generation is not timed.
-    std::vector<source_record> stream;
-    stream.reserve(events);
-    const std::size_t known = people.size();
-    for (std::size_t e = 0; e < events; ++e) {
-      const double r = std::uniform_real_distribution<double>(0, 1)(gen.rng);
-      const auto who = static_cast<std::uint32_t>(gen.pick(known));
-      if (r < 0.5) {  // the same person at another hospital
-        const auto h = static_cast<std::uint32_t>((home[who] + 1 + gen.pick(9)) % 10);
-        stream.push_back(gen.record(people[who], h, issue(who, h), gen.chance(0.5)));
-      } else if (r < 0.8) {  // update of a known record: new phone
-        person p = people[who];
-        p.phone += 1;
-        stream.push_back(gen.record(p, home[who], mrn_of[who], false));
-      } else {  // a new person
-        people.push_back(gen.make(nullptr));
-        const auto h = static_cast<std::uint32_t>(gen.pick(10));
-        const auto nw = static_cast<std::uint32_t>(people.size() - 1);
-        home.push_back(static_cast<std::uint8_t>(h));
-        mrn_of.push_back(issue(nw, h));
-        stream.push_back(gen.record(people.back(), h, mrn_of.back(), gen.chance(0.3)));
-      }
-    }
+    const std::size_t known = pop.people.size();
+    const std::vector<stream_event> stream = pop.make_stream(events);
     std::vector<double> lat;
     lat.reserve(events);
     std::size_t linked = 0, review = 0, updated = 0, fresh_persons = 0, compared = 0;
     const auto t0 = clk::now();
-    for (const auto& rec : stream) {
+    for (const auto& ev : stream) {
       const auto a = clk::now();
-      const decision d = ix.upsert(rec);
+      const decision d = ix.upsert(ev.record);
       lat.push_back(std::chrono::duration<double, std::micro>(clk::now() - a).count());
       compared += d.compared;
       switch (d.outcome) {
@@ -342,27 +133,14 @@ int main(int argc, char** argv) {
                 static_cast<double>(compared) / static_cast<double>(events));
     std::printf("  outcomes: linked %zu, review %zu, updated %zu, new %zu\n", linked, review, updated, fresh_persons);
 
-    // Against the truth, over every record issued so far: an enterprise
-    // person holding records of two people is a wrong merge; a record apart
-    // from its person's first record is a missed link (or a pending review).
-    std::unordered_map<std::uint32_t, std::uint32_t> owner;  // enterprise id -> person
-    std::size_t wrong = 0, missed = 0, records = 0;
-    for (std::uint32_t m = 1; m < next_mrn; ++m) {
-      const auto e = ix.person_of({.system = cat("urn:yilian:h", std::to_string(hosp_of[m]), ":mrn"), .value = std::to_string(m)});
-      if (!e) continue;
-      ++records;
-      auto [it, fresh] = owner.try_emplace(e->value(), truth_of[m]);
-      if (!fresh && it->second != truth_of[m]) ++wrong;
-      const std::uint32_t first = mrn_of[truth_of[m]];
-      if (first != m) {
-        const auto ef = ix.person_of({.system = cat("urn:yilian:h", std::to_string(hosp_of[first]), ":mrn"),
-                                      .value = std::to_string(first)});
-        if (ef != e) ++missed;
-      }
-    }
+    // Against the truth, over every record issued so far.
+    const truth_figures truth = pop.check([&](const std::string& system, const std::string& value) {
+      const auto e = ix.person_of({.system = system, .value = value});
+      return e ? std::optional<std::uint64_t>(e->value()) : std::nullopt;
+    });
     std::printf("  truth over %zu records: wrong merges %zu (records sharing a person with someone else's), "
                 "missed links %zu; open reviews %zu\n",
-                records, wrong, missed, ix.open_reviews().size());
+                truth.records, truth.wrong, truth.missed, ix.open_reviews().size());
   }
   return 0;
 }

@@ -135,7 +135,10 @@ TEST_CASE("every body of DESIGN.md is in the envelope's oneof, as its type name"
       // The referral workflow's (issue 5), likewise on the referral topic.
       "ReferralCommand",       "ReferralCommandRejected",
       // Recurring exams (issue 5): care plans and each period fired.
-      "CarePlanChanged",       "CarePlanOccurrence"};
+      "CarePlanChanged",       "CarePlanOccurrence",
+      // The identity log (issue 6): patient data seen in referrals and
+      // bookings, and operators' link decisions.
+      "PatientRecordObserved", "PatientLinkCommand"};
   CHECK(got == expected);
   // Each body field's message type agrees with Envelope.type's convention.
   const auto* body = Envelope::descriptor()->FindOneofByName("body");
