@@ -2,7 +2,9 @@
 
 #include <atomic>
 #include <charconv>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -423,6 +425,29 @@ int run_serve(const serve_options& options) {
   ioc.run();
   for (auto& t : pool) t.join();
 
+  // Intake has stopped (MLLP and HTTP closed): nothing more is acknowledged
+  // to anyone. What is left is the workflows leaving their consumer groups
+  // and the producer's flush. Destroying a Kafka consumer whose group
+  // coordinator still holds one of its requests (after a broker restart) can
+  // take as long as the socket timeout, so the rest is bounded: past the
+  // deadline the producer is flushed and the process exits. Records not yet
+  // committed are delivered again to whoever takes the partitions; nothing
+  // acknowledged is lost (an ACK was given only once durable).
+  std::mutex shutdown_mu;
+  std::condition_variable shutdown_cv;
+  bool shutdown_done = false;
+  std::thread shutdown_watchdog([&] {
+    std::unique_lock lock(shutdown_mu);
+    if (shutdown_cv.wait_for(lock, std::chrono::seconds(15), [&] { return shutdown_done; })) return;
+    logger.warn("shutdown deadline passed: consumers still leaving their groups; flushing and exiting",
+                {log::field("deadline_seconds", 15)});
+    auto f = events_bus.flush(std::chrono::seconds(10));
+    if (!f) logger.error("flush on shutdown failed", {log::field("error", f.error().describe())});
+    logger.info("stopped", {});
+    log::flush();
+    std::_Exit(f ? 0 : 2);
+  });
+
   feed.stop();
   careplan_ref.store(nullptr);
   (*careplans)->stop();
@@ -439,6 +464,12 @@ int run_serve(const serve_options& options) {
   booking.stop();
   auto flushed = events_bus.flush(std::chrono::seconds(10));
   if (!flushed) logger.error("flush on shutdown failed", {log::field("error", flushed.error().describe())});
+  {
+    std::lock_guard lock(shutdown_mu);
+    shutdown_done = true;
+  }
+  shutdown_cv.notify_all();
+  shutdown_watchdog.join();
   raw_bus.reset();
   logger.info("stopped", {});
   log::flush();

@@ -487,8 +487,28 @@ class kafka_consumer final : public consumer {
   void close() override {
     if (closed_) return;
     closed_ = true;
-    // Leaves the group (serving the final revoke) so the partitions move on at once.
-    rd_kafka_consumer_close(rk_.get());
+    // Leaves the group (serving the final revoke) so the partitions move on
+    // at once — but within a bound: after a broker restart a LeaveGroup can
+    // sit behind a blocked request for seconds per consumer, and an engine
+    // with a dozen consumers must still stop promptly. If the leave does not
+    // finish in time the handle goes without it; the group then reassigns
+    // the partitions after the session timeout, as after a crash (nothing
+    // uncommitted is lost: it is delivered again).
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_.get());
+    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_.get(), q); e != nullptr) {
+      rd_kafka_error_destroy(e);
+      rd_kafka_queue_destroy(q);
+      rd_kafka_consumer_close(rk_.get());
+      return;
+    }
+    const auto deadline = clock::now() + std::min(request_timeout_, milliseconds(2000));
+    while (rd_kafka_consumer_closed(rk_.get()) == 0 && clock::now() < deadline) {
+      rd_kafka_queue_poll_callback(q, 50);  // serves the final revoke (rebalance_callback)
+    }
+    rd_kafka_queue_destroy(q);
+    if (rd_kafka_consumer_closed(rk_.get()) == 0) {
+      rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
   }
 
  private:

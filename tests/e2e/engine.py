@@ -98,9 +98,15 @@ class Engine:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                if os.environ.get("YILIAN_E2E_STACKS"):
+                    out = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                                         capture_output=True, text=True, timeout=120)
+                    with open(os.environ["YILIAN_E2E_STACKS"], "w") as f:
+                        f.write(out.stdout)
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError("yilian did not stop within %ss after %s" % (timeout, sig))
+                raise AssertionError("yilian did not stop within %ss after %s; last log lines:\n%s" % (
+                timeout, sig, "".join(self.lines[-40:])))
         return self.proc.returncode
 
     def close(self):
