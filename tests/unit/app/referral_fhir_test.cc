@@ -13,19 +13,8 @@
 // (tests/peers/fhir/validate_referral_resources).
 #include <catch2/catch.hpp>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
-#include <stdlib.h>
-
-#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -34,39 +23,25 @@
 #include "engine/api/server.h"
 #include "engine/app/referral_fhir.h"
 #include "engine/bus/embedded_log.h"
+#include "tests/support/api_host.h"
+#include "tests/support/audit_file.h"
+#include "tests/support/fhir_support.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/referral/referral_test_support.h"
 
 using namespace yilian;
 using namespace yilian::workflows::referral::test;
 namespace rf = yilian::workflows::referral;
 using json = nlohmann::json;
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
+namespace http = boost::beast::http;
+using yilian::test::diagnostics;
+using yilian::test::dump;
+using yilian::test::issue_code;
 using steady = std::chrono::steady_clock;
 
 namespace {
 
 const std::string referral_topic = "yilian.referral.v1";
-
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-referral-fhir-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 template <class Pred>
 bool eventually(Pred&& p, std::chrono::milliseconds within = 10s) {
@@ -78,83 +53,25 @@ bool eventually(Pred&& p, std::chrono::milliseconds within = 10s) {
   return p();
 }
 
-struct reply {
-  unsigned status = 0;
-  json body;
-  std::string location;
-  std::string etag;
-  std::string content_type;
-};
+using reply = yilian::test::http_reply;
 
-struct call_options {
-  std::string body;
-  std::string idempotency_key;
-  std::string if_match;
-};
-
-// One request on a fresh connection, under a 10 s deadline.
-reply call(std::uint16_t port, http::verb method, const std::string& target, const std::string& token,
-           const call_options& o = {}) {
-  asio::io_context ioc;
-  http::response<http::string_body> res;
-  bool done = false;
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        beast::tcp_stream stream(ioc);
-        stream.expires_after(10s);
-        co_await stream.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                      asio::use_awaitable);
-        http::request<http::string_body> req{method, target, 11};
-        req.set(http::field::host, "127.0.0.1");
-        req.set(http::field::authorization, "Bearer " + token);
-        req.set(http::field::accept, "application/fhir+json");
-        if (!o.idempotency_key.empty()) req.set("Idempotency-Key", o.idempotency_key);
-        if (!o.if_match.empty()) req.set(http::field::if_match, o.if_match);
-        if (!o.body.empty()) {
-          req.set(http::field::content_type, "application/fhir+json");
-          req.body() = o.body;
-        }
-        req.prepare_payload();
-        co_await http::async_write(stream, req, asio::use_awaitable);
-        beast::flat_buffer buffer;
-        co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-        done = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  ioc.run_for(12s);
-  REQUIRE(done);
-  reply r{.status = res.result_int()};
-  if (!res.body().empty()) r.body = json::parse(res.body(), nullptr, false);
-  r.location = std::string(res[http::field::location]);
-  r.etag = std::string(res[http::field::etag]);
-  r.content_type = std::string(res[http::field::content_type]);
-  return r;
-}
-
-// Writes a resource for the HAPI validator when YILIAN_FHIR_DUMP_DIR is set.
-void dump(const std::string& name, const json& resource) {
-  const char* dir = std::getenv("YILIAN_FHIR_DUMP_DIR");
-  if (dir == nullptr || *dir == '\0') return;
-  std::filesystem::create_directories(dir);
-  std::ofstream(std::filesystem::path(dir) / (name + ".json")) << resource.dump(2);
+// A FHIR request: the FHIR JSON media type both ways.
+yilian::test::http_request fhir(yilian::test::http_request o = {}) {
+  o.accept = "application/fhir+json";
+  o.content_type = "application/fhir+json";
+  return o;
 }
 
 // The referral service with the FHIR routes served over HTTP.
 struct fhir_fixture {
-  temp_dir dir;
+  yilian::test::temp_dir dir{"yilian-referral-fhir-test"};
   std::unique_ptr<bus::bus> log;
   std::unique_ptr<rf::service> svc;
   std::unique_ptr<api::audit_log> audit;
-  metrics::registry reg;
-  asio::io_context ioc;
-  std::unique_ptr<api::server> srv;
-  std::thread thread;
+  yilian::test::api_host host;
 
   fhir_fixture() {
-    auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.path() / "bus" / "log.db", .default_partitions = 4});
+    auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
     if (!b) FAIL(b.error().describe());
     log = std::move(*b);
     const std::vector<bus::topic_spec> topics{{.name = referral_topic, .partitions = 4}};
@@ -163,27 +80,18 @@ struct fhir_fixture {
                                         rf::service_options{.topic = referral_topic, .now = [] { return test_now; }});
     if (auto r = svc->start(); !r) FAIL(r.error().describe());
     REQUIRE(eventually([&] { return svc->caught_up(); }));
-    auto a = api::audit_log::open(dir.path() / "audit" / "audit.log", 5ms);
+    auto a = api::audit_log::open(dir.file("audit/audit.log"), 5ms);
     if (!a) FAIL(a.error().describe());
     audit = std::move(*a);
-    srv = std::make_unique<api::server>(ioc, api::server_options{.address = "127.0.0.1", .port = 0}, reg);
-    app::add_referral_fhir_routes(srv->routes(), *svc, *audit);
-    api::credential_store store;
-    const std::vector<api::principal> principals{
+    app::add_referral_fhir_routes(host.routes(), *svc, *audit);
+    host.start({
         {.id = principal_id("dc-chc-user"), .role = api::role::clinic_user, .hospital = hospital_id("dc-chc")},
         {.id = principal_id("zs-tertiary-his"), .role = api::role::hospital_system, .hospital = hospital_id("zs-tertiary")},
         {.id = principal_id("nh-chc-user"), .role = api::role::clinic_user, .hospital = hospital_id("nh-chc")},
-        {.id = principal_id("operator"), .role = api::role::operator_, .hospital = hospital_id("")}};
-    for (const auto& p : principals) REQUIRE(store.add(p, api::hash_token("tok-" + p.id.value())));
-    srv->set_credentials(std::make_shared<const api::credential_store>(std::move(store)));
-    REQUIRE(srv->start());
-    thread = std::thread([this] { ioc.run(); });
+        {.id = principal_id("operator"), .role = api::role::operator_, .hospital = hospital_id("")}});
   }
   ~fhir_fixture() {
-    srv->stop([] {});
-    ioc.stop();
-    thread.join();
-    srv.reset();
+    host.stop();
     svc->stop();
     svc.reset();
     (void)log->flush(5s);
@@ -192,13 +100,13 @@ struct fhir_fixture {
   fhir_fixture& operator=(const fhir_fixture&) = delete;
 
   reply get(const std::string& target, const std::string& who) {
-    return call(srv->port(), http::verb::get, target, "tok-" + who);
+    return host.call(http::verb::get, target, who, fhir());
   }
   reply post(const std::string& target, const std::string& who, const json& body, const std::string& key = {}) {
-    return call(srv->port(), http::verb::post, target, "tok-" + who, {.body = body.dump(), .idempotency_key = key});
+    return host.call(http::verb::post, target, who, fhir({.body = body.dump(), .idempotency_key = key}));
   }
   reply put(const std::string& target, const std::string& who, const json& body, const std::string& if_match = {}) {
-    return call(srv->port(), http::verb::put, target, "tok-" + who, {.body = body.dump(), .if_match = if_match});
+    return host.call(http::verb::put, target, who, fhir({.body = body.dump(), .if_match = if_match}));
   }
 
   // A referral's Task with a new status (and businessStatus), as a client
@@ -233,30 +141,10 @@ struct fhir_fixture {
     return fut.get();
   }
 
-  std::vector<json> audit_records() {
-    std::vector<json> out;
-    std::ifstream in(audit->path());
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty()) out.push_back(json::parse(line));
-    }
-    return out;
-  }
   bool audited(const std::string& principal, const std::string& action, const std::string& resource,
                const std::string& id, const std::string& outcome = "ok") {
-    return eventually([&] {
-      for (const auto& r : audit_records()) {
-        if (r.value("principal", "") != principal || r.value("action", "") != action ||
-            r.value("resource", "") != resource || r.value("outcome", "") != outcome) {
-          continue;
-        }
-        if (id.empty()) return true;
-        for (const auto& x : r["ids"]) {
-          if (x == id) return true;
-        }
-      }
-      return false;
-    });
+    return eventually(
+        [&] { return yilian::test::audit_has(yilian::test::audit_records(audit->path()), principal, action, resource, id, outcome); });
   }
 };
 
@@ -298,15 +186,6 @@ std::string create_referral(fhir_fixture& f, const json& sr = a_referral(), cons
   INFO(r.body.dump());
   REQUIRE(r.status == 201);
   return r.body["id"];
-}
-
-std::string issue_code(const reply& r) {
-  if (r.body.value("resourceType", "") != "OperationOutcome" || r.body["issue"].empty()) return "(no OperationOutcome)";
-  return r.body["issue"][0].value("code", "");
-}
-std::string diagnostics(const reply& r) {
-  if (r.body.value("resourceType", "") != "OperationOutcome" || r.body["issue"].empty()) return "";
-  return r.body["issue"][0].value("diagnostics", "");
 }
 
 }  // namespace
@@ -484,7 +363,7 @@ TEST_CASE("the workflow's refusals come back as OperationOutcomes: a clinic cann
   // Malformed bodies say where.
   const auto wrong_id = f.put("/fhir/r4/Task/" + id, "zs-tertiary-his", json{{"resourceType", "Task"}, {"id", "other"}, {"status", "accepted"}});
   CHECK(wrong_id.status == 400);
-  const auto not_json = call(f.srv->port(), http::verb::put, "/fhir/r4/Task/" + id, "tok-zs-tertiary-his", {.body = "{"});
+  const auto not_json = f.host.call(http::verb::put, "/fhir/r4/Task/" + id, "zs-tertiary-his", fhir({.body = "{"}));
   CHECK(not_json.status == 400);
   CHECK(issue_code(not_json) == "structure");
 }

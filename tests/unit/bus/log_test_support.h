@@ -4,7 +4,6 @@
 #pragma once
 
 #include <sqlite3.h>
-#include <stdlib.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "engine/bus/embedded_log.h"
+#include "tests/support/temp_dir.h"
 
 namespace yilian::bus::test {
 
@@ -45,24 +45,11 @@ inline std::set<std::int64_t> range(std::int64_t from, std::int64_t to_exclusive
   return out;
 }
 
-class temp_dir {
+// A temporary directory; the log under test is log.db in it.
+class temp_dir : public yilian::test::temp_dir {
  public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-log-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path db() const { return path_ / "log.db"; }
-
- private:
-  std::filesystem::path path_;
+  temp_dir() : yilian::test::temp_dir("yilian-log-test") {}
+  std::filesystem::path db() const { return file("log.db"); }
 };
 
 // A second, raw connection to the log file. lock() takes SQLite's write lock

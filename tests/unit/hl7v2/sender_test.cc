@@ -4,8 +4,6 @@
 // destinations, restart from committed offsets, metrics.
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -36,6 +34,7 @@
 #include "engine/bus/embedded_log.h"
 #include "engine/bus/publish.h"
 #include "engine/core/murmur2.h"
+#include "tests/support/temp_dir.h"
 #include "yilian/events/v1/envelope.pb.h"
 
 using namespace yilian;
@@ -44,30 +43,12 @@ namespace asio = boost::asio;
 namespace ev = yilian::events::v1;
 namespace cfg = yilian::config::v1;
 using tcp = asio::ip::tcp;
+using yilian::test::temp_dir;
 
 namespace {
 
 const std::string kOutbound = "yilian.outbound.v1";
 const std::string kDeadletter = "yilian.deadletter.v1";
-
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-sender-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
@@ -266,7 +247,7 @@ ev::Envelope registration(const std::string& event_id, const std::string& hospit
 
 // The embedded log with the two topics, plus helpers.
 struct bus_env {
-  temp_dir dir;
+  temp_dir dir{"yilian-sender-test"};
   std::unique_ptr<bus::bus> log;
 
   bus_env() { open(); }

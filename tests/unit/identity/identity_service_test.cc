@@ -8,8 +8,6 @@
 // Every wait has a deadline.
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -22,6 +20,7 @@
 
 #include "engine/bus/embedded_log.h"
 #include "engine/workflows/identity/service.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/identity/test_people.h"
 
 using namespace yilian;
@@ -29,6 +28,7 @@ using namespace yilian::workflows::identity;
 namespace ev = yilian::events::v1;
 namespace idt = yilian::identity::test;
 using steady = std::chrono::steady_clock;
+using yilian::test::temp_dir;
 
 namespace {
 
@@ -36,27 +36,8 @@ const std::string patient_topic = "yilian.patient.v1";
 const std::string log_topic = "yilian.identity.v1";
 const std::string referral_topic = "yilian.referral.v1";
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-identity-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::filesystem::path db() const { return path_ / "bus" / "log.db"; }
-
- private:
-  std::filesystem::path path_;
-};
-
 std::unique_ptr<bus::bus> open_log(const temp_dir& dir) {
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.db(), .default_partitions = 4});
+  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
   if (!b) FAIL(b.error().describe());
   const std::vector<bus::topic_spec> topics{{.name = patient_topic, .partitions = 4},
                                             {.name = referral_topic, .partitions = 4},
@@ -163,7 +144,7 @@ const identity::civil_date born{.year = 1968, .month = 3, .day = 14};
 }  // namespace
 
 TEST_CASE("patient records from two hospitals become one person through the identity log", "[unit]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-identity-test"};
   auto b = open_log(dir);
   const std::string rid = idt::make_rid("440101", born, 123);
   service svc(*b, test_options());
@@ -233,7 +214,7 @@ TEST_CASE("patient records from two hospitals become one person through the iden
 }
 
 TEST_CASE("operators accept, split and move through the identity log; a restart rebuilds the same index", "[unit]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-identity-test"};
   auto b = open_log(dir);
   service_options o = test_options();
   o.index.match.upper = 1000;  // anything above the lower bound goes to review
@@ -349,7 +330,7 @@ TEST_CASE("operators accept, split and move through the identity log; a restart 
 }
 
 TEST_CASE("patient data seen in a referral adds a record new to the index but never overrides the registration feed", "[unit]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-identity-test"};
   auto b = open_log(dir);
   service svc(*b, test_options());
   REQUIRE(svc.start());

@@ -8,23 +8,13 @@
 // performs the exams but owns no plan) and operator (consortium-wide).
 #include <catch2/catch.hpp>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
-
-#include <fstream>
-#include <sstream>
-#include <thread>
 
 #include "engine/api/audit.h"
 #include "engine/api/server.h"
 #include "engine/app/careplan_api.h"
+#include "tests/support/api_host.h"
+#include "tests/support/audit_file.h"
 #include "tests/unit/recurring/careplan_test_support.h"
 
 using namespace yilian;
@@ -32,55 +22,11 @@ using namespace yilian::workflows;
 using namespace yilian::workflows::recurring::test;
 using booking::test::sh;
 using json = nlohmann::json;
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
+namespace http = boost::beast::http;
 
 namespace {
 
-struct reply {
-  unsigned status = 0;
-  json body;
-  std::string location;
-};
-
-// One request on a fresh connection, under a 10 s deadline.
-reply call(std::uint16_t port, http::verb method, const std::string& target, const std::string& token,
-           const std::string& body = {}, const std::string& idempotency_key = {}) {
-  asio::io_context ioc;
-  http::response<http::string_body> res;
-  bool done = false;
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        beast::tcp_stream stream(ioc);
-        stream.expires_after(10s);
-        co_await stream.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                      asio::use_awaitable);
-        http::request<http::string_body> req{method, target, 11};
-        req.set(http::field::host, "127.0.0.1");
-        req.set(http::field::authorization, "Bearer " + token);
-        if (!idempotency_key.empty()) req.set("Idempotency-Key", idempotency_key);
-        if (!body.empty()) {
-          req.set(http::field::content_type, "application/json");
-          req.body() = body;
-        }
-        req.prepare_payload();
-        co_await http::async_write(stream, req, asio::use_awaitable);
-        beast::flat_buffer buffer;
-        co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-        done = true;
-      },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  ioc.run_for(12s);
-  REQUIRE(done);
-  reply r{.status = res.result_int()};
-  if (!res.body().empty()) r.body = json::parse(res.body(), nullptr, false);
-  r.location = std::string(res[http::field::location]);
-  return r;
-}
+using reply = yilian::test::http_reply;
 
 // The engine with the care-plan routes served over HTTP.
 struct api_fixture {
@@ -88,67 +34,37 @@ struct api_fixture {
   test_clock clock{sh(2025, 10, 9, 7)};
   std::unique_ptr<engine> e;
   std::unique_ptr<api::audit_log> audit;
-  metrics::registry reg;
-  asio::io_context ioc;
-  std::unique_ptr<api::server> srv;
-  std::thread thread;
+  yilian::test::api_host host;
 
   api_fixture() {
     e = start_engine(dir, clock);
-    auto a = api::audit_log::open(dir.db().parent_path().parent_path() / "audit" / "audit.log", 5ms);
+    auto a = api::audit_log::open(dir.file("audit/audit.log"), 5ms);
     if (!a) FAIL(a.error().describe());
     audit = std::move(*a);
-    srv = std::make_unique<api::server>(ioc, api::server_options{.address = "127.0.0.1", .port = 0}, reg);
-    app::add_careplan_routes(srv->routes(), *e->plans, *e->bookings, *e->bus, *audit);
-    api::credential_store store;
-    const std::vector<api::principal> principals{
+    app::add_careplan_routes(host.routes(), *e->plans, *e->bookings, *e->bus, *audit);
+    host.start({
         {.id = principal_id("dc-chc-user"), .role = api::role::clinic_user, .hospital = hospital_id("dc-chc")},
         {.id = principal_id("dc-chc-his"), .role = api::role::hospital_system, .hospital = hospital_id("dc-chc")},
         {.id = principal_id("nh-chc-user"), .role = api::role::clinic_user, .hospital = hospital_id("nh-chc")},
         {.id = principal_id("zs-tertiary-his"), .role = api::role::hospital_system, .hospital = hospital_id("zs-tertiary")},
-        {.id = principal_id("operator"), .role = api::role::operator_, .hospital = hospital_id("")}};
-    for (const auto& p : principals) REQUIRE(store.add(p, api::hash_token("tok-" + p.id.value())));
-    srv->set_credentials(std::make_shared<const api::credential_store>(std::move(store)));
-    REQUIRE(srv->start());
-    thread = std::thread([this] { ioc.run(); });
+        {.id = principal_id("operator"), .role = api::role::operator_, .hospital = hospital_id("")}});
   }
   ~api_fixture() {
-    srv->stop([] {});
-    ioc.stop();
-    thread.join();
-    srv.reset();
+    host.stop();
     e->stop();
   }
   reply get(const std::string& target, const std::string& who) {
-    return call(srv->port(), http::verb::get, target, "tok-" + who);
+    return host.call(http::verb::get, target, who);
   }
   reply post(const std::string& target, const std::string& who, const json& body = nullptr,
              const std::string& key = {}) {
-    return call(srv->port(), http::verb::post, target, "tok-" + who, body.is_null() ? std::string() : body.dump(), key);
+    return host.call(http::verb::post, target, who,
+                     {.body = body.is_null() ? std::string() : body.dump(), .idempotency_key = key});
   }
-  // The audit records so far, parsed.
-  std::vector<json> audit_records() {
-    std::vector<json> out;
-    std::ifstream in(audit->path());
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty()) out.push_back(json::parse(line));
-    }
-    return out;
-  }
+  // Whether the audit log has this principal's action on a care plan.
   bool audited(const std::string& principal, const std::string& action, const std::string& id,
                const std::string& outcome = "ok") {
-    for (const auto& r : audit_records()) {
-      if (r.value("principal", "") != principal || r.value("action", "") != action || r.value("resource", "") != "CarePlan" ||
-          r.value("outcome", "") != outcome) {
-        continue;
-      }
-      if (id.empty()) return true;
-      for (const auto& x : r["ids"]) {
-        if (x == id) return true;
-      }
-    }
-    return false;
+    return yilian::test::audit_has(yilian::test::audit_records(audit->path()), principal, action, "CarePlan", id, outcome);
   }
 };
 

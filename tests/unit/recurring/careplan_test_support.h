@@ -6,8 +6,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -22,6 +20,7 @@
 #include "engine/workflows/booking/notifier.h"
 #include "engine/workflows/booking/service.h"
 #include "engine/workflows/recurring/scheduler.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/workflows/booking_test_support.h"
 
 namespace yilian::workflows::recurring::test {
@@ -35,23 +34,10 @@ inline const std::string booking_topic = "yilian.booking.v1";
 inline const std::string careplan_topic = "yilian.careplan.v1";
 inline const std::string outbound_topic = "yilian.outbound.v1";
 
-class temp_dir {
+// A temporary directory; the engine's log is bus/log.db in it.
+class temp_dir : public yilian::test::temp_dir {
  public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-careplan-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::filesystem::path db() const { return path_ / "bus" / "log.db"; }
-
- private:
-  std::filesystem::path path_;
+  temp_dir() : yilian::test::temp_dir("yilian-careplan-test") {}
 };
 
 template <class Pred>
@@ -114,7 +100,7 @@ struct engine_options {
 
 inline std::unique_ptr<engine> start_engine(const temp_dir& dir, const test_clock& clock, engine_options o = {}) {
   auto e = std::make_unique<engine>();
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.db(), .default_partitions = 4});
+  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
   if (!b) FAIL(b.error().describe());
   e->bus = std::move(*b);
   const std::vector<bus::topic_spec> topics{{.name = booking_topic, .partitions = 4},

@@ -7,8 +7,6 @@
 // Every wait has a deadline; the clock the service decides with is the test's.
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -24,6 +22,7 @@
 #include <vector>
 
 #include "engine/bus/embedded_log.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/referral/referral_test_support.h"
 
 using namespace yilian;
@@ -31,6 +30,7 @@ using namespace yilian::workflows;
 using namespace yilian::workflows::referral;
 using namespace yilian::workflows::referral::test;
 using steady = std::chrono::steady_clock;
+using yilian::test::temp_dir;
 
 namespace {
 
@@ -43,27 +43,8 @@ constexpr auto CANCEL = ev::REFERRAL_ACTION_CANCEL;
 constexpr auto EXPIRE = ev::REFERRAL_ACTION_EXPIRE;
 const std::string topic = "yilian.referral.v1";
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-referral-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::filesystem::path db() const { return path_ / "bus" / "log.db"; }
-
- private:
-  std::filesystem::path path_;
-};
-
 std::unique_ptr<bus::bus> open_log(const temp_dir& dir) {
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.db(), .default_partitions = 4});
+  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
   if (!b) FAIL(b.error().describe());
   const std::vector<bus::topic_spec> topics{{.name = topic, .partitions = 4}};
   if (auto r = (*b)->ensure_topics(topics); !r) FAIL(r.error().describe());
@@ -204,7 +185,7 @@ log_scan scan_log(bus::bus& b) {
 }  // namespace
 
 TEST_CASE("the service decides a command sent on the bus and answers the waiter", "[unit][referral]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-referral-test"};
   auto log = open_log(dir);
   test_clock clock;
   auto s = start_service(*log, clock);
@@ -389,7 +370,7 @@ void check_race(const std::vector<racer>& all, const std::map<std::string, decis
 
 TEST_CASE("ACCEPT, REJECT and CANCEL racing on one referral from both sides: one answer, clear refusals",
           "[unit][referral]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-referral-test"};
   auto log = open_log(dir);
   test_clock clock;
   constexpr int referrals = 20;
@@ -413,7 +394,7 @@ TEST_CASE("ACCEPT, REJECT and CANCEL racing on one referral from both sides: one
 
 TEST_CASE("the writer's timer expires an unanswered referral once and only once; answered ones it leaves alone",
           "[unit][referral]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-referral-test"};
   auto log = open_log(dir);
   test_clock clock;
   auto s = start_service(*log, clock, 20ms);
@@ -511,7 +492,7 @@ TEST_CASE("an answer that reaches the writer together with the overdue timer is 
   // the ACCEPT refused) or the ACCEPT wins (ACCEPTED, with 30 days to be
   // scheduled); an ACCEPTED referral expired by the timer of its unanswered
   // version is neither.
-  temp_dir dir;
+  temp_dir dir{"yilian-referral-test"};
   test_clock clock;
   auto log = open_log(dir);
   {
@@ -546,7 +527,7 @@ TEST_CASE("an answer that reaches the writer together with the overdue timer is 
 
 TEST_CASE("a restarted service rebuilds the same ledger from the log and answers resends with the first answer",
           "[unit][referral]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-referral-test"};
   test_clock clock;
   std::vector<std::string> before;
   {

@@ -3,8 +3,6 @@
 // (never forever).
 #pragma once
 
-#include <stdlib.h>
-
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -14,29 +12,17 @@
 #include <vector>
 
 #include "engine/store/ingest_store.h"
+#include "tests/support/temp_dir.h"
 
 namespace yilian::store::test {
 
 using namespace std::chrono_literals;
 
-class temp_dir {
+// A temporary directory; the store under test is ingest/ingest.db in it.
+class temp_dir : public yilian::test::temp_dir {
  public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-store-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path db() const { return path_ / "ingest" / "ingest.db"; }
-
- private:
-  std::filesystem::path path_;
+  temp_dir() : yilian::test::temp_dir("yilian-store-test") {}
+  std::filesystem::path db() const { return file("ingest/ingest.db"); }
 };
 
 // An HL7-looking message of about `size` bytes whose content names `control_id`

@@ -44,6 +44,7 @@
 #include "engine/bus/embedded_log.h"
 #include "engine/bus/publish.h"
 #include "engine/core/log.h"
+#include "tests/support/temp_dir.h"
 #include "yilian/events/v1/envelope.pb.h"
 
 using namespace yilian;
@@ -56,6 +57,7 @@ namespace ev = yilian::events::v1;
 namespace cfg = yilian::config::v1;
 using tcp = asio::ip::tcp;
 using Catch::Matchers::Contains;
+using yilian::test::temp_dir;
 
 namespace {
 
@@ -63,29 +65,6 @@ const std::string kOutbound = "yilian.outbound.v1";
 const std::string kDeadletter = "yilian.deadletter.v1";
 const std::string kPhone = "13800138000";
 const std::string kResidentId = "110101199003070019";
-
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-webhook-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-  void write(const std::string& name, const std::string& text) const {
-    std::filesystem::create_directories((path_ / name).parent_path());
-    std::ofstream(path_ / name, std::ios::binary) << text;
-  }
-
- private:
-  std::filesystem::path path_;
-};
 
 template <class Pred>
 bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
@@ -388,7 +367,7 @@ std::string unique_id(const std::string& base) {
 // --- bus and engine ------------------------------------------------------------
 
 struct bus_env {
-  temp_dir dir;
+  temp_dir dir{"yilian-webhook-test"};
   std::unique_ptr<bus::bus> log;
 
   bus_env() {
@@ -962,7 +941,7 @@ namespace {
 
 // Certificates for the TLS test, made by the openssl CLI.
 struct test_pki {
-  temp_dir dir;
+  temp_dir dir{"yilian-webhook-test"};
   bool ok = false;
   test_pki() {
     dir.write("server.ext", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");

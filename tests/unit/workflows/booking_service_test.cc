@@ -6,8 +6,6 @@
 // Every wait has a deadline; the clock the service decides with is the test's.
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -25,12 +23,14 @@
 
 #include "engine/bus/embedded_log.h"
 #include "engine/workflows/booking/service.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/workflows/booking_test_support.h"
 
 using namespace yilian;
 using namespace yilian::workflows::booking;
 using namespace yilian::workflows::booking::test;
 using steady = std::chrono::steady_clock;
+using yilian::test::temp_dir;
 
 namespace {
 
@@ -39,27 +39,8 @@ constexpr auto HOLD = ev::BOOKING_ACTION_HOLD;
 constexpr auto CANCEL = ev::BOOKING_ACTION_CANCEL;
 const std::string topic = "yilian.booking.v1";
 
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "yilian-booking-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  std::filesystem::path db() const { return path_ / "bus" / "log.db"; }
-
- private:
-  std::filesystem::path path_;
-};
-
 std::unique_ptr<bus::bus> open_log(const temp_dir& dir) {
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.db(), .default_partitions = 4});
+  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
   if (!b) FAIL(b.error().describe());
   const std::vector<bus::topic_spec> topics{{.name = topic, .partitions = 4}};
   if (auto r = (*b)->ensure_topics(topics); !r) FAIL(r.error().describe());
@@ -283,7 +264,7 @@ void check_race(const std::map<std::string, decision>& answers, const std::vecto
 }  // namespace
 
 TEST_CASE("the service decides a command sent on the bus and answers the waiter", "[unit][booking]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-booking-test"};
   auto log = open_log(dir);
   test_clock clock;
   auto s = start_service(*log, clock);
@@ -341,7 +322,7 @@ TEST_CASE("the service decides a command sent on the bus and answers the waiter"
 }
 
 TEST_CASE("200 commands from four threads racing for 50 slots give exactly 50 bookings", "[unit][booking]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-booking-test"};
   auto log = open_log(dir);
   test_clock clock;
   auto s = start_service(*log, clock);
@@ -352,7 +333,7 @@ TEST_CASE("200 commands from four threads racing for 50 slots give exactly 50 bo
 
 TEST_CASE("a restarted service rebuilds the same ledger from the log and answers resends with the first answer",
           "[unit][booking]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-booking-test"};
   test_clock clock;
   std::map<std::string, std::string> before;
   {
@@ -401,7 +382,7 @@ TEST_CASE("a restarted service rebuilds the same ledger from the log and answers
 }
 
 TEST_CASE("a hold that runs out is released by the writer's EXPIRE_HOLD decision", "[unit][booking]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-booking-test"};
   auto log = open_log(dir);
   test_clock clock;
   auto s = start_service(*log, clock, 20ms);
@@ -438,7 +419,7 @@ TEST_CASE("a hold that runs out is released by the writer's EXPIRE_HOLD decision
 }
 
 TEST_CASE("two services in one consumer group still give exactly one booking per slot", "[unit][booking]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-booking-test"};
   auto log = open_log(dir);
   test_clock clock;
   const auto slots = fifty_slots();
@@ -524,7 +505,7 @@ class held_bus final : public yilian::bus::bus {
 // completion box with the service.
 TEST_CASE("a service destroyed while its decisions are still being published is not called back",
           "[unit][booking]") {
-  temp_dir dir;
+  temp_dir dir{"yilian-booking-test"};
   auto log = open_log(dir);
   held_bus b(*log);
   test_clock clock;
