@@ -98,7 +98,8 @@ class private_broker {
     REQUIRE(stopped.first == 0);
     pid_ = -1;
     const auto started =
-        run("'" + (source_dir() / "deploy/kafka/start").string() + "' '" + dir_.string() + "' " + std::to_string(port_));
+        run("'" + (source_dir() / "deploy/kafka/start").string() + "' '" + dir_.string() + "' " + std::to_string(port_) +
+            " 2>&1");  // the script says why on stderr
     INFO(started.second);
     REQUIRE(started.first == 0);
   }
