@@ -1,5 +1,7 @@
 #include "engine/app/booking_support.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include "engine/api/problem.h"
 #include "engine/app/workflow_submit.h"
 #include "engine/core/ids.h"
@@ -77,7 +79,32 @@ nlohmann::json demographics_json(const ev::Demographics& d) {
   if (d.sex() != ev::SEX_UNSPECIFIED) j["sex"] = ev::Sex_Name(d.sex());
   if (d.telecom_size() > 0) {
     auto& t = j["telecom"] = nlohmann::json::array();
-    for (const auto& c : d.telecom()) t.push_back({{"system", c.system()}, {"value", c.value()}});
+    for (const auto& c : d.telecom()) {
+      nlohmann::json item{{"system", c.system()}, {"value", c.value()}};
+      if (c.use() != ev::CONTACT_USE_UNSPECIFIED) item["use"] = ev::ContactUse_Name(c.use());
+      t.push_back(std::move(item));
+    }
+  }
+  if (d.addresses_size() > 0) {
+    auto& list = j["addresses"] = nlohmann::json::array();
+    for (const auto& a : d.addresses()) {
+      nlohmann::json item = nlohmann::json::object();
+      for (const auto& [key, value] : {std::pair{"text", &a.text()}, std::pair{"province", &a.province()},
+                                       std::pair{"city", &a.city()}, std::pair{"district", &a.district()},
+                                       std::pair{"line", &a.line()}, std::pair{"postal_code", &a.postal_code()}}) {
+        if (!value->empty()) item[key] = *value;
+      }
+      list.push_back(std::move(item));
+    }
+  }
+  if (d.deceased()) j["deceased"] = true;
+  if (d.has_deceased_at()) j["deceased_at"] = google::protobuf::util::TimeUtil::ToString(d.deceased_at());
+  if (!d.ethnic_group().code().empty() || !d.ethnic_group().display().empty()) {
+    nlohmann::json e = nlohmann::json::object();
+    if (!d.ethnic_group().system().empty()) e["system"] = d.ethnic_group().system();
+    if (!d.ethnic_group().code().empty()) e["code"] = d.ethnic_group().code();
+    if (!d.ethnic_group().display().empty()) e["display"] = d.ethnic_group().display();
+    j["ethnic_group"] = std::move(e);
   }
   return j;
 }

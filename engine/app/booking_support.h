@@ -39,9 +39,12 @@ std::string new_booking_id(const api::request& req);
 // equipment id, local start "2026-11-24T08:00", exam code.
 result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::string_view id);
 
-// The patient as the booking endpoints show and take it (the fields a booking
-// needs; proto JSON names): {"name":{"hanzi","pinyin","family","given"},
-// "birth_date","sex":"SEX_FEMALE","telecom":[{"system","value"}]}.
+// A patient's demographics as the REST endpoints show them (bookings,
+// referrals, care plans, patients; proto field names, empty fields left out):
+// {"name":{"hanzi","pinyin","family","given"},"birth_date","sex":"SEX_FEMALE",
+// "telecom":[{"system","value","use"}],"addresses":[{"text","province","city",
+// "district","line","postal_code"}],"deceased","deceased_at","ethnic_group"}.
+// read_demographics() takes the fields a booking needs.
 nlohmann::json demographics_json(const events::v1::Demographics& d);
 result<void> read_demographics(const nlohmann::json& j, events::v1::Demographics& out);
 // [{"system","value"[,"type":"IDENTIFIER_TYPE_MRN"]}]

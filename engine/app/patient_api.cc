@@ -12,6 +12,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/app/booking_support.h"
 #include "engine/app/patient_support.h"
 #include "engine/app/request_json.h"
 
@@ -90,7 +91,7 @@ json review_json(const wi::review_info& r, const wi::view& v, const patients::ac
   json record{{"hospital", r.record.hospital},
               {"identifiers", std::move(ids)},
               {"observed_only", r.record.observed_only},
-              {"demographics", patients::demographics_json(r.record.demographics)}};
+              {"demographics", booking::demographics_json(r.record.demographics)}};
   if (const auto* h = cfg.hospital(r.record.hospital); h != nullptr && !h->name().empty()) record["hospital_name"] = h->name();
   json j{{"id", r.id},
          {"state", r.state},

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/app/fhir_demographics.h"
 #include "engine/api/problem.h"
 #include "engine/app/patient_support.h"
 
@@ -24,7 +25,7 @@ using json = nlohmann::json;
 
 constexpr std::string_view identifier_type_system = "urn:yilian:identifier-type";  // as in the referral resources
 constexpr std::string_view v2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203";
-constexpr std::string_view name_representation = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation";
+using fhir::name_representation;
 constexpr std::string_view match_grade = "http://hl7.org/fhir/StructureDefinition/match-grade";
 constexpr std::string_view v3_observation_value = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue";
 
@@ -80,15 +81,6 @@ bool fhir_date(std::string_view d) {
   return false;
 }
 
-std::string_view gender_code(ev::Sex s) {
-  switch (s) {
-    case ev::SEX_MALE: return "male";
-    case ev::SEX_FEMALE: return "female";
-    case ev::SEX_OTHER: return "other";
-    case ev::SEX_UNKNOWN: return "unknown";
-    default: return "";
-  }
-}
 
 void push_unique(json& list, json item) {
   if (std::find(list.begin(), list.end(), item) == list.end()) list.push_back(std::move(item));
@@ -125,25 +117,14 @@ json patient_resource(const wi::person_info& p, const patients::access& who, con
                               {"text", n.pinyin()}});
     }
     if (birth_date.empty() && fhir_date(d.birth_date())) birth_date = d.birth_date();
-    if (gender.empty()) gender = gender_code(d.sex());
+    if (gender.empty()) gender = fhir::gender_code(d.sex());
     for (const auto& t : d.telecom()) {
       if (t.value().empty()) continue;
-      static constexpr std::string_view systems[] = {"phone", "fax", "email", "pager", "url", "sms", "other"};
-      const bool known = std::find(std::begin(systems), std::end(systems), t.system()) != std::end(systems);
-      json c{{"system", known ? t.system() : std::string("other")}, {"value", t.value()}};
-      if (t.use() == ev::CONTACT_USE_HOME) c["use"] = "home";
-      if (t.use() == ev::CONTACT_USE_WORK) c["use"] = "work";
-      if (t.use() == ev::CONTACT_USE_MOBILE) c["use"] = "mobile";
+      json c = fhir::contact_point(t);
       push_unique(telecom, std::move(c));
     }
     for (const auto& a : d.addresses()) {
-      json j = json::object();
-      if (!a.text().empty()) j["text"] = a.text();
-      if (!a.line().empty()) j["line"] = json::array({a.line()});
-      if (!a.city().empty()) j["city"] = a.city();
-      if (!a.district().empty()) j["district"] = a.district();
-      if (!a.province().empty()) j["state"] = a.province();
-      if (!a.postal_code().empty()) j["postalCode"] = a.postal_code();
+      json j = fhir::address(a);
       if (!j.empty()) push_unique(addresses, std::move(j));
     }
     deceased = deceased || d.deceased() || d.has_deceased_at();

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <google/protobuf/util/time_util.h>
 
+#include "engine/app/booking_support.h"
 #include "engine/core/ids.h"
 
 namespace yilian::app::patients {
@@ -84,48 +85,6 @@ json identifier_json(const ev::Identifier& id) {
   return j;
 }
 
-json demographics_json(const ev::Demographics& d) {
-  json j = json::object();
-  json name = json::object();
-  for (const auto& [key, value] : {std::pair{"hanzi", &d.name().hanzi()}, std::pair{"pinyin", &d.name().pinyin()},
-                                   std::pair{"family", &d.name().family()}, std::pair{"given", &d.name().given()}}) {
-    if (!value->empty()) name[key] = *value;
-  }
-  if (!name.empty()) j["name"] = std::move(name);
-  if (!d.birth_date().empty()) j["birth_date"] = d.birth_date();
-  if (d.sex() != ev::SEX_UNSPECIFIED) j["sex"] = ev::Sex_Name(d.sex());
-  if (d.telecom_size() > 0) {
-    auto& t = j["telecom"] = json::array();
-    for (const auto& c : d.telecom()) {
-      json item{{"system", c.system()}, {"value", c.value()}};
-      if (c.use() != ev::CONTACT_USE_UNSPECIFIED) item["use"] = ev::ContactUse_Name(c.use());
-      t.push_back(std::move(item));
-    }
-  }
-  if (d.addresses_size() > 0) {
-    auto& list = j["addresses"] = json::array();
-    for (const auto& a : d.addresses()) {
-      json item = json::object();
-      for (const auto& [key, value] : {std::pair{"text", &a.text()}, std::pair{"province", &a.province()},
-                                       std::pair{"city", &a.city()}, std::pair{"district", &a.district()},
-                                       std::pair{"line", &a.line()}, std::pair{"postal_code", &a.postal_code()}}) {
-        if (!value->empty()) item[key] = *value;
-      }
-      list.push_back(std::move(item));
-    }
-  }
-  if (d.deceased()) j["deceased"] = true;
-  if (d.has_deceased_at()) j["deceased_at"] = google::protobuf::util::TimeUtil::ToString(d.deceased_at());
-  if (!d.ethnic_group().code().empty() || !d.ethnic_group().display().empty()) {
-    json e = json::object();
-    if (!d.ethnic_group().system().empty()) e["system"] = d.ethnic_group().system();
-    if (!d.ethnic_group().code().empty()) e["code"] = d.ethnic_group().code();
-    if (!d.ethnic_group().display().empty()) e["display"] = d.ethnic_group().display();
-    j["ethnic_group"] = std::move(e);
-  }
-  return j;
-}
-
 json person_json(const wi::person_info& p, const access& who, const config::loaded_consortium& cfg) {
   json records = json::array();
   for (const auto& r : p.records) {
@@ -134,7 +93,7 @@ json person_json(const wi::person_info& p, const access& who, const config::load
     json rec{{"hospital", r.hospital}, {"identifiers", std::move(ids)}, {"observed_only", r.observed_only}};
     if (const auto* h = cfg.hospital(r.hospital); h != nullptr && !h->name().empty()) rec["hospital_name"] = h->name();
     if (who.sees_demographics(r)) {
-      rec["demographics"] = demographics_json(r.demographics);
+      rec["demographics"] = booking::demographics_json(r.demographics);
       if (who.everything() && !r.last_event_id.empty()) rec["last_event_id"] = r.last_event_id;
     } else {
       rec["demographics_withheld"] = true;

@@ -85,7 +85,6 @@ result<std::pair<std::string, std::string>> parse_token(std::string_view token, 
 //   person {"enterprise_id","records":[{"hospital","hospital_name","identifiers":[...],
 //           "observed_only","demographics"{...} | "demographics_withheld":true}]}
 nlohmann::json identifier_json(const events::v1::Identifier& id);
-nlohmann::json demographics_json(const events::v1::Demographics& d);
 nlohmann::json person_json(const wi::person_info& p, const access& who, const config::loaded_consortium& cfg);
 
 // The person an enterprise id or an identifier names, as this caller may see

@@ -13,6 +13,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/app/fhir_demographics.h"
 #include "engine/api/problem.h"
 #include "engine/app/booking_support.h"
 #include "engine/app/referral_support.h"
@@ -42,7 +43,7 @@ constexpr std::string_view report_system = "urn:yilian:report";                 
 constexpr std::string_view identifier_type_system = "urn:yilian:identifier-type";    // Identifier.type beyond v2-0203
 constexpr std::string_view v2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203";
 constexpr std::string_view task_code_system = "http://hl7.org/fhir/CodeSystem/task-code";
-constexpr std::string_view name_representation = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation";
+using fhir::name_representation;
 constexpr std::string_view patient_cid = "patient";  // the contained Patient's id
 constexpr std::size_t all_referrals = 1000000;
 
@@ -265,15 +266,6 @@ json name_extension(std::string_view code) {
   return json::array({{{"url", name_representation}, {"valueCode", code}}});
 }
 
-std::string_view gender_code(ev::Sex s) {
-  switch (s) {
-    case ev::SEX_MALE: return "male";
-    case ev::SEX_FEMALE: return "female";
-    case ev::SEX_OTHER: return "other";
-    case ev::SEX_UNKNOWN: return "unknown";
-    default: return "";
-  }
-}
 
 // The patient as a contained Patient: every identifier the referral names it
 // by and the demographics the receiving hospital needs.
@@ -293,16 +285,11 @@ json patient_json(const ev::Subject& s, const ev::Demographics& d) {
   if (!n.pinyin().empty()) names.push_back({{"extension", name_extension("ABC")}, {"text", n.pinyin()}});
   if (!names.empty()) p["name"] = std::move(names);
   if (!d.birth_date().empty()) p["birthDate"] = d.birth_date();
-  if (const auto g = gender_code(d.sex()); !g.empty()) p["gender"] = g;
+  if (const auto g = fhir::gender_code(d.sex()); !g.empty()) p["gender"] = g;
   if (d.telecom_size() > 0) {
     json tel = json::array();
     for (const auto& t : d.telecom()) {
-      static constexpr std::string_view systems[] = {"phone", "fax", "email", "pager", "url", "sms", "other"};
-      const bool known = std::find(std::begin(systems), std::end(systems), t.system()) != std::end(systems);
-      json c{{"system", known ? t.system() : std::string("other")}, {"value", t.value()}};
-      if (t.use() == ev::CONTACT_USE_HOME) c["use"] = "home";
-      if (t.use() == ev::CONTACT_USE_WORK) c["use"] = "work";
-      if (t.use() == ev::CONTACT_USE_MOBILE) c["use"] = "mobile";
+      json c = fhir::contact_point(t);
       tel.push_back(std::move(c));
     }
     p["telecom"] = std::move(tel);
@@ -310,13 +297,7 @@ json patient_json(const ev::Subject& s, const ev::Demographics& d) {
   if (d.addresses_size() > 0) {
     json addresses = json::array();
     for (const auto& a : d.addresses()) {
-      json j = json::object();
-      if (!a.text().empty()) j["text"] = a.text();
-      if (!a.line().empty()) j["line"] = json::array({a.line()});
-      if (!a.city().empty()) j["city"] = a.city();
-      if (!a.district().empty()) j["district"] = a.district();
-      if (!a.province().empty()) j["state"] = a.province();
-      if (!a.postal_code().empty()) j["postalCode"] = a.postal_code();
+      json j = fhir::address(a);
       addresses.push_back(std::move(j));
     }
     p["address"] = std::move(addresses);
