@@ -972,6 +972,10 @@ asio::awaitable<result<api::response>> run_commands(rf::service& svc, api::audit
     if (!d) co_return std::unexpected(d.error());
     if (d->refused) {
       audit.record(req, audit_action, kind_name(k), ids, d->refused->code);
+      if (d->refused->code == "version_mismatch") {
+        co_return api::problem_response(status::precondition_failed, "version_mismatch", "conflict", d->refused->message,
+                                        "If-Match", req.path, req.request_id);
+      }
       co_return booking::refusal_response(*d->refused, req);
     }
     if (d->referral) last = std::move(*d->referral);
@@ -1302,6 +1306,8 @@ void add_referral_fhir_routes(api::router& routes, rf::service& svc, api::audit_
           auto cmd = command_for(req, actions[i], id, svc.now(), static_cast<int>(i));
           auto* c = cmd.mutable_referral_command();
           c->set_source_status("ServiceRequest.status/" + in->status);
+          // Each decision moves the version on by one: command i expects the If-Match version + i.
+          if (*version) c->set_expected_version(**version + i);
           if (actions[i] == ev::REFERRAL_ACTION_MODIFY) {
             *c->mutable_request() = details;
             *cmd.mutable_subject() = subject;
@@ -1347,6 +1353,7 @@ void add_referral_fhir_routes(api::router& routes, rf::service& svc, api::audit_
                const std::string command_id = c->command_id();
                c->MergeFrom(f);
                c->set_command_id(command_id);
+               if (*version) c->set_expected_version(**version);
                std::vector<ev::Envelope> cmds;
                cmds.push_back(std::move(cmd));
                co_return co_await run_commands(svc, audit, req, std::move(cmds), resource_kind::task, "update", status::ok,

@@ -37,7 +37,10 @@
 // makes it the referrer or the receiver); a refusal is an OperationOutcome
 // with the refusal code (409 wrong_transition, 403 not_allowed, 422
 // reason_required, ...). PUT honours If-Match (W/"<version>"; 412 when it is
-// not the current one); answers carry ETag and Location .../_history/<version>.
+// not the current one — checked on read, and again by the referral writer in
+// log order through ReferralCommand.expected_version, so a change that lands
+// between the two is never overwritten unseen); answers carry ETag and
+// Location .../_history/<version>.
 // A referral the caller's hospital takes no part in does not exist for it
 // (404, and absent from searches). Every read, search and change is audited
 // (resource ServiceRequest or Task, ids only).

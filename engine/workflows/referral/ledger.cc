@@ -161,6 +161,12 @@ ev::Envelope ledger::decide(const ev::Envelope& command, seconds now) const {
   }
 
   if (r == nullptr) return reject(make_refusal("not_found", "no referral " + c.referral_id()));
+  // Decided by the writer, in log order: a change made between the caller's
+  // read and this command is never overwritten unseen.
+  if (c.expected_version() != 0 && c.expected_version() != r->version) {
+    return reject(make_refusal("version_mismatch", "referral " + r->id + " is at version " + std::to_string(r->version) +
+                                                       ", not " + std::to_string(c.expected_version()) + "; read it again"));
+  }
   auto to = next_state(r->st, c.action(), parties_of(c, r->from_hospital, r->to_hospital));
   if (!to) return reject(to.error());
   // The engine's timer expires a referral only once its deadline has passed

@@ -258,6 +258,25 @@ TEST_CASE("an upward referral from a clinic to the tertiary hospital is decided 
   }
 }
 
+TEST_CASE("a command that expects a version (FHIR If-Match) is refused once the referral has moved on",
+          "[unit][referral]") {
+  lx t;
+  t.ok(create("ref-v"));
+  auto receive = make_command(by(RECEIVE, "ref-v", "zs-tertiary"));
+  receive.mutable_referral_command()->set_expected_version(1);
+  auto d = t.l.decide(receive, test_now);
+  REQUIRE(d.has_referral_state_changed());  // at version 1: decided
+  REQUIRE_FALSE(t.l.apply(d).refused);
+  auto accept = make_command(by(ACCEPT, "ref-v", "zs-tertiary"));
+  accept.mutable_referral_command()->set_expected_version(1);  // read before RECEIVE
+  d = t.l.decide(accept, test_now);
+  REQUIRE(d.has_referral_command_rejected());
+  CHECK(rejection_code(d) == "version_mismatch");
+  CHECK_THAT(d.referral_command_rejected().message(), Catch::Contains("at version 2, not 1"));
+  accept.mutable_referral_command()->set_expected_version(2);
+  CHECK(t.l.decide(accept, test_now).has_referral_state_changed());
+}
+
 TEST_CASE("the direction comes from the tiers: up to a higher tier, down to a lower one", "[unit][referral]") {
   lx t;
   CHECK(t.ok(create("a", "dc-chc", "qh-county")).direction == ev::REFERRAL_DIRECTION_UP);
