@@ -234,7 +234,15 @@ pix_answer answer_query(const message& msg, const pix_context& ctx, const ack_bu
                   one_error({}, "207", "identity index not available; send the query again later"));
   }
   const std::string& system = source.front();
-  const auto xref = ctx.directory->cross_reference_of(system, q->value);
+  auto xref = ctx.directory->cross_reference_of(system, q->value);
+  // Sharing rule (docs/patients.md): a hospital learns another hospital's
+  // numbers for a person only when the person is its patient too (has a
+  // record there); otherwise the answer is the same as for an unknown
+  // identifier, so it does not tell that the person exists elsewhere.
+  if (xref && std::none_of(xref->identifiers.begin(), xref->identifiers.end(),
+                           [&](const identity::xref_identifier& id) { return id.hospital == ctx.hospital; })) {
+    xref.reset();
+  }
   if (!xref) {
     return refuse(ack_code::AE, "unknown_identifier",
                   one_error(qpd_at(3, 1, 1), "204", "QPD-3.1: no person in the identity index holds this identifier"));

@@ -94,7 +94,8 @@ identity::xref_identifier xid(std::string_view system, std::string value, std::s
 }
 
 // 张三: an MRN at the tertiary hospital and at the community clinic, a
-// resident ID and a health card. 李四: known at the county hospital only.
+// resident ID and a health card. 李四: known at the county hospital only
+// (its MRN and a resident ID).
 void add_people(fake_directory& dir) {
   dir.add(identity::cross_reference{
       .enterprise_id = "YL000000042",
@@ -102,7 +103,8 @@ void add_people(fake_directory& dir) {
                       xid(dc_mrn, "D-7788", "MRN", "dc-chc"), xid(health_card, "JK^42&1", "HEALTH_CARD", ""),
                       xid(zs_mrn, "100001", "MRN", "zs-tertiary")}});
   dir.add(identity::cross_reference{.enterprise_id = "YL000000043",
-                                    .identifiers = {xid(qh_mrn, "Q-1", "MRN", "qh-county")}});
+                                    .identifiers = {xid(qh_mrn, "Q-1", "MRN", "qh-county"),
+                                                    xid(resident, "110101198001010018", "RESIDENT_ID", "qh-county")}});
 }
 
 const config::loaded_consortium& consortium() {
@@ -276,18 +278,25 @@ TEST_CASE("a PIX query is answered with the identifiers of the asked domains (IT
     CHECK(a.outcome == "no_data");  // both ZSRMYY domains asked; the only ZSRMYY identifier is the queried one
   }
   SECTION("asking by resident ID in the county's notation") {
-    const auto a = ask("qh-county", qbp("Q12", "QPD|IHE PIX Query|QRY-12|110101199003070014^^^^SFZ|^^^ZSRMYY~^^^DCSQ", "QHXRMYY"), &dir);
+    const auto a = ask("qh-county", qbp("Q12", "QPD|IHE PIX Query|QRY-12|110101198001010018^^^^SFZ|^^^QHXRMYY~^^^ZSRMYY", "QHXRMYY"), &dir);
     CHECK(a.code == ack_code::AA);
-    CHECK(segment_of(a.text, "PID") ==
-          "PID|||100001^^^ZSRMYY&2.16.156.10011.1.1.4420001&ISO^MR~D-7788^^^DCSQ^MR||~^^^^^^S");
+    CHECK(segment_of(a.text, "PID") == "PID|||Q-1^^^QHXRMYY^PI||~^^^^^^S");
   }
   SECTION("found but nothing in the asked domains: AA, QAK NF, no PID") {
-    const auto a = ask("zs-tertiary", qbp("Q13", "QPD|IHE PIX Query|QRY-13|Q-1^^^QHXRMYY^PI|^^^ZSRMYY"), &dir);
+    const auto a = ask("qh-county", qbp("Q13", "QPD|IHE PIX Query|QRY-13|Q-1^^^QHXRMYY^PI|^^^ZSRMYY", "QHXRMYY"), &dir);
     CHECK(a.code == ack_code::AA);
     CHECK(a.outcome == "no_data");
     CHECK(a.identifiers_returned == 0);
     CHECK(segment_ids(a.text) == std::vector<std::string>{"MSH", "MSA", "QAK", "QPD"});
     CHECK(segment_of(a.text, "QAK") == "QAK|QRY-13|NF");
+  }
+  SECTION("a person with no record at the asking hospital is answered as unknown (sharing rule)") {
+    // 张三 is known at the tertiary hospital and 东城, not at the county hospital.
+    const auto a = ask("qh-county", qbp("Q15", "QPD|IHE PIX Query|QRY-15|110101199003070014^^^^SFZ", "QHXRMYY"), &dir);
+    CHECK(a.code == ack_code::AE);
+    CHECK(a.outcome == "unknown_identifier");
+    CHECK(a.identifiers_returned == 0);
+    CHECK(a.text.find("100001") == std::string::npos);
   }
   SECTION("an identifier the index does not know: AE, ERR QPD^1^3^1^1 204") {
     const auto a = ask("zs-tertiary", qbp("Q14", "QPD|IHE PIX Query|QRY-14|999999^^^ZSRMYY^MR"), &dir);
