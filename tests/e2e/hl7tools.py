@@ -6,10 +6,22 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 
 from engine import run_cli, EXAMPLE
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
+
+
+def with_check_digit(body17):
+    """A resident ID: 17 digits and their GB 11643 (ISO 7064 MOD 11-2) check character."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    return body17 + "10X98765432"[sum(int(c) * w for c, w in zip(body17, weights)) % 11]
+
+
+def now_hl7(offset_seconds=0):
+    """An HL7 timestamp (local time, +0800), offset_seconds from now."""
+    return time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + offset_seconds)) + "+0800"
 
 
 def adt_a04(control_id, mrn="100001", facility="ZSRMYY", app="HIS", name="测试^患者", version="2.5",

@@ -16,7 +16,7 @@ import urllib.parse
 import uuid
 
 from engine import OPERATOR, Engine
-from hl7tools import events, mllp_exchange, mllp_ports, msa
+from hl7tools import events, mllp_exchange, mllp_ports, msa, now_hl7, with_check_digit
 
 BROKERS = os.environ.get("YILIAN_KAFKA_BROKERS", "")
 ZS_MRN = "urn:yilian:id:zs-tertiary:mrn"
@@ -24,13 +24,7 @@ XZ_MRN = "urn:yilian:id:xz-thc:mrn"
 PEOPLE = 12
 
 
-def resident_id(body17):
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    return body17 + "10X98765432"[sum(int(c) * w for c, w in zip(body17, weights)) % 11]
-
-
-def now_hl7():
-    return time.strftime("%Y%m%d%H%M%S", time.localtime()) + "+0800"
+resident_id = with_check_digit
 
 
 class IdentityOnKafka(unittest.TestCase):

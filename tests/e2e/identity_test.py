@@ -19,7 +19,7 @@ import urllib.parse
 import uuid
 
 from engine import Engine, OPERATOR, consortium_copy
-from hl7tools import MllpServer, events, field, mllp_exchange, mllp_ports, msa
+from hl7tools import MllpServer, events, field, mllp_exchange, mllp_ports, msa, now_hl7, with_check_digit
 
 TERTIARY = "dev-zs-tertiary-his-token"
 XZ = "dev-xz-thc-his-token"
@@ -34,18 +34,11 @@ DC_MRN = "urn:yilian:id:dc-chc:mrn"
 RESIDENT = "urn:yilian:id:cn:resident"
 
 
-def resident_id(body17):
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    total = sum(int(c) * w for c, w in zip(body17, weights))
-    return body17 + "10X98765432"[total % 11]
+resident_id = with_check_digit
 
 
 def broken(rid):
     return rid[:17] + ("0" if rid[17] != "0" else "1")
-
-
-def now_hl7():
-    return time.strftime("%Y%m%d%H%M%S", time.localtime()) + "+0800"
 
 
 def ctl(prefix):

@@ -25,7 +25,7 @@ import unittest
 import uuid
 
 from engine import Engine, OPERATOR, consortium_copy
-from hl7tools import MllpServer, field, mllp_exchange, mllp_ports, msa
+from hl7tools import MllpServer, field, mllp_exchange, mllp_ports, msa, now_hl7, with_check_digit
 from httptools import WebhookServer
 
 CLINIC = "dev-xz-thc-user-token"          # 西镇卫生院's clinic user
@@ -36,19 +36,12 @@ PDF = b"%PDF-1.4\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%
 
 def resident_id(seq):
     """A valid 18-digit resident ID (GB 11643 check digit) for a synthetic person."""
-    body = "44200019%02d0101%03d" % (50 + seq % 40, 100 + seq % 800)
-    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-    total = sum(int(c) * w for c, w in zip(body, weights))
-    return body + "10X98765432"[total % 11]
+    return with_check_digit("44200019%02d0101%03d" % (50 + seq % 40, 100 + seq % 800))
 
 
 def fld(message, segment, index):
     """field() that reads a missing segment as empty (messages of other kinds are in the same inbox)."""
     return field(message, segment, index) or ""
-
-
-def now_hl7(offset_seconds=0):
-    return time.strftime("%Y%m%d%H%M%S", time.localtime(time.time() + offset_seconds)) + "+0800"
 
 
 def ctl(prefix):
