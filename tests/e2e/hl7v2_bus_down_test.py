@@ -81,10 +81,13 @@ class BusDownTest(unittest.TestCase):
             expected = list(codes) + list(down) + ["BD-%s-after-%d" % (run, i) for i in range(3)]
             self.assertEqual({c: seen[c] for c in expected}, {c: 1 for c in expected})
         finally:
-            if engine is not None:
-                engine.close()
-            subprocess.run([os.path.join(KAFKA, "stop"), kdir], capture_output=True, timeout=120)
-            shutil.rmtree(kdir, ignore_errors=True)
+            try:
+                if engine is not None:
+                    engine.close()
+            finally:
+                # Even when the engine did not stop in time: never leave the broker running.
+                subprocess.run([os.path.join(KAFKA, "stop"), kdir], capture_output=True, timeout=120)
+                shutil.rmtree(kdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

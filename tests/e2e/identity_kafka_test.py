@@ -34,6 +34,8 @@ class IdentityOnKafka(unittest.TestCase):
             raise AssertionError("YILIAN_KAFKA_BROKERS is not set: start a broker (./tools/test does)")
         args = ["--kafka-brokers", BROKERS, "--mllp-any-port"]
         cls.engines = [Engine(extra_args=args), Engine(extra_args=args)]
+        for e in cls.engines:  # also when setUpClass fails (tearDownClass would not run)
+            cls.addClassCleanup(e.close)
         cls.ports = [mllp_ports(e, ["zs-tertiary", "xz-thc"]) for e in cls.engines]
         for e in cls.engines:
             deadline = time.monotonic() + 90
@@ -41,11 +43,6 @@ class IdentityOnKafka(unittest.TestCase):
                 if time.monotonic() > deadline:
                     raise AssertionError("engine not ready:\n" + "".join(e.lines[-20:]))
                 time.sleep(0.2)
-
-    @classmethod
-    def tearDownClass(cls):
-        for e in cls.engines:
-            e.close()
 
     def send(self, port, *segments):
         reply = mllp_exchange(port, ("\r".join(segments) + "\r").encode("utf-8"))[0]

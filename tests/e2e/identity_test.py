@@ -51,6 +51,10 @@ class Identity(unittest.TestCase):
         cls.tertiary = MllpServer()  # the tertiary hospital's HIS, receiving referrals
         cls.config = consortium_copy({"127.0.0.1:6661": "127.0.0.1:%d" % cls.tertiary.port})
         cls.engine = Engine(config=os.path.join(cls.config, "consortium.yaml"), extra_args=["--mllp-any-port"])
+        # tearDownClass does not run when setUpClass fails: clean up regardless.
+        cls.addClassCleanup(cls.engine.close)
+        cls.addClassCleanup(cls.tertiary.close)
+        cls.addClassCleanup(shutil.rmtree, cls.config, ignore_errors=True)
         cls.ports = mllp_ports(cls.engine, ["zs-tertiary", "xz-thc", "dc-chc"])
         deadline = time.monotonic() + 30
         while cls.engine.request("GET", "/readyz").status != 200:
@@ -80,12 +84,6 @@ class Identity(unittest.TestCase):
                  "EVN|A04|%s" % now_hl7(),
                  "PID|1||%s^^^DCSQ^MR~%s^^^CHN^NNCHN||张^建国||19680314|M" % (cls.dc_mrn, broken(cls.rid)),
                  "PV1|1|O")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.engine.close()
-        cls.tertiary.close()
-        shutil.rmtree(cls.config, ignore_errors=True)
 
     def send(self, hospital, *segments):
         payload = ("\r".join(segments) + "\r").encode("utf-8")
