@@ -463,7 +463,8 @@ decision identity_index::upsert(const source_record& r, std::vector<candidate_tr
 
   auto queue_review = [&](std::uint32_t record, const match_result& m) {
     const auto id = static_cast<std::uint32_t>(reviews_.size());
-    reviews_.push_back(review_item{.id = id, .record = record, .candidate = enterprise_id(m.person), .score = m.score});
+    reviews_.push_back(
+        review_item{.id = id, .record = record, .candidate = enterprise_id(m.person), .score = m.score, .held = m.held});
     reviews_of_record_.emplace(record, id);
     audit(action::review_queued, record, records_[record].person, m.person, m.by, m.score, automatic);
     d.outcome = outcome::review;

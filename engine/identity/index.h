@@ -87,6 +87,7 @@ struct review_item {
   std::uint32_t record = 0;
   enterprise_id candidate;
   double score = 0.0;
+  hold held = hold::none;  // why it was not linked automatically (none: score between the thresholds)
   enum class state : std::uint8_t { open, accepted, rejected } status = state::open;
 };
 
@@ -143,6 +144,8 @@ class identity_index {
   enterprise_id resolve(enterprise_id p) const;
 
   std::vector<review_item> open_reviews() const;
+  // Every review ever queued, decided ones with their outcome, by id.
+  const std::vector<review_item>& reviews() const noexcept { return reviews_; }
   result<decision> accept_review(std::uint32_t review_id, std::string_view actor);
   result<void> reject_review(std::uint32_t review_id, std::string_view actor);
   // Moves a record out of its person into a new one; the pair is remembered

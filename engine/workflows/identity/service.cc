@@ -255,6 +255,19 @@ class service::state final : public view {
                         std::uint32_t reason = 0);
   void note_identifiers(const ev::Subject& s);
   std::optional<std::uint32_t> key_record(const std::vector<idx::identifier>& ids) const;
+  // How the index treats an identifier system (identity_options): every
+  // system not named as a resident-ID or card system is a record key.
+  enum class id_kind { record_key, resident_id, card };
+  id_kind kind_of(const std::string& system) const {
+    const auto& opt = index_.options();
+    if (std::find(opt.resident_id_systems.begin(), opt.resident_id_systems.end(), system) != opt.resident_id_systems.end()) {
+      return id_kind::resident_id;
+    }
+    if (!system.empty() && std::find(opt.card_systems.begin(), opt.card_systems.end(), system) != opt.card_systems.end()) {
+      return id_kind::card;
+    }
+    return id_kind::record_key;
+  }
   record_info info(std::uint32_t record) const;
   // The record's hospital and identifiers only (no demographics parsed).
   record_info identified(std::uint32_t record) const;
@@ -342,16 +355,23 @@ void service::state::record_upsert(const bus::record& r, const ev::Envelope& e, 
     lg.warn("identity: patient record without identifiers ignored", {log::field("event_id", e.event_id())});
     return;
   }
+  // Only resident ID / card identifiers: nothing would address the record,
+  // so it is not stored (checked before the upsert, which would keep it).
+  if (std::none_of(rec.identifiers.begin(), rec.identifiers.end(),
+                   [&](const idx::identifier& id) { return kind_of(id.system) == id_kind::record_key; })) {
+    ++skipped_;
+    lg.warn("identity: patient record without a record-key identifier (e.g. an MRN) ignored",
+            {log::field("event_id", e.event_id())});
+    return;
+  }
   const auto known = key_record(rec.identifiers);
   if (observed && known) return;  // the registration feed's demographics win
   const std::size_t before = index_.history().size();
   const idx::decision dec = index_.upsert(rec);
-  auto stored = key_record(rec.identifiers);
+  const auto stored = key_record(rec.identifiers);
   if (!stored) {
-    // Only resident ID / card identifiers: nothing addresses the record.
-    ++skipped_;
-    lg.warn("identity: patient record without a record-key identifier (e.g. an MRN) ignored",
-            {log::field("event_id", e.event_id())});
+    lg.error("identity: an upserted record is not found by its own key (index invariant broken)",
+             {log::field("event_id", e.event_id())});
     return;
   }
   if (display_.size() <= *stored) display_.resize(*stored + 1);
@@ -360,12 +380,11 @@ void service::state::record_upsert(const bus::record& r, const ev::Envelope& e, 
   disp.last_event_id = e.event_id();
   disp.observed_only = observed && (!known || disp.observed_only);
   disp.person_ids.clear();
-  const auto& opt = index_.options();
   for (const auto& id : rec.identifiers) {
-    if (std::find(opt.resident_id_systems.begin(), opt.resident_id_systems.end(), id.system) != opt.resident_id_systems.end()) {
+    if (kind_of(id.system) == id_kind::resident_id) {
       // A number that fails validation is never shown as the person's.
       if (auto rid = idx::parse_resident_id(id.value)) disp.person_ids.push_back({.system = id.system, .value = rid->number});
-    } else if (std::find(opt.card_systems.begin(), opt.card_systems.end(), id.system) != opt.card_systems.end()) {
+    } else if (kind_of(id.system) == id_kind::card) {
       if (auto n = idx::normalize_card_number(id.value); !n.empty()) disp.person_ids.push_back({.system = id.system, .value = n});
     }
   }
@@ -579,30 +598,8 @@ std::vector<search_hit> service::state::search(const ev::Demographics& query, co
 
 std::vector<review_info> service::state::reviews(bool open_only) const {
   std::vector<review_info> out;
-  // open_reviews() covers the open ones; decided ones come from the history.
-  std::vector<idx::review_item> items = index_.open_reviews();
-  if (!open_only) {
-    items.clear();
-    for (const auto& a : announcements_) {
-      if (a.action != ev::LINK_ACTION_REVIEW || a.review == none) continue;
-      items.push_back(idx::review_item{.id = a.review, .record = a.record, .candidate = idx::enterprise_id(a.to),
-                                       .score = a.score_bits});
-    }
-    const auto open = index_.open_reviews();
-    for (auto& it : items) {
-      const bool is_open = std::any_of(open.begin(), open.end(), [&](const idx::review_item& o) { return o.id == it.id; });
-      if (is_open) continue;
-      // Decided: accepted when a LINKED by an operator followed for the record, else rejected.
-      it.status = idx::review_item::state::rejected;
-      for (const auto& a : announcements_) {
-        if (a.record == it.record && a.action == ev::LINK_ACTION_LINKED && a.basis == ev::LINK_BASIS_MANUAL &&
-            index_.resolve(idx::enterprise_id(a.to)) == index_.resolve(it.candidate)) {
-          it.status = idx::review_item::state::accepted;
-        }
-      }
-    }
-  }
-  for (const auto& it : items) {
+  for (const auto& it : index_.reviews()) {
+    if (open_only && it.status != idx::review_item::state::open) continue;
     review_info r;
     r.id = it.id;
     r.state = it.status == idx::review_item::state::open       ? "open"
@@ -615,9 +612,7 @@ std::vector<review_info> service::state::reviews(bool open_only) const {
     }
     r.candidate_enterprise_id = format_enterprise_id(index_.resolve(it.candidate));
     r.score_bits = it.score;
-    for (const auto& a : announcements_) {
-      if (a.action == ev::LINK_ACTION_REVIEW && a.review == it.id) r.hold = a.held == idx::hold::none ? "" : std::string(idx::to_string(a.held));
-    }
+    if (it.held != idx::hold::none) r.hold = std::string(idx::to_string(it.held));
     out.push_back(std::move(r));
   }
   return out;
@@ -721,7 +716,6 @@ struct service::impl {
   // Writer state (engine thread only).
   bool writing = false;
   std::int64_t announce_from = -1;  // next log offset whose announcements are owed
-  std::vector<bus::record> writer_records;  // polled, to commit
   std::mutex done_mu;
   std::condition_variable done_cv;
 
@@ -893,10 +887,7 @@ void service::impl::poll_writer() {
   // The writer consumer is only the lease: whoever holds the log's partition
   // announces. Its records are not needed (the view has them); its committed
   // offset says where the previous writer stopped.
-  auto polled = writer->poll(0ms, 4096);
-  if (polled) {
-    for (auto& r : *polled) writer_records.push_back(std::move(r));
-  }
+  (void)writer->poll(0ms, 4096);  // keeps the membership alive; the records themselves are the view's
   const bool owns = !writer->assignment().empty();
   if (owns && !writing) {
     auto l = writer->lag();
@@ -955,12 +946,10 @@ void service::impl::publish_announcements() {
   // Commit the lease's offset: the next writer starts where this one stopped.
   bus::record mark{.topic = options.log_topic, .partition = 0, .offset = through - 1, .key = {}, .value = {}, .headers = {},
                    .timestamp_ms = 0};
-  if (!writer_records.empty()) mark.partition = writer_records.back().partition;
-  else if (auto a = writer->assignment(); !a.empty()) mark.partition = a.front().second;
+  if (auto a = writer->assignment(); !a.empty()) mark.partition = a.front().second;
   if (auto c = writer->commit(std::span<const bus::record>(&mark, 1)); !c) {
     lg.warn("identity writer commit failed (announcements may repeat)", {log::field("error", c.error().describe())});
   }
-  writer_records.clear();
 }
 
 void service::impl::resolve(const std::string& command_id, const command_outcome& outcome) {

@@ -363,6 +363,16 @@ TEST_CASE("patient data seen in a referral adds a record new to the index but ne
   REQUIRE(seen);
   CHECK(seen->records[0].observed_only);
   CHECK(seen->records[0].last_event_id == "identity-observed:ref-2");
+
+  // A registration carrying only a resident ID: nothing would address the
+  // record, so the index does not store it (nor link anyone through it).
+  ev::Envelope rid_only = registered({"h-a", idt::mrn_a, "unused", "李娜", "1990-01-02", idt::make_rid("110101", born, 7), ""},
+                                     "ev-rid-only");
+  rid_only.mutable_subject()->mutable_identifiers()->DeleteSubrange(0, 1);
+  publish(*b, patient_topic, rid_only);
+  publish(*b, patient_topic, registered({"h-a", idt::mrn_a, "A-7", "周杰", "1979-01-18", "", ""}, "ev-after"));
+  REQUIRE(eventually([&] { return svc.enterprise_id_of(idt::mrn_a, "A-7") != ""; }));
+  CHECK(svc.read([](const view& v) { return v.index().records(); }) == 3);
 }
 
 TEST_CASE("enterprise ids format and parse", "[unit]") {
