@@ -16,8 +16,20 @@ std::string_view to_string(block_kind k) noexcept {
     case block_kind::name_birth_year: return "name_birth_year";
     case block_kind::name_postcode: return "name_postcode";
     case block_kind::birth_postcode: return "birth_postcode";
+    case block_kind::names_birth: return "names_birth";
+    case block_kind::names_year_month: return "names_year_month";
+    case block_kind::names_year_day: return "names_year_day";
   }
   return "unknown";
+}
+
+std::optional<block_kind> finer_than(block_kind k) noexcept {
+  switch (k) {
+    case block_kind::names_birth: return block_kind::name_birth;
+    case block_kind::names_year_month:
+    case block_kind::names_year_day: return block_kind::name_birth_year;
+    default: return std::nullopt;
+  }
 }
 
 std::uint32_t key_hash(std::uint8_t tag, std::string_view a, std::string_view b, std::uint32_t extra) noexcept {
@@ -55,10 +67,14 @@ void blocking_keys(const features_view& f, std::vector<block_key>& out) {
   if (birth != 0) {
     if (!sf.empty()) add(block_kind::name_birth, sf, {}, birth);
     if (!sg.empty() && sg != sf) add(block_kind::name_birth, sg, {}, birth);
+    if (!sf.empty() && !sg.empty()) add(block_kind::names_birth, std::min(sf, sg), std::max(sf, sg), birth);
     if (!f.family.empty() && !f.given.empty()) {
       const bool ordered = f.family <= f.given;
-      add(block_kind::name_birth_year, ordered ? f.family : f.given, ordered ? f.given : f.family,
-          static_cast<std::uint32_t>(f.birth.year));
+      const std::string_view lo = ordered ? f.family : f.given, hi = ordered ? f.given : f.family;
+      const auto year = static_cast<std::uint32_t>(f.birth.year);
+      add(block_kind::name_birth_year, lo, hi, year);
+      add(block_kind::names_year_month, lo, hi, year * 100U + static_cast<std::uint32_t>(f.birth.month));
+      add(block_kind::names_year_day, lo, hi, year * 100U + static_cast<std::uint32_t>(f.birth.day));
     } else if (!f.family.empty() || !f.given.empty()) {
       add(block_kind::name_birth_year, f.family.empty() ? f.given : f.family, {},
           static_cast<std::uint32_t>(f.birth.year));
@@ -78,10 +94,10 @@ std::size_t block_index::slot_of(std::uint32_t key) const noexcept {
   return i;
 }
 
-std::uint32_t block_index::find_head(std::uint32_t key) const noexcept {
-  if (slots_.empty()) return none;
+const block_index::slot* block_index::find(std::uint32_t key) const noexcept {
+  if (slots_.empty()) return nullptr;
   const slot& s = slots_[slot_of(key)];
-  return s.key == key ? s.head : none;
+  return s.key == key ? &s : nullptr;
 }
 
 void block_index::grow() {
@@ -103,16 +119,15 @@ void block_index::add(std::uint32_t key, std::uint32_t record) {
   std::uint32_t p;
   if (free_ != none) {
     p = free_;
-    free_ = next_[p];
+    free_ = postings_[p].next;
     --free_count_;
-    record_[p] = record;
   } else {
-    p = static_cast<std::uint32_t>(record_.size());
-    record_.push_back(record);
-    next_.push_back(none);
+    p = static_cast<std::uint32_t>(postings_.size());
+    postings_.emplace_back();
   }
-  next_[p] = s.head;
+  postings_[p] = posting{.record = record, .next = s.head};
   s.head = p;
+  ++s.count;
 }
 
 void block_index::remove(std::uint32_t key, std::uint32_t record) {
@@ -120,25 +135,60 @@ void block_index::remove(std::uint32_t key, std::uint32_t record) {
   slot& s = slots_[slot_of(key)];
   if (s.key != key) return;
   // Emptied blocks keep their slot (head = none) so probe chains stay intact.
-  for (std::uint32_t* link = &s.head; *link != none; link = &next_[*link]) {
+  for (std::uint32_t* link = &s.head; *link != none; link = &postings_[*link].next) {
     const std::uint32_t p = *link;
-    if (record_[p] != record) continue;
-    *link = next_[p];
-    next_[p] = free_;
+    if (postings_[p].record != record) continue;
+    *link = postings_[p].next;
+    postings_[p].next = free_;
     free_ = p;
     ++free_count_;
+    --s.count;
     return;
   }
 }
 
 std::size_t block_index::block_size(std::uint32_t key) const {
-  std::size_t n = 0;
-  for (std::uint32_t p = find_head(key); p != none; p = next_[p]) ++n;
-  return n;
+  const slot* s = find(key);
+  return s == nullptr ? 0 : s->count;
 }
 
 std::size_t block_index::memory_bytes() const noexcept {
-  return slots_.capacity() * sizeof(slot) + (record_.capacity() + next_.capacity()) * sizeof(std::uint32_t);
+  return slots_.capacity() * sizeof(slot) + postings_.capacity() * sizeof(posting);
+}
+
+std::size_t count_table::find(std::uint32_t key) const noexcept {
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t i = slot_of(key);
+  while (slots_[i].key != 0 && slots_[i].key != key) i = (i + 1) & mask;
+  return i;
+}
+
+void count_table::add(std::uint32_t key) {
+  if ((used_ + 1) * 10 > slots_.size() * 7) {  // load factor <= 0.7
+    std::vector<slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? 1024 : old.size() * 2, slot{});
+    for (const slot& s : old) {
+      if (s.key != 0) slots_[find(s.key)] = s;
+    }
+  }
+  slot& s = slots_[find(key)];
+  if (s.key == 0) {
+    s.key = key;
+    ++used_;
+  }
+  ++s.count;
+}
+
+void count_table::remove(std::uint32_t key) {
+  if (slots_.empty()) return;
+  slot& s = slots_[find(key)];
+  if (s.key == key && s.count > 0) --s.count;
+}
+
+std::uint32_t count_table::count(std::uint32_t key) const noexcept {
+  if (slots_.empty()) return 0;
+  const slot& s = slots_[find(key)];
+  return s.key == key ? s.count : 0;
 }
 
 }  // namespace yilian::identity

@@ -76,6 +76,7 @@ struct identity_index::match_result {
   hold held = hold::none;
   double score = 0.0;
   std::uint32_t compared = 0;
+  std::uint32_t walked = 0;
 };
 
 identity_index::identity_index(identity_options opt) : opt_(std::move(opt)) {
@@ -202,30 +203,65 @@ std::string_view identity_index::hospital_of(std::uint32_t record) const {
   return hospitals_[records_[record].hospital];
 }
 
-void identity_index::index_record(std::uint32_t record, bool add) {
-  std::vector<block_key> keys;
-  blocking_keys(view_of(record), keys);
-  for (const block_key& k : keys) {
-    if (add) blocks_.add(k.hash, record);
-    else blocks_.remove(k.hash, record);
-  }
+// Every hash a record is filed under: blocks, name frequencies, identifiers.
+struct identity_index::filed_keys {
+  std::vector<std::uint32_t> blocks, names, ids;
+};
+
+identity_index::filed_keys identity_index::keys_of(std::uint32_t record) const {
+  filed_keys out;
   const features_view v = view_of(record);
+  std::vector<block_key> keys;
+  blocking_keys(v, keys);
+  for (const block_key& k : keys) out.blocks.push_back(k.hash);
   for (auto [tag, part] : {std::pair<std::uint8_t, std::string_view>{name_tag_family, v.family},
                            std::pair<std::uint8_t, std::string_view>{name_tag_given, v.given},
                            std::pair<std::uint8_t, std::string_view>{name_tag_city, v.city}}) {
-    if (part.empty()) continue;
-    const std::uint32_t h = key_hash(tag, part);
-    if (add) {
-      ++name_counts_[h];
-    } else if (auto it = name_counts_.find(h); it != name_counts_.end() && --it->second == 0) {
-      name_counts_.erase(it);
-    }
+    if (!part.empty()) out.names.push_back(key_hash(tag, part));
   }
-  for (const identifier& id : identifiers_of(record)) {
-    const std::uint32_t h = key_hash(id_tag, id.system, id.value);
+  for (const identifier& id : identifiers_of(record)) out.ids.push_back(key_hash(id_tag, id.system, id.value));
+  return out;
+}
+
+void identity_index::file(std::uint32_t record, const filed_keys& k, bool add) {
+  for (std::uint32_t h : k.blocks) blocks_.prefetch(h);
+  for (std::uint32_t h : k.blocks) {
+    if (add) blocks_.add(h, record);
+    else blocks_.remove(h, record);
+  }
+  for (std::uint32_t h : k.names) {
+    if (add) name_counts_.add(h);
+    else name_counts_.remove(h);
+  }
+  for (std::uint32_t h : k.ids) {
     if (add) ids_.add(h, record);
     else ids_.remove(h, record);
   }
+}
+
+void identity_index::index_record(std::uint32_t record, bool add) { file(record, keys_of(record), add); }
+
+void identity_index::refile(std::uint32_t record, const classified& c) {
+  // An update usually changes a phone or an address, not the name and birth
+  // date: only the keys that changed are moved. Removing a posting walks its
+  // block, and name blocks grow with the population, so re-filing every key
+  // would make updates dearer as the index grows.
+  filed_keys before = keys_of(record);
+  restore(record, c);
+  filed_keys after = keys_of(record);
+  filed_keys gone, added;
+  auto diff = [](std::vector<std::uint32_t>& a, std::vector<std::uint32_t>& b, std::vector<std::uint32_t>& a_only,
+                 std::vector<std::uint32_t>& b_only) {
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(a_only));
+    std::set_difference(b.begin(), b.end(), a.begin(), a.end(), std::back_inserter(b_only));
+  };
+  diff(before.blocks, after.blocks, gone.blocks, added.blocks);
+  diff(before.names, after.names, gone.names, added.names);
+  diff(before.ids, after.ids, gone.ids, added.ids);
+  file(record, gone, false);
+  file(record, added, true);
 }
 
 std::optional<std::uint32_t> identity_index::record_of(const identifier& id) const {
@@ -358,8 +394,7 @@ population_context identity_index::frequencies_of(const features_view& q) const 
   // impossible, and an exact agreement implies at least one stored holder.
   auto freq = [&](std::uint8_t tag, std::string_view part) {
     if (part.empty()) return 0.0;
-    auto it = name_counts_.find(key_hash(tag, part));
-    const double count = it == name_counts_.end() ? 0.0 : static_cast<double>(it->second);
+    const double count = name_counts_.count(key_hash(tag, part));
     return (count + 1.0) / (n + 1.0);
   };
   tf.family = freq(name_tag_family, q.family);
@@ -372,6 +407,7 @@ identity_index::match_result identity_index::match(const features_view& q, std::
                                  std::vector<candidate_trace>* trace) const {
   std::vector<block_key> keys;
   blocking_keys(q, keys);
+  for (const block_key& k : keys) blocks_.prefetch(k.hash);
   struct best_of_person {
     std::uint32_t person;
     pair_verdict v;
@@ -415,16 +451,37 @@ identity_index::match_result identity_index::match(const features_view& q, std::
     identifier_blocks_complete &=
         blocks_.for_each(k.hash, opt_.max_block, [&](std::uint32_t r) { cands.push_back(r); });
   }
+  m.walked += static_cast<std::uint32_t>(cands.size());
   score_all();
   const auto rule_links = std::count_if(persons.begin(), persons.end(), [&](const best_of_person& x) {
     return x.v.v == verdict::link && is_rule(x.v.by);
   });
   if (trace != nullptr || rule_links != 1 || !identifier_blocks_complete) {
     // Phase 2: demographic blocks.
+    // A coarse name block grown past split_block gives way to the record's
+    // finer blocks of that kind (blocking.h); without them (one name part
+    // only) it is used up to max_block.
+    const auto has_finer = [&](block_kind coarse) {
+      return std::any_of(keys.begin(), keys.end(), [&](const block_key& k) { return finer_than(k.kind) == coarse; });
+    };
+    std::uint32_t split = 0;  // bit per coarse kind given way
+    const auto bit = [](block_kind k) { return 1U << static_cast<unsigned>(k); };
     for (const block_key& k : keys) {
-      if (k.kind == block_kind::resident_id || k.kind == block_kind::card) continue;
+      if (k.kind == block_kind::resident_id || k.kind == block_kind::card || finer_than(k.kind)) continue;
+      if ((k.kind == block_kind::name_birth || k.kind == block_kind::name_birth_year) && has_finer(k.kind) &&
+          blocks_.block_size(k.hash) > opt_.split_block) {
+        split |= bit(k.kind);
+        continue;
+      }
       blocks_.for_each(k.hash, opt_.max_block, [&](std::uint32_t r) { cands.push_back(r); });
     }
+    for (const block_key& k : keys) {
+      const auto coarse = finer_than(k.kind);
+      if (coarse && (split & bit(*coarse)) != 0) {
+        blocks_.for_each(k.hash, opt_.max_block, [&](std::uint32_t r) { cands.push_back(r); });
+      }
+    }
+    m.walked += static_cast<std::uint32_t>(cands.size());
     score_all();
   }
   if (persons.empty()) return m;
@@ -497,10 +554,8 @@ decision identity_index::upsert(const source_record& r, std::vector<candidate_tr
       if (std::find(all.begin(), all.end(), k) == all.end()) all.push_back(std::move(k));
     }
     c.keys = std::move(all);
-    index_record(rec, false);
     records_[rec].hospital = hospital;
-    restore(rec, c);
-    index_record(rec, true);
+    refile(rec, c);
     const std::uint32_t p = root(records_[rec].person);
     d.outcome = outcome::updated;
     d.by = rule::identifier;
@@ -509,6 +564,7 @@ decision identity_index::upsert(const source_record& r, std::vector<candidate_tr
     if (persons_[p].size == 1) {
       const match_result m = match(view_of(rec), hospital, rec, trace);
       d.compared = m.compared;
+      d.walked = m.walked;
       d.score = m.score;
       if (m.v == verdict::link) {
         merge_persons(p, m.person);
@@ -532,6 +588,7 @@ decision identity_index::upsert(const source_record& r, std::vector<candidate_tr
 
   const match_result m = match(c.f.view(), hospital, none, trace);
   d.compared = m.compared;
+  d.walked = m.walked;
   d.score = m.score;
   if (m.v == verdict::link) {
     const std::uint32_t rec = store(c, hospital, m.person);
@@ -682,9 +739,7 @@ result<decision> identity_index::merge_within_domain(std::string_view hospital, 
   c.f.province = v.province;
   c.keys = std::move(all);
   erase_record(*o);
-  index_record(*s, false);
-  restore(*s, c);
-  index_record(*s, true);
+  refile(*s, c);
   audit(action::a40_merge, *s, po, ps, rule::a40_merge, 0.0, actor);
   d.person = enterprise_id(ps);
   return d;
@@ -696,8 +751,8 @@ index_stats identity_index::stats() const {
   std::size_t text = 0;
   for (const stored& s : records_) text += s.alive ? std::max<std::size_t>(s.end[t_ids], 1) : 0;
   st.memory_bytes = records_.capacity() * sizeof(stored) + text + persons_.capacity() * sizeof(person_slot) +
-                    blocks_.memory_bytes() + ids_.memory_bytes() + name_counts_.size() * 24 + history_.capacity() * sizeof(audit_entry) +
-                    reviews_.capacity() * sizeof(review_item);
+                    blocks_.memory_bytes() + ids_.memory_bytes() + name_counts_.memory_bytes() +
+                    history_.capacity() * sizeof(audit_entry) + reviews_.capacity() * sizeof(review_item);
   return st;
 }
 

@@ -31,6 +31,7 @@
 #include "engine/core/error.h"
 #include "engine/core/named_type.h"
 #include "engine/identity/blocking.h"
+#include "engine/identity/chunked.h"
 #include "engine/identity/demographics.h"
 #include "engine/identity/matcher.h"
 
@@ -49,6 +50,9 @@ struct identity_options {
   // Every other system is a record key: same (system, value), same record.
   match_options match;
   std::size_t max_block = 128;       // larger blocks are not used for candidates
+  // A name_birth block larger than this is replaced by the record's finer
+  // names_birth block (blocking.h), so candidates per record stay flat.
+  std::size_t split_block = 2;
   std::size_t max_candidates = 256;  // records compared per incoming record, at most
 };
 
@@ -70,6 +74,7 @@ struct decision {
   std::optional<std::uint32_t> review_id;
   std::vector<enterprise_id> absorbed;     // persons folded into `person` (same identifier, A40)
   std::uint32_t compared = 0;              // candidate records scored
+  std::uint32_t walked = 0;                // block postings read to find them
   bool resident_id_invalid = false;        // a resident ID was sent but failed validation (ignored)
 };
 
@@ -164,7 +169,7 @@ class identity_index {
   // so a replay decides exactly as the first pass did.
   void set_today(civil_date d) noexcept { today_ = d; }
 
-  const std::vector<audit_entry>& history() const noexcept { return history_; }
+  const chunked_vector<audit_entry>& history() const noexcept { return history_; }
   // Walks every record for memory_bytes: for metrics and logs, not per event.
   index_stats stats() const;
   // O(1): live persons and records.
@@ -188,7 +193,12 @@ class identity_index {
   features_view view_of(std::uint32_t record) const;
   std::uint32_t store(const classified& c, std::uint16_t hospital, std::uint32_t person);
   void restore(std::uint32_t record, const classified& c);
+  struct filed_keys;
+  filed_keys keys_of(std::uint32_t record) const;
+  void file(std::uint32_t record, const filed_keys& k, bool add);
   void index_record(std::uint32_t record, bool add);
+  // restore() plus moving only the keys that changed.
+  void refile(std::uint32_t record, const classified& c);
   void erase_record(std::uint32_t record);
   std::uint32_t new_person();
   void attach(std::uint32_t record, std::uint32_t person);
@@ -205,19 +215,19 @@ class identity_index {
 
   identity_options opt_;
   civil_date today_;
-  std::vector<stored> records_;
-  std::vector<person_slot> persons_;
+  chunked_vector<stored> records_;
+  chunked_vector<person_slot> persons_;
   std::size_t live_records_ = 0, live_persons_ = 0;
   block_index blocks_;
   block_index ids_;  // key identifier hash -> records
   std::vector<std::string> systems_, hospitals_;
   std::unordered_map<std::string, std::uint16_t> system_ids_, hospital_ids_;
   std::unordered_multimap<std::uint32_t, std::uint32_t> do_not_link_;  // record -> person
-  std::unordered_map<std::uint32_t, std::uint32_t> name_counts_;      // name part hash -> records
+  count_table name_counts_;  // name part hash -> records carrying it
   population_context frequencies_of(const features_view& q) const;
   std::vector<review_item> reviews_;
   std::unordered_multimap<std::uint32_t, std::uint32_t> reviews_of_record_;  // record -> review id
-  std::vector<audit_entry> history_;
+  chunked_vector<audit_entry> history_;
   std::uint64_t seq_ = 0;
 };
 

@@ -217,11 +217,16 @@ class service::state final : public view {
 
   idx::cross_reference xref(idx::enterprise_id p) const;
   ev::Envelope announce(std::size_t i) const;
-  const std::vector<announcement>& announcements() const { return announcements_; }
+  const idx::chunked_vector<announcement>& announcements() const { return announcements_; }
+  // The first announcement of a log offset at or after `offset` (they are in log order).
   std::size_t first_announcement_at(std::int64_t offset) const {
-    auto it = std::lower_bound(announcements_.begin(), announcements_.end(), offset,
-                               [](const announcement& a, std::int64_t o) { return a.offset < o; });
-    return static_cast<std::size_t>(it - announcements_.begin());
+    std::size_t lo = 0, hi = announcements_.size();
+    while (lo < hi) {
+      const std::size_t mid = lo + (hi - lo) / 2;
+      if (announcements_[mid].offset < offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
   std::optional<command_outcome> outcome_of(const std::string& command_id) const {
     auto it = outcomes_.find(command_id);
@@ -275,9 +280,11 @@ class service::state final : public view {
   std::string hospital_of(const ev::Envelope& e) const;
 
   idx::identity_index index_;
-  std::vector<display> display_;  // by index record number
+  // Per-record and per-decision tables grow by chunks: at a million patients
+  // a std::vector's doubling would copy all of them under the exclusive lock.
+  idx::chunked_vector<display> display_;  // by index record number
   std::unordered_map<std::string, ev::IdentifierType> system_types_;
-  std::vector<announcement> announcements_;
+  idx::chunked_vector<announcement> announcements_;
   std::vector<std::string> actors_;
   std::unordered_map<std::string, std::uint32_t> actor_ids_;
   std::vector<std::string> reasons_{std::string()};
@@ -374,7 +381,7 @@ void service::state::record_upsert(const bus::record& r, const ev::Envelope& e, 
              {log::field("event_id", e.event_id())});
     return;
   }
-  if (display_.size() <= *stored) display_.resize(*stored + 1);
+  if (display_.size() <= *stored) display_.grow_to(*stored + 1);
   display& disp = display_[*stored];
   disp.demographics = d.SerializeAsString();
   disp.last_event_id = e.event_id();

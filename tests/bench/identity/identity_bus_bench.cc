@@ -34,6 +34,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -329,8 +330,10 @@ struct thread_roles {
   }
 };
 
-void print_cpu(const char* what, const std::map<int, thread_time>& before, const std::map<int, thread_time>& after,
-               const thread_roles& roles, double wall) {
+// Returns the service (view + writer) thread's seconds on a CPU.
+double print_cpu(const char* what, const std::map<int, thread_time>& before, const std::map<int, thread_time>& after,
+                 const thread_roles& roles, double wall) {
+  double service_cpu = 0;
   // Per thread: seconds on a CPU / seconds runnable but waiting for a CPU;
   // the rest of the wall time the thread was blocked (polls, fsync waits).
   std::printf("  %s, %.2f s wall; thread seconds on CPU / waiting for a CPU:", what, wall);
@@ -340,6 +343,7 @@ void print_cpu(const char* what, const std::map<int, thread_time>& before, const
     const thread_time d{.cpu = t.cpu - (b == before.end() ? 0.0 : b->second.cpu),
                         .runqueue = t.runqueue - (b == before.end() ? 0.0 : b->second.runqueue)};
     const std::string n = roles.name_of(tid);
+    if (tid == roles.service) service_cpu = d.cpu;
     if (tid == roles.main || tid == roles.feed || tid == roles.service || n.starts_with("yl-log")) {
       std::printf(" %s %.2f / %.2f;", n.c_str(), d.cpu, d.runqueue);
     } else {
@@ -348,6 +352,14 @@ void print_cpu(const char* what, const std::map<int, thread_time>& before, const
     }
   }
   std::printf(" other threads %.2f / %.2f\n", other.cpu, other.runqueue);
+  return service_cpu;
+}
+
+// This thread's CPU seconds.
+double thread_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 long long bytes_of_dir(const std::filesystem::path& dir) {
@@ -543,6 +555,7 @@ int main(int argc, char** argv) {
     // Matcher alone, same records, same order.
     std::size_t linked = 0, review = 0, updated = 0, fresh = 0;
     const auto tm = clk::now();
+    const double bare_cpu0 = thread_cpu_s();
     for (const auto& e : stream) {
       switch (bare.upsert(e.record).outcome) {
         case idx::outcome::linked: ++linked; break;
@@ -552,6 +565,7 @@ int main(int argc, char** argv) {
       }
     }
     const double bare_s = since(tm);
+    const double bare_cpu_us = (thread_cpu_s() - bare_cpu0) * 1e6 / static_cast<double>(events);
     const double bare_rate = static_cast<double>(events) / bare_s;
     std::printf("matcher alone: %zu events at %zu patients: %.0f events/s (linked %zu, review %zu, updated %zu, new %zu)\n",
                 events, known, bare_rate, linked, review, updated, fresh);
@@ -634,7 +648,8 @@ int main(int argc, char** argv) {
                 events, known, bus_rate, bus_rate / bare_rate, pct(0.5), pct(0.99), lat.empty() ? -1.0 : lat.back(),
                 lat.size(), unmatched, out_of_range, since(ts, ann_stream), announced.value() - ann_pre);
     print_stages("stream", smp.samples(), ts, b0.acked, b0.applied, events);
-    print_cpu("stream (until announcements done + 1.5 s)", cpu_stream0, cpu_stream1, roles, since(ts, ann_stream) + 1.5);
+    const double view_cpu_us = print_cpu("stream (until announcements done + 1.5 s)", cpu_stream0, cpu_stream1, roles,
+                                         since(ts, ann_stream) + 1.5) * 1e6 / static_cast<double>(events);
     std::printf("  longest wait of a reader for the view's lock during the stream: %.0f ms\n", smp.max_read_wait_ms());
 
     // Truth, through the service's directory API and in the bare matcher.
@@ -656,12 +671,13 @@ int main(int argc, char** argv) {
                 tbare.wrong, tbare.missed, bare.open_reviews().size());
     const long rss_end = rss_kb();
     std::printf("  RSS %.0f MB; load average %s\n", static_cast<double>(rss_end) / 1024.0, loadavg().c_str());
-    char line[512];
+    char line[640];
     std::snprintf(line, sizeof line,
                   "%zu patients: load %.0f ev/s, stream %.0f ev/s (matcher %.0f ev/s, ratio %.3f), p50 %.0f ms p99 %.0f "
-                  "ms, wrong merges %zu (bare %zu)",
+                  "ms, wrong merges %zu (bare %zu); CPU per stream event: view + writer thread %.1f us, matcher alone "
+                  "%.1f us",
                   target, static_cast<double>(added.size()) / load_s, bus_rate, bare_rate, bus_rate / bare_rate, pct(0.5),
-                  pct(0.99), tbus.wrong, tbare.wrong);
+                  pct(0.99), tbus.wrong, tbare.wrong, view_cpu_us, bare_cpu_us);
     summary.emplace_back(line);
     std::fflush(stdout);
   }

@@ -90,3 +90,80 @@ TEST_CASE("the block index keeps every key through growth", "[unit]") {
     CHECK(std::find(seen.begin(), seen.end(), k) != seen.end());
   }
 }
+
+TEST_CASE("a record is also filed under both name parts with its birth date, in either order", "[unit]") {
+  const demographics a{.family_name = "zhang", .given_name = "wei", .birth_date = {.year = 1980, .month = 5, .day = 17}};
+  demographics swapped = a;
+  std::swap(swapped.family_name, swapped.given_name);
+  demographics other_given = a;
+  other_given.given_name = "jun";
+  auto fine = [](const std::vector<block_key>& ks) {
+    std::vector<block_key> out;
+    std::copy_if(ks.begin(), ks.end(), std::back_inserter(out),
+                 [](const block_key& k) { return k.kind == block_kind::names_birth; });
+    return out;
+  };
+  REQUIRE(fine(keys_of(a)).size() == 1);
+  CHECK(fine(keys_of(a)) == fine(keys_of(swapped)));
+  CHECK_FALSE(fine(keys_of(a)) == fine(keys_of(other_given)));
+  // One name part only: no fine key (the coarse one is then always used).
+  demographics family_only = a;
+  family_only.given_name.clear();
+  CHECK(fine(keys_of(family_only)).empty());
+}
+
+TEST_CASE("the block index knows each block's size without walking it", "[unit]") {
+  block_index ix;
+  for (std::uint32_t r = 0; r < 1000; ++r) ix.add(5, r);
+  CHECK(ix.block_size(5) == 1000);
+  for (std::uint32_t r = 0; r < 1000; r += 2) ix.remove(5, r);
+  CHECK(ix.block_size(5) == 500);
+  ix.remove(5, 0);  // already gone: the size does not drop twice
+  CHECK(ix.block_size(5) == 500);
+  std::size_t n = 0;
+  CHECK(ix.for_each(5, 500, [&](std::uint32_t r) { n += r % 2; }));
+  CHECK(n == 500);
+  CHECK_FALSE(ix.for_each(5, 499, [](std::uint32_t) {}));
+  ix.prefetch(5);
+  ix.prefetch(6);  // a hint only, for present and absent keys
+  block_index empty;
+  empty.prefetch(5);
+  CHECK(empty.block_size(5) == 0);
+}
+
+TEST_CASE("the count table counts values through growth and removal", "[unit]") {
+  count_table t;
+  CHECK(t.count(9) == 0);
+  t.remove(9);  // absent: no-op
+  for (std::uint32_t k = 1; k <= 20000; ++k) {
+    for (std::uint32_t i = 0; i < k % 3 + 1; ++i) t.add(key_hash(2, std::to_string(k)));
+  }
+  CHECK(t.size() == 20000);
+  for (std::uint32_t k = 1; k <= 20000; k += 331) CHECK(t.count(key_hash(2, std::to_string(k))) == k % 3 + 1);
+  const std::uint32_t h = key_hash(2, "3");
+  t.remove(h);
+  CHECK(t.count(h) == 0);
+  t.remove(h);  // never below zero
+  CHECK(t.count(h) == 0);
+  t.add(h);
+  CHECK(t.count(h) == 1);
+}
+
+TEST_CASE("a typo in the birth month or day still meets one of the finer name and birth-year keys", "[unit]") {
+  const demographics a{.family_name = "zhang", .given_name = "wei", .birth_date = {.year = 1980, .month = 5, .day = 17}};
+  auto of_kind = [](const std::vector<block_key>& ks, block_kind kind) {
+    std::vector<block_key> out;
+    std::copy_if(ks.begin(), ks.end(), std::back_inserter(out), [&](const block_key& k) { return k.kind == kind; });
+    return out;
+  };
+  demographics day_typo = a;
+  day_typo.birth_date.day = 18;
+  demographics month_typo = a;
+  month_typo.birth_date.month = 6;
+  CHECK(of_kind(keys_of(a), block_kind::names_year_month) == of_kind(keys_of(day_typo), block_kind::names_year_month));
+  CHECK(of_kind(keys_of(a), block_kind::names_year_day) == of_kind(keys_of(month_typo), block_kind::names_year_day));
+  CHECK_FALSE(of_kind(keys_of(a), block_kind::names_year_day) == of_kind(keys_of(day_typo), block_kind::names_year_day));
+  CHECK(finer_than(block_kind::names_year_day) == block_kind::name_birth_year);
+  CHECK(finer_than(block_kind::names_birth) == block_kind::name_birth);
+  CHECK_FALSE(finer_than(block_kind::phone));
+}

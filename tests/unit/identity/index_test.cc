@@ -212,3 +212,56 @@ TEST_CASE("namesakes without a shared identifier, phone or address are never lin
   CHECK(c.outcome == outcome::linked);
   CHECK(c.by == rule::probabilistic);
 }
+
+TEST_CASE("a crowded surname and birth-date block gives way to the finer block of both name parts", "[unit]") {
+  identity_options o = test_options();
+  o.split_block = 4;
+  identity_index ix(o);
+  // Twenty namesakes by surname, born the same day, each with a given name of
+  // its own Soundex code: the (surname, birth date) block holds all twenty.
+  const std::vector<std::string> given{"wei", "jun", "ming", "hua", "qiang", "li", "na", "fang", "yang", "jie",
+                                       "tao", "bin", "yan", "ping", "gang", "hong", "xin", "bo", "kai", "rui"};
+  std::vector<enterprise_id> persons;
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    persons.push_back(ix.upsert(make_record({.mrn = numbered("A", static_cast<int>(i)), .family = "zhang",
+                                             .given = given[i], .born = born, .phone = numbered("1390000", static_cast<int>(i))}))
+                          .person);
+  }
+  // The same Zhang Wei at another hospital, same phone: compared with the
+  // few records sharing both name parts and the phone, not all twenty.
+  const auto d = ix.upsert(make_record({.hospital = "h-b", .mrn_system = mrn_b, .mrn = "B1", .family = "zhang",
+                                        .given = "wei", .born = born, .phone = "13900000"}));
+  CHECK(d.compared <= 2);
+  CHECK(d.walked <= 4);
+  CHECK(d.outcome == outcome::linked);
+  CHECK(d.person == persons[0]);
+  // Below the threshold the coarse block is used: a given name with another
+  // Soundex code (a different romanisation) still meets its match.
+  identity_index small(o);
+  const auto a = small.upsert(make_record({.mrn = "A1", .family = "zhang", .given = "wei", .born = born,
+                                           .phone = "13900000"}));
+  const auto b = small.upsert(make_record({.hospital = "h-b", .mrn_system = mrn_b, .mrn = "B1", .family = "zhang",
+                                           .given = "uei", .born = born}));
+  CHECK(b.compared == 1);
+  CHECK((b.outcome == outcome::new_person || b.candidate == a.person || b.person == a.person));
+}
+
+TEST_CASE("an update moves only the keys that changed", "[unit]") {
+  identity_index ix(test_options());
+  const auto first = ix.upsert(make_record({.mrn = "M1", .family = "王", .given = "芳", .born = born, .phone = "13912345678"}));
+  const auto before = ix.stats();
+  // New phone: one key leaves, one arrives.
+  ix.upsert(make_record({.mrn = "M1", .family = "王", .given = "芳", .born = born, .phone = "13987654321"}));
+  const auto after_phone = ix.stats();
+  CHECK(after_phone.block_postings == before.block_postings);
+  // New birth date: the record is found under it, and not under the old one.
+  const civil_date corrected{.year = 1981, .month = 5, .day = 17};
+  ix.upsert(make_record({.mrn = "M1", .family = "王", .given = "芳", .born = corrected, .phone = "13987654321"}));
+  CHECK(ix.stats().block_postings == before.block_postings);
+  const auto hit = ix.search(make_record({.family = "王", .given = "芳", .born = corrected}));
+  REQUIRE_FALSE(hit.empty());
+  CHECK(hit.front().person == first.person);
+  const auto old = ix.search(make_record({.family = "王", .given = "芳", .born = born, .phone = "13912345678"}));
+  CHECK(std::none_of(old.begin(), old.end(), [&](const auto& h) { return h.verdict.v == verdict::link; }));
+  CHECK(ix.stats().records == 1);
+}
