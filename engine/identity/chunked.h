@@ -66,10 +66,10 @@ class chunked_vector {
     return slot;
   }
   void push_back(T v) { emplace_back(std::move(v)); }
-  // Grows to n default-constructed elements (never shrinks).
-  void grow_to(std::size_t n) {
+  // Grows to n elements, the new ones equal to `fill` (never shrinks).
+  void grow_to(std::size_t n, const T& fill = T()) {
     while (capacity() < n) chunks_.push_back(std::make_unique<T[]>(chunk));
-    if (n > size_) size_ = n;
+    for (; size_ < n; ++size_) (*this)[size_] = fill;
   }
 
  private:

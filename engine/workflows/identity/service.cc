@@ -196,6 +196,9 @@ class service::state final : public view {
     ev::LinkBasis basis = ev::LINK_BASIS_UNSPECIFIED;
     idx::hold held = idx::hold::none;
     std::int64_t decided_ms = 0;
+    // Earlier announcements of the same record / from-person / to-person
+    // (history() follows these chains instead of scanning every announcement).
+    std::uint32_t prev_of_record = none, prev_of_from = none, prev_of_to = none;
   };
 
   // What applying one log record did, for the service's waiters.
@@ -285,6 +288,8 @@ class service::state final : public view {
   idx::chunked_vector<display> display_;  // by index record number
   std::unordered_map<std::string, ev::IdentifierType> system_types_;
   idx::chunked_vector<announcement> announcements_;
+  idx::chunked_vector<std::uint32_t> last_of_record_, last_of_person_;  // newest announcement, by record / person
+  void remember(announcement a);
   std::vector<std::string> actors_;
   std::unordered_map<std::string, std::uint32_t> actor_ids_;
   std::vector<std::string> reasons_{std::string()};
@@ -400,7 +405,7 @@ void service::state::record_upsert(const bus::record& r, const ev::Envelope& e, 
                    .score_bits = 0.0F, .persons = static_cast<float>(index_.persons()),
                    .action = ev::LINK_ACTION_ASSIGNED, .basis = ev::LINK_BASIS_NEW_PERSON,
                    .decided_ms = r.timestamp_ms};
-    announcements_.push_back(a);
+    remember(a);
   }
   announce_history(before, r.offset, r.timestamp_ms, &dec);
 }
@@ -535,8 +540,22 @@ void service::state::announce_history(std::size_t from, std::int64_t offset, std
       case idx::action::move: out.action = ev::LINK_ACTION_LINKED; break;
       case idx::action::a40_merge: out.action = ev::LINK_ACTION_MERGED; break;
     }
-    announcements_.push_back(out);
+    remember(out);
   }
+}
+
+void service::state::remember(announcement a) {
+  const auto i = static_cast<std::uint32_t>(announcements_.size());
+  auto chain = [&](idx::chunked_vector<std::uint32_t>& heads, std::uint32_t key, std::uint32_t& prev) {
+    if (key == none) return;
+    if (heads.size() <= key) heads.grow_to(std::size_t{key} + 1, none);
+    prev = heads[key];
+    heads[key] = i;
+  };
+  chain(last_of_record_, a.record, a.prev_of_record);
+  chain(last_of_person_, a.from, a.prev_of_from);
+  if (a.to != a.from) chain(last_of_person_, a.to, a.prev_of_to);
+  announcements_.push_back(a);
 }
 
 record_info service::state::info(std::uint32_t record) const {
@@ -677,14 +696,33 @@ std::vector<ev::PatientLinkChanged> service::state::history(std::string_view ent
   auto p = parse_enterprise_id(enterprise_id);
   if (!p) return out;
   const auto target = index_.resolve(*p);
-  const auto records = index_.records_of(target);
-  for (std::size_t i = 0; i < announcements_.size(); ++i) {
-    const announcement& a = announcements_[i];
-    const bool touches = (a.to != none && index_.resolve(idx::enterprise_id(a.to)) == target) ||
-                         (a.from != none && index_.resolve(idx::enterprise_id(a.from)) == target) ||
-                         std::binary_search(records.begin(), records.end(), a.record);
-    if (touches) out.push_back(announce(i).patient_link_changed());
+  // The announcements touching the person: those of its records, and those
+  // naming it, or a person since merged into it, as from or to. Persons
+  // merged into it are found through the merges' own announcements.
+  std::vector<std::uint32_t> hits, persons{target.value()};
+  auto head = [](const idx::chunked_vector<std::uint32_t>& heads, std::uint32_t key) {
+    return key < heads.size() ? heads[key] : none;
+  };
+  for (auto r : index_.records_of(target)) {
+    for (std::uint32_t i = head(last_of_record_, r); i != none; i = announcements_[i].prev_of_record) hits.push_back(i);
   }
+  for (std::size_t k = 0; k < persons.size(); ++k) {
+    const std::uint32_t q = persons[k];
+    for (std::uint32_t i = head(last_of_person_, q); i != none;) {
+      const announcement& a = announcements_[i];
+      for (std::uint32_t other : {a.from, a.to}) {
+        if (other != none && other != q && index_.resolve(idx::enterprise_id(other)) == target &&
+            std::find(persons.begin(), persons.end(), other) == persons.end()) {
+          persons.push_back(other);
+        }
+      }
+      hits.push_back(i);
+      i = a.from == q ? a.prev_of_from : a.prev_of_to;
+    }
+  }
+  std::sort(hits.begin(), hits.end());
+  hits.erase(std::unique(hits.begin(), hits.end()), hits.end());
+  for (std::uint32_t i : hits) out.push_back(announce(i).patient_link_changed());
   return out;
 }
 
