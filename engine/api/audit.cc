@@ -126,6 +126,8 @@ void audit_log::record(const request& req, std::string_view action, std::string_
     append_field(line, "principal", req.principal->id.value());
     append_field(line, "role", to_string(req.principal->role));
     append_field(line, "hospital", req.principal->hospital.value());
+    // A patient's reads name the gateway the patient came through.
+    if (!req.principal->via.value().empty()) append_field(line, "via", req.principal->via.value());
   }
   append(std::move(line));
 }

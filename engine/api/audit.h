@@ -6,6 +6,8 @@
 //   {"ts":"2026-11-24T08:00:00.123Z","principal":"dc-chc-user","role":"clinic_user",
 //    "hospital":"dc-chc","action":"read","resource":"Booking","ids":["bk-..."],
 //    "request_id":"...","remote":"127.0.0.1","outcome":"ok"}
+// A patient's records (role "patient", principal = the enterprise patient id)
+// add "via": the patient_gateway principal whose request issued the token.
 // Records carry ids only — never names, ID numbers or phone numbers.
 // record() only appends the line to a buffer; a background thread writes the
 // buffer out every few milliseconds (one write(2), O_APPEND) and fdatasyncs

@@ -18,6 +18,7 @@
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -459,7 +460,15 @@ asio::awaitable<response> server::impl::dispatch(request& req, outcome& o) {
     const auto token = parse_bearer(req.header(http::field::authorization));
     std::optional<principal> who;
     if (token) {
-      if (const auto store = credentials()) who = store->authenticate(*token);
+      if (const auto store = credentials()) {
+        who = store->authenticate(*token);
+        if (!who && patient_token_key::looks_like(*token)) {
+          // Why, for the operator (never the token): the client hears only "invalid".
+          const auto why = store->authenticate_patient(*token);
+          lg.debug("patient token refused", {{"request_id", req.request_id},
+                                             {"reason", why ? "static" : to_string(why.error())}});
+        }
+      }
     }
     if (!who) {
       auto r = error_response(
@@ -473,7 +482,14 @@ asio::awaitable<response> server::impl::dispatch(request& req, outcome& o) {
       co_return r;
     }
     o.principal = who->id.value();
-    if (!rt.allows(who->role)) {
+    // A route open to any principal (no roles listed) is not open to the
+    // narrow roles (a patient, the patient gateway): they reach only the
+    // routes that name them.
+    const bool permitted = narrow_role(who->role)
+                               ? std::find(rt.options.roles.begin(), rt.options.roles.end(), who->role) !=
+                                     rt.options.roles.end()
+                               : rt.allows(who->role);
+    if (!permitted) {
       co_return error_response(
           error::make(errc::permission_denied, "role " + std::string(to_string(who->role)) + " may not use this route"),
           req.path, req.request_id);

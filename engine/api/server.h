@@ -28,7 +28,9 @@
 //
 // Answers the server gives by itself (all with X-Request-Id and JSON problem
 // bodies, see problem.h): 400 malformed request or target, 401 missing/invalid
-// token (WWW-Authenticate: Bearer), 403 role not allowed, 404 unknown path,
+// token (WWW-Authenticate: Bearer; static tokens and patient tokens, see
+// auth.h), 403 role not allowed (a patient or the patient gateway reaches only
+// routes that list its role), 404 unknown path,
 // 405 wrong method (Allow), 413 body over body_limit (also before the body is
 // sent when the client uses Expect: 100-continue), 431 header over
 // header_limit, 500 handler threw, 503 connection limit reached or shutting

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/app/patient_access.h"
 #include "engine/app/person_filter.h"
 #include "engine/app/booking_support.h"
 #include "engine/app/referral_support.h"
@@ -216,10 +217,25 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
                co_return co_await run_command(svc, audit, req, cmd, zone, options, status::created);
              });
 
+  // Reads are open to a patient too (their own referrals, by a patient token);
+  // every change is not.
+  const api::route_options readers{
+      .roles = {api::role::hospital_system, api::role::clinic_user, api::role::operator_, api::role::patient}};
+
   routes.add(verb::get, "/api/v1/referrals", [&svc, &audit, zone, options](api::request& req) -> result<api::response> {
     const auto& p = *req.principal;
     auto person = person_filter::from(req, options.patients);
     if (!person) return std::unexpected(person.error());
+    if (p.role == api::role::patient) {
+      // A patient's list is always their own person's, whatever they ask for.
+      if (*person && (*person)->enterprise_id() != p.id.value() && req.query_param("patient") != p.id.value()) {
+        return fail(errc::permission_denied, "a patient sees only their own referrals", "patient");
+      }
+      if (req.query_param("role")) return fail(errc::invalid_argument, "role is for hospitals", "role");
+      auto own = patient_person(p, options.patients);
+      if (!own) return std::unexpected(own.error());
+      *person = std::move(*own);
+    }
     std::string hospital = p.hospital.value();
     if (auto h = req.query_param("hospital"); h && !h->empty()) {
       if (p.role != api::role::operator_ && *h != hospital) {
@@ -252,21 +268,30 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
     });
     audit.record(req, "search", "Referral", ids);
     return api::response::json(json{{"referrals", std::move(out)}});
-  });
+  }, readers);
 
-  routes.add(verb::get, "/api/v1/referrals/{id}", [&svc, &audit, zone](api::request& req) -> result<api::response> {
+  routes.add(verb::get, "/api/v1/referrals/{id}", [&svc, &audit, zone, options](api::request& req) -> result<api::response> {
     const std::string id(req.path_param("id"));
     const auto& p = *req.principal;
+    std::optional<person_filter> person;
+    if (p.role == api::role::patient) {
+      auto own = patient_person(p, options.patients);
+      if (!own) return std::unexpected(own.error());
+      person = std::move(*own);
+    }
+    const person_filter* who = person ? &*person : nullptr;
     auto out = svc.read([&](const rf::ledger& l) -> std::optional<json> {
       const auto* r = l.find(id);
-      if (r == nullptr || !referral::sees(p, *r)) return std::nullopt;
+      if (r == nullptr || !referral::sees(p, *r, who)) return std::nullopt;
       auto j = referral_json(*r, l, zone, true);
       // The referral it follows and those following it, as far as the caller may see them.
       json linked = json::array();
       std::vector<std::string> others = r->followed_by;
       if (!r->linked_referral_id.empty()) others.insert(others.begin(), r->linked_referral_id);
       for (const auto& other : others) {
-        if (const auto* o = l.find(other); o != nullptr && referral::sees(p, *o)) linked.push_back(referral_json(*o, l, zone, false));
+        if (const auto* o = l.find(other); o != nullptr && referral::sees(p, *o, who)) {
+          linked.push_back(referral_json(*o, l, zone, false));
+        }
       }
       j["linked"] = std::move(linked);
       return j;
@@ -278,7 +303,7 @@ void add_referral_routes(api::router& routes, rf::service& svc, api::audit_log& 
     }
     audit.record(req, "read", "Referral", ids);
     return api::response::json(*out);
-  });
+  }, readers);
 
   routes.add(
       verb::post, "/api/v1/referrals/{id}/{action}",

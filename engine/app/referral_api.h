@@ -15,8 +15,11 @@
 //
 // Commands go to the referral's single writer; the answer is the decision as
 // this instance's view applied it (Idempotency-Key: a retry gets the first
-// answer). A referral the caller's hospital takes no part in is 404. Every
-// read and change is audited.
+// answer). A referral the caller's hospital takes no part in is 404. A
+// patient (patient token, patient_access.h) may use the two GETs and sees
+// only the referrals about their own person (followed through the identity
+// index at query time; `patient=` other than their own is 403, `role` 400);
+// every change is 403 to them. Every read and change is audited.
 #pragma once
 
 #include <chrono>
@@ -30,7 +33,8 @@ namespace yilian::app {
 
 struct referral_api_options {
   std::chrono::milliseconds decision_timeout{std::chrono::seconds(10)};
-  // The identity index, for GET /api/v1/referrals?patient=<enterprise id>.
+  // The identity index, for GET /api/v1/referrals?patient=<enterprise id>
+  // and for patients' own reads (null: 503 to them).
   const identity::directory* patients = nullptr;
 };
 

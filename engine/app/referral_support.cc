@@ -7,8 +7,10 @@ namespace yilian::app::referral {
 
 namespace ev = events::v1;
 
-bool sees(const api::principal& p, const rf::referral_view& r) {
+bool sees(const api::principal& p, const rf::referral_view& r, const person_filter* person) {
+  if (p.role == api::role::patient) return person != nullptr && person->matches(r.subject);
   if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
+  if (p.hospital.value().empty()) return false;
   return p.hospital.value() == r.from_hospital || p.hospital.value() == r.to_hospital;
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "engine/api/http.h"
+#include "engine/app/person_filter.h"
 #include "engine/workflows/referral/ledger.h"
 
 namespace yilian::app::referral {
@@ -14,8 +15,10 @@ namespace yilian::app::referral {
 namespace rf = workflows::referral;
 
 // Whether the caller takes part in the referral (its hospital sent or
-// received it) or is a consortium-wide operator.
-bool sees(const api::principal& p, const rf::referral_view& r);
+// received it) or is a consortium-wide operator; a patient (role patient)
+// sees the referrals about their person (`person`, patient_person() in
+// patient_access.h) and nothing without it.
+bool sees(const api::principal& p, const rf::referral_view& r, const person_filter* person = nullptr);
 
 // A command for the authenticated caller. The command id comes from the
 // Idempotency-Key header (per principal) when there is one; `n` > 0 for the

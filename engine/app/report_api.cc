@@ -6,6 +6,7 @@
 
 #include "adapters/hl7v2/document.h"
 #include "engine/api/auth.h"
+#include "engine/app/patient_access.h"
 #include "engine/core/time_zone.h"
 #include "engine/store/ingest_store.h"
 #include "engine/workflows/booking/ledger.h"
@@ -92,10 +93,30 @@ json summary_json(const rp::report_entry& entry, const std::vector<std::string>&
               {"referring_hospitals", referrers}};
 }
 
-bool may_read(const api::principal& p, const rp::report_entry& entry, const std::vector<std::string>& referrers) {
+// `person`: the patient's person when the caller is a patient (else null).
+// A patient's report is one whose latest version is about them: a correction
+// that moves a report to another patient takes it away from the first.
+bool may_read(const api::principal& p, const rp::report_entry& entry, const std::vector<std::string>& referrers,
+              const person_filter* person) {
+  if (p.role == api::role::patient) return person != nullptr && person->matches(entry.latest().event.subject());
   if (p.role == api::role::operator_ && p.hospital.value().empty()) return true;
   const std::string& h = p.hospital.value();
+  if (h.empty()) return false;
   return h == entry.performing_hospital || std::find(referrers.begin(), referrers.end(), h) != referrers.end();
+}
+
+// Everyone who may read reports; a patient only through a patient token.
+api::route_options readers() {
+  return api::route_options{
+      .roles = {api::role::hospital_system, api::role::clinic_user, api::role::operator_, api::role::patient}};
+}
+
+// The caller's person when the caller is a patient.
+result<std::optional<person_filter>> person_of_caller(const api::principal& p, const identity::directory* patients) {
+  if (p.role != api::role::patient) return std::optional<person_filter>{};
+  auto f = patient_person(p, patients);
+  if (!f) return std::unexpected(f.error());
+  return std::optional<person_filter>(std::move(*f));
 }
 
 }  // namespace
@@ -110,6 +131,8 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
 
   routes.add(verb::get, "/api/v1/reports", [shared, referrers, zone, &audit](api::request& req) -> result<api::response> {
     const auto& p = *req.principal;
+    auto person = person_of_caller(p, shared->patients);
+    if (!person) return std::unexpected(person.error());
     const auto limit = req.count_param("limit", 100, 1000);
     // Copies out of the library's lock: referrers_of takes the workflows' locks.
     auto entries = shared->library.read([](const rp::library& l) {
@@ -122,13 +145,13 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
     for (const auto& e : entries) {
       if (list.size() >= limit) break;
       const auto refs = referrers(e);
-      if (!may_read(p, e, refs)) continue;
+      if (!may_read(p, e, refs, *person ? &**person : nullptr)) continue;
       ids.push_back(e.key());
       list.push_back(summary_json(e, refs, zone));
     }
     audit.record(req, "search", "DiagnosticReport", ids);
     return api::response::json(json{{"reports", std::move(list)}});
-  });
+  }, readers());
 
   // The entry if the caller may read it (audited as `action` either way).
   auto readable = [shared, referrers, &audit](api::request& req, std::string_view action,
@@ -140,7 +163,9 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
       return std::nullopt;
     });
     const std::vector<std::string> ids{hospital + "/" + report_id};
-    if (!entry || !may_read(*req.principal, *entry, referrers(*entry))) {
+    auto person = person_of_caller(*req.principal, shared->patients);
+    if (!person) return std::unexpected(person.error());
+    if (!entry || !may_read(*req.principal, *entry, referrers(*entry), *person ? &**person : nullptr)) {
       audit.record(req, action, resource, ids, "not_found");
       return fail(errc::not_found, "no report " + report_id + " of " + hospital + " that you may read", "report_id");
     }
@@ -157,7 +182,8 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
                auto body = summary_json(*entry, referrers(*entry), zone);
                body["versions"] = std::move(versions);
                return api::response::json(body);
-             });
+             },
+             readers());
 
   routes.add(verb::get, "/api/v1/reports/{hospital}/{report_id}/documents/{n}",
              [shared, readable](api::request& req) -> result<api::response> {
@@ -203,7 +229,8 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
                resp.with_header("X-Content-SHA256", claim.sha256());
                resp.with_header("Cache-Control", "no-store");
                return resp;
-             });
+             },
+             readers());
 }
 
 }  // namespace yilian::app

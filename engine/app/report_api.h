@@ -10,8 +10,10 @@
 //
 // Who may read is the consortium's sharing rules (workflows/reports/
 // sharing.h): the performing hospital, the hospitals that referred the
-// patient for it, and consortium operators; to anyone else a report does not
-// exist (404). Every read, allowed or not, is audited.
+// patient for it, consortium operators, and the patient (a patient token,
+// patient_access.h: the reports whose subject is the person as the identity
+// index links them at the time of the read); to anyone else a report does
+// not exist (404). Every read, allowed or not, is audited.
 #pragma once
 
 #include <functional>
@@ -19,6 +21,7 @@
 #include "engine/api/audit.h"
 #include "engine/api/router.h"
 #include "engine/config/config.h"
+#include "engine/identity/directory.h"
 #include "engine/workflows/reports/library.h"
 #include "engine/workflows/reports/sharing.h"
 
@@ -35,6 +38,8 @@ struct report_api_deps {
   const workflows::referral::service* referrals = nullptr;
   // The raw store (null while the HL7 adapter is not running: documents are 503).
   std::function<store::ingest_store*()> raw_store;
+  // The identity index, to find a patient's reports (null: patients get 503).
+  const identity::directory* patients = nullptr;
 };
 
 void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log& audit);

@@ -1,5 +1,6 @@
 #include "engine/app/serve.h"
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -22,6 +23,7 @@
 #include "engine/app/console_routes.h"
 #include "engine/app/event_feed.h"
 #include "engine/app/events_api.h"
+#include "engine/app/patient_access.h"
 #include "engine/app/patient_api.h"
 #include "engine/app/patient_fhir.h"
 #include "engine/app/referral_api.h"
@@ -48,6 +50,7 @@ api::role to_api_role(config::v1::Role r) {
   switch (r) {
     case config::v1::ROLE_HOSPITAL_SYSTEM: return api::role::hospital_system;
     case config::v1::ROLE_OPERATOR: return api::role::operator_;
+    case config::v1::ROLE_PATIENT_GATEWAY: return api::role::patient_gateway;
     default: return api::role::clinic_user;
   }
 }
@@ -64,8 +67,10 @@ log::level to_log_level(config::v1::LogLevel l) {
   }
 }
 
-result<std::shared_ptr<const api::credential_store>> credentials(const config::loaded_consortium& cfg) {
+result<std::shared_ptr<const api::credential_store>> credentials(const config::loaded_consortium& cfg,
+                                                                 const patient_tokens& patients) {
   auto store = std::make_shared<api::credential_store>();
+  if (patients.key) store->accept_patient_tokens(patients.key);
   for (const auto& p : cfg.consortium.principals()) {
     auto added = store->add(api::principal{.id = principal_id{p.id()}, .role = to_api_role(p.role()),
                                            .hospital = hospital_id{p.hospital()}, .display_name = p.display_name()},
@@ -136,7 +141,15 @@ int run_serve(const serve_options& options) {
     std::fprintf(stderr, "yilian: --http-listen %s is not host:port\n", options.http_listen->c_str());
     return 1;
   }
-  auto creds = credentials(cfg);
+  // Patient tokens: without their key the engine serves everything else and
+  // answers patient sessions 503 (said once here, and in each answer).
+  const auto patient_keys = patient_tokens_from(cfg);
+  const bool has_gateway = std::any_of(cfg.consortium.principals().begin(), cfg.consortium.principals().end(),
+                                       [](const auto& p) { return p.role() == config::v1::ROLE_PATIENT_GATEWAY; });
+  if (!patient_keys.key && (has_gateway || cfg.consortium.has_patient_access())) {
+    logger.warn("patient sessions unavailable", {log::field("reason", patient_keys.unavailable)});
+  }
+  auto creds = credentials(cfg, patient_keys);
   if (!creds) {
     std::fprintf(stderr, "yilian: principals: %s\n", creds.error().describe().c_str());
     return 1;
@@ -324,6 +337,12 @@ int run_serve(const serve_options& options) {
   add_referral_fhir_routes(server.routes(), referral, **audit);
   add_patient_routes(server.routes(), identity, **audit, cfg);
   add_patient_fhir_routes(server.routes(), identity, **audit, cfg);
+  add_patient_session_routes(server.routes(),
+                             patient_session_options{.directory = &identity,
+                                                     .ready = [&identity] { return identity.caught_up(); },
+                                                     .tokens = patient_keys,
+                                                     .now = {}},
+                             **audit);
   // Set once the HL7 adapter runs (its ingest store holds the raw messages).
   std::atomic<hl7v2::service*> hl7_ref{nullptr};
   add_report_routes(server.routes(),
@@ -334,7 +353,8 @@ int run_serve(const serve_options& options) {
                                     .raw_store = [&hl7_ref] {
                                       auto* h = hl7_ref.load();
                                       return h != nullptr ? h->ingest() : nullptr;
-                                    }},
+                                    },
+                                    .patients = &identity},
                     **audit);
 
   // Recurring exams: care plans booked period by period.

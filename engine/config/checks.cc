@@ -694,7 +694,12 @@ void check_principals(const v1::Consortium& c, const document& doc, reporter& ou
     if (pr.role() == v1::ROLE_UNSPECIFIED) {
       out.error(doc, p + ".role", "required (one of " + enum_choices(*v1::Role_descriptor()) + ")");
     }
-    if (!pr.hospital().empty() || pr.role() == v1::ROLE_HOSPITAL_SYSTEM || pr.role() == v1::ROLE_CLINIC_USER) {
+    if (pr.role() == v1::ROLE_PATIENT_GATEWAY) {
+      if (!pr.hospital().empty()) {
+        out.error(doc, p + ".hospital",
+                  "a PATIENT_GATEWAY acts for the consortium's patients, not for a hospital; leave hospital empty");
+      }
+    } else if (!pr.hospital().empty() || pr.role() == v1::ROLE_HOSPITAL_SYSTEM || pr.role() == v1::ROLE_CLINIC_USER) {
       check_hospital_ref(c, pr.hospital(), doc, p + ".hospital", out);
     }
     if (pr.token_sha256().empty()) {
@@ -707,6 +712,30 @@ void check_principals(const v1::Consortium& c, const document& doc, reporter& ou
     } else if (auto [it, inserted] = tokens.emplace(lower(pr.token_sha256()), p); !inserted) {
       out.error(doc, p + ".token_sha256", "same token as " + it->second);
     }
+  }
+}
+
+// Patient tokens: the key is required as soon as a gateway may ask for them.
+// Whether the reference resolves is not checked here (the engine starts
+// without it and answers patient sessions 503): only its form.
+void check_patient_access(const v1::Consortium& c, const document& doc, reporter& out) {
+  std::string gateway;  // path of the first PATIENT_GATEWAY principal
+  for (int i = 0; i < c.principals_size() && gateway.empty(); ++i) {
+    if (c.principals(i).role() == v1::ROLE_PATIENT_GATEWAY) gateway = index_path("principals", i);
+  }
+  const auto& pa = c.patient_access();
+  if (!c.has_patient_access() || !pa.has_token_key()) {
+    if (!gateway.empty()) {
+      out.error(doc, c.has_patient_access() ? "patient_access.token_key" : gateway + ".role",
+                "a PATIENT_GATEWAY principal needs patient_access.token_key (the key patient tokens are signed "
+                "with, e.g. {env: YILIAN_PATIENT_TOKEN_KEY})");
+    }
+  } else {
+    check_secret(pa.token_key(), doc, "patient_access.token_key", out);
+  }
+  if (c.has_patient_access() && (pa.token_lifetime_seconds() < 60 || pa.token_lifetime_seconds() > 86400)) {
+    out.error(doc, "patient_access.token_lifetime_seconds",
+              std::to_string(pa.token_lifetime_seconds()) + " is outside 60 to 86400 seconds");
   }
 }
 
@@ -768,6 +797,9 @@ void apply_defaults(v1::Consortium& c) {
   if (c.has_patient_notifications() && c.patient_notifications().has_endpoint()) {
     apply_endpoint_defaults(*c.mutable_patient_notifications()->mutable_endpoint());
   }
+  if (c.has_patient_access() && c.patient_access().token_lifetime_seconds() == 0) {
+    c.mutable_patient_access()->set_token_lifetime_seconds(900);
+  }
 }
 
 void apply_defaults(v1::HospitalProfile& p, const v1::Consortium& c) {
@@ -805,6 +837,7 @@ void check_consortium(const v1::Consortium& c, const document& doc, const fs::pa
   check_bus(c, doc, out);
   check_http(c, doc, dir, out);
   check_principals(c, doc, out);
+  check_patient_access(c, doc, out);
   check_patient_notifications(c, doc, dir, out);
 }
 

@@ -40,6 +40,16 @@ class directory {
   // The person holding (system, value), with the identifiers of all their
   // records; nullopt when the identifier is unknown.
   virtual std::optional<cross_reference> cross_reference_of(std::string_view system, std::string_view value) const = 0;
+  // The persons whose records carry a person-level identifier (a valid
+  // resident ID or a card number, normalized as the index compares them):
+  // these identify a person but are not record keys, so several persons can
+  // hold one (a typo'd or shared number not yet reviewed). Empty when nobody
+  // does, or the system is not a resident-ID or card system.
+  virtual std::vector<std::string> persons_holding(std::string_view system, std::string_view value) const {
+    (void)system;
+    (void)value;
+    return {};
+  }
   // A person by enterprise id (an id merged away resolves to the survivor,
   // whose id is returned); nullopt when there is no such person.
   virtual std::optional<cross_reference> person(std::string_view enterprise_id) const = 0;

@@ -184,17 +184,24 @@ void identity_index::restore(std::uint32_t record, const classified& c) {
   s.sex = f.sex;
 }
 
-std::vector<identifier> identity_index::identifiers_of(std::uint32_t record) const {
-  std::vector<identifier> out;
-  if (record >= records_.size() || !records_[record].alive) return out;
+template <class F>
+void identity_index::for_each_identifier(std::uint32_t record, F&& f) const {
+  if (record >= records_.size() || !records_[record].alive) return;
   const std::string_view ids = records_[record].get(t_ids);
   for (std::size_t i = 0; i + 3 <= ids.size();) {
     const auto sys = static_cast<std::uint16_t>(static_cast<unsigned char>(ids[i]) |
                                                 (static_cast<unsigned char>(ids[i + 1]) << 8));
     const std::size_t len = static_cast<unsigned char>(ids[i + 2]);
-    out.push_back(identifier{.system = systems_[sys], .value = std::string(ids.substr(i + 3, len))});
+    f(std::string_view(systems_[sys]), ids.substr(i + 3, len));
     i += 3 + len;
   }
+}
+
+std::vector<identifier> identity_index::identifiers_of(std::uint32_t record) const {
+  std::vector<identifier> out;
+  for_each_identifier(record, [&](std::string_view system, std::string_view value) {
+    out.push_back(identifier{.system = std::string(system), .value = std::string(value)});
+  });
   return out;
 }
 
@@ -219,7 +226,9 @@ identity_index::filed_keys identity_index::keys_of(std::uint32_t record) const {
                            std::pair<std::uint8_t, std::string_view>{name_tag_city, v.city}}) {
     if (!part.empty()) out.names.push_back(key_hash(tag, part));
   }
-  for (const identifier& id : identifiers_of(record)) out.ids.push_back(key_hash(id_tag, id.system, id.value));
+  for_each_identifier(record, [&](std::string_view system, std::string_view value) {
+    out.ids.push_back(key_hash(id_tag, system, value));
+  });
   return out;
 }
 
@@ -266,14 +275,39 @@ void identity_index::refile(std::uint32_t record, const classified& c) {
 
 std::optional<std::uint32_t> identity_index::record_of(const identifier& id) const {
   std::optional<std::uint32_t> found;
-  const identifier clipped{.system = std::string(clip(id.system)), .value = std::string(clip(id.value))};
-  ids_.for_each(key_hash(id_tag, clipped.system, clipped.value), static_cast<std::size_t>(-1), [&](std::uint32_t r) {
+  const std::string_view system = clip(id.system), value = clip(id.value);
+  ids_.for_each(key_hash(id_tag, system, value), static_cast<std::size_t>(-1), [&](std::uint32_t r) {
     if (found || !records_[r].alive) return;
-    for (const identifier& k : identifiers_of(r)) {
-      if (k == clipped) found = r;  // verified: a hash collision is not a match
-    }
+    for_each_identifier(r, [&](std::string_view s, std::string_view v) {
+      if (s == system && v == value) found = r;  // verified: a hash collision is not a match
+    });
   });
   return found;
+}
+
+std::vector<enterprise_id> identity_index::persons_with(const identifier& id) const {
+  source_record q;
+  q.identifiers.push_back(id);
+  const classified c = classify(q);
+  const features_view v = c.f.view();
+  std::vector<block_key> keys;
+  blocking_keys(v, keys);
+  std::vector<std::uint32_t> persons;
+  for (const block_key& k : keys) {
+    if (k.kind != block_kind::resident_id && k.kind != block_kind::card) continue;
+    blocks_.for_each(k.hash, static_cast<std::size_t>(-1), [&](std::uint32_t r) {
+      if (!records_[r].alive) return;
+      const features_view o = view_of(r);
+      bool same = !v.resident_id.empty() && o.resident_id == v.resident_id;
+      for (std::size_t i = 0; i < max_card_systems; ++i) same |= !v.cards[i].empty() && o.cards[i] == v.cards[i];
+      const std::uint32_t p = root(records_[r].person);
+      if (same && std::find(persons.begin(), persons.end(), p) == persons.end()) persons.push_back(p);
+    });
+  }
+  std::sort(persons.begin(), persons.end());
+  std::vector<enterprise_id> out;
+  for (std::uint32_t p : persons) out.push_back(enterprise_id(p));
+  return out;
 }
 
 std::optional<enterprise_id> identity_index::person_of(const identifier& id) const {

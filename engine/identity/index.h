@@ -140,6 +140,9 @@ class identity_index {
   std::vector<search_hit> search(const source_record& r, std::size_t limit = 10) const;
 
   std::optional<enterprise_id> person_of(const identifier& id) const;
+  // The persons whose records carry a resident ID or card (validated and
+  // normalized like an incoming record's), oldest person first.
+  std::vector<enterprise_id> persons_with(const identifier& id) const;
   std::optional<std::uint32_t> record_of(const identifier& id) const;
   // The records (hospital, key identifiers) of a person, oldest first.
   std::vector<std::uint32_t> records_of(enterprise_id p) const;
@@ -191,6 +194,9 @@ class identity_index {
   match_result match(const features_view& q, std::uint16_t hospital, std::uint32_t self,
                      std::vector<candidate_trace>* trace) const;
   features_view view_of(std::uint32_t record) const;
+  // f(system, value) for each key identifier of a live record, without copying.
+  template <class F>
+  void for_each_identifier(std::uint32_t record, F&& f) const;
   std::uint32_t store(const classified& c, std::uint16_t hospital, std::uint32_t person);
   void restore(std::uint32_t record, const classified& c);
   struct filed_keys;

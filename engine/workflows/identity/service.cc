@@ -156,6 +156,7 @@ result<service_options> options_from(const config::loaded_consortium& cfg) {
   }
   if (s.max_block() > 0) o.index.max_block = s.max_block();
   if (s.max_candidates() > 0) o.index.max_candidates = s.max_candidates();
+  if (s.split_block() > 0) o.index.split_block = s.split_block();
   return o;
 }
 
@@ -1092,6 +1093,15 @@ std::optional<idx::cross_reference> service::cross_reference_of(std::string_view
   auto p = state_->index().person_of(idx::identifier{.system = std::string(system), .value = std::string(value)});
   if (!p) return std::nullopt;
   return state_->xref(*p);
+}
+
+std::vector<std::string> service::persons_holding(std::string_view system, std::string_view value) const {
+  std::vector<std::string> out;
+  std::shared_lock lock(mu_);
+  for (auto p : state_->index().persons_with(idx::identifier{.system = std::string(system), .value = std::string(value)})) {
+    out.push_back(format_enterprise_id(p));
+  }
+  return out;
 }
 
 std::optional<idx::cross_reference> service::person(std::string_view enterprise_id) const {

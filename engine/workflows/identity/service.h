@@ -157,6 +157,7 @@ class service final : public idx::directory {
   std::string enterprise_id_of(std::string_view system, std::string_view value) const override;
   std::optional<idx::cross_reference> cross_reference_of(std::string_view system, std::string_view value) const override;
   std::optional<idx::cross_reference> person(std::string_view enterprise_id) const override;
+  std::vector<std::string> persons_holding(std::string_view system, std::string_view value) const override;
 
   class state;
 

@@ -228,7 +228,7 @@ TEST_CASE("an unknown field is reported with a suggestion when it is a near miss
         std::vector<std::string>{
             "tests/data/config/unknown_field/consortium.yaml:4:1: colour: unknown field (expected one of: id, "
             "name, hospitals, equipment, topics, bus, http, mllp, principals, logging, data_dir, time_zone, "
-            "referrals, patient_notifications, identity)",
+            "referrals, patient_notifications, identity, patient_access)",
             "tests/data/config/unknown_field/consortium.yaml:10:5: hospitals[1].name: required",
             "tests/data/config/unknown_field/consortium.yaml:11:5: hospitals[1].nmae: unknown field (did you mean "
             "\"name\"?)",
@@ -325,7 +325,7 @@ TEST_CASE("token hashes must be SHA-256 hex and distinct; the value is never ech
             "tests/data/config/bad_token/consortium.yaml:29:19: principals[3].token_sha256: same token as "
             "principals[2]",
             "tests/data/config/bad_token/consortium.yaml:30:5: principals[4].role: required (one of "
-            "HOSPITAL_SYSTEM, CLINIC_USER, OPERATOR)",
+            "HOSPITAL_SYSTEM, CLINIC_USER, OPERATOR, PATIENT_GATEWAY)",
         });
   for (const auto& l : lines) CHECK_THAT(l, !Contains("dev-operator-token"));
 }

@@ -265,3 +265,21 @@ TEST_CASE("an update moves only the keys that changed", "[unit]") {
   CHECK(std::none_of(old.begin(), old.end(), [&](const auto& h) { return h.verdict.v == verdict::link; }));
   CHECK(ix.stats().records == 1);
 }
+
+TEST_CASE("the persons holding a resident ID or card are found by it, validated like a record's", "[unit]") {
+  identity_index ix(test_options());
+  const auto rid = make_rid("320102", born, 31);
+  const auto a = ix.upsert(make_record({.mrn = "A1", .family = "张", .given = "三", .born = born, .rid = rid,
+                                        .insurance = "INS-0042"}));
+  // Same resident ID at the same hospital: held for review (the hospital's
+  // A40 to make), so two persons hold it until then.
+  const auto b = ix.upsert(make_record({.mrn = "A2", .family = "张", .given = "三", .born = born, .rid = rid}));
+  REQUIRE(b.person != a.person);
+  const auto holders = ix.persons_with({.system = rid_system, .value = rid});
+  CHECK(holders == std::vector<enterprise_id>{a.person, b.person});
+  CHECK(ix.persons_with({.system = insurance_system, .value = "INS-0042"}) == std::vector<enterprise_id>{a.person});
+  // A number failing its check digit identifies nobody; nor does an MRN system.
+  CHECK(ix.persons_with({.system = rid_system, .value = break_check(rid)}).empty());
+  CHECK(ix.persons_with({.system = mrn_a, .value = "A1"}).empty());
+  CHECK(ix.persons_with({.system = rid_system, .value = make_rid("320102", born, 32)}).empty());
+}
