@@ -63,14 +63,8 @@ result<person_filter> patient_person(const api::principal& p, const identity::di
   if (p.role != api::role::patient) {
     return fail(errc::invalid_argument, "not a patient principal", "principal");
   }
-  // person_filter is built from a request's `patient` parameter; a patient
-  // names themself through their token instead.
-  api::request as_query;
-  as_query.query.emplace_back("patient", p.id.value());
-  auto f = person_filter::from(as_query, directory);
-  if (!f) return std::unexpected(f.error());
-  if (!*f) return fail(errc::internal, "no person filter for a patient", "principal");
-  return std::move(**f);
+  // A patient names themself through their token.
+  return person_filter::of(p.id.value(), directory);
 }
 
 void add_patient_session_routes(api::router& routes, patient_session_options options, api::audit_log& audit) {

@@ -23,15 +23,20 @@ class person_filter {
   // nullopt without a `patient` parameter; an error when there is no index.
   // An id the index does not know filters everything out.
   static result<std::optional<person_filter>> from(const api::request& req, const identity::directory* directory);
+  // The filter of one enterprise id (a patient principal names themself).
+  static result<person_filter> of(std::string_view enterprise_id, const identity::directory* directory);
 
   // A subject about the person: one of its identifiers is one of the
-  // person's, or it names the person's enterprise id.
+  // person's now; or it was stamped with the person's enterprise id and none
+  // of its identifiers belongs to someone else now (a record split away
+  // since then took its events with it).
   bool matches(const events::v1::Subject& s) const;
   const std::string& enterprise_id() const { return enterprise_id_; }
 
  private:
   std::string enterprise_id_;
   std::set<std::pair<std::string, std::string>> identifiers_;
+  const identity::directory* directory_ = nullptr;
 };
 
 }  // namespace yilian::app
