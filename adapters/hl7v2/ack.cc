@@ -424,6 +424,52 @@ ack_code ack_code_for(const error& e, bool enhanced_commit) {
 
 // ---- building ----------------------------------------------------------------------------
 
+namespace {
+
+// MSA and ERR as every answer writes them; `acknowledged` is already escaped
+// (build_response copies the received MSH-10 as sent).
+void append_msa_and_err(std::string& out, ack_code code, std::string acknowledged, std::span<const ack_error> errors,
+                        version_number version, const delimiters& d) {
+  const char fs = d.field;
+  std::vector<std::string> msa{std::string(to_string(code)), std::move(acknowledged)};
+  if (older_than(version, 2, 7) && !errors.empty() && !errors.front().text.empty()) {
+    msa.push_back(escape(errors.front().text, d));
+  }
+  append_segment(out, "MSA", std::move(msa), fs);
+
+  if (errors.empty()) return;
+  if (older_than(version, 2, 5)) {
+    std::string eld;
+    for (const auto& e : errors) {
+      if (!eld.empty()) eld += d.repetition;
+      eld += eld_text(e, d);
+    }
+    append_segment(out, "ERR", {std::move(eld)}, fs);
+    return;
+  }
+  for (const auto& e : errors) {
+    std::string err3 = escape(e.code, d);
+    err3 += d.component;
+    err3 += escape(hl7_error_description(e.code), d);
+    err3 += d.component;
+    err3 += "HL70357";
+    const char sev = (e.severity == 'W' || e.severity == 'I' || e.severity == 'F') ? e.severity : 'E';
+    std::string err5;
+    if (!e.application_code.empty()) {
+      err5 = escape(e.application_code, d);
+      err5 += d.component;
+      err5 += d.component;
+      err5 += "99YLN";
+    }
+    append_segment(out, "ERR",
+                   {{}, erl_text(e.where, d), std::move(err3), std::string(1, sev), std::move(err5), {}, {},
+                    escape(e.text, d)},
+                   fs);
+  }
+}
+
+}  // namespace
+
 std::string build_ack(const ack_header& received, ack_code code, std::span<const ack_error> errors,
                       const ack_build_options& opts) {
   return build_response(received, "ACK", received.trigger, "ACK", code, errors, opts);
@@ -474,35 +520,43 @@ std::string build_response(const ack_header& received, std::string_view message_
   // "MSH" + separator + MSH-2 ...: the separator is MSH-1, so writing the
   // fields from MSH-2 on after the id gives exactly the standard layout.
   append_segment(out, "MSH", std::move(msh), fs);
-
-  std::vector<std::string> msa{std::string(to_string(code)), received.control_id};
-  if (older_than(version, 2, 7) && !errors.empty() && !errors.front().text.empty()) {
-    msa.push_back(escape(errors.front().text, d));
-  }
-  append_segment(out, "MSA", std::move(msa), fs);
-
-  if (errors.empty()) return out;
-  if (older_than(version, 2, 5)) {
-    std::string eld;
-    for (const auto& e : errors) {
-      if (!eld.empty()) eld += d.repetition;
-      eld += eld_text(e, d);
-    }
-    append_segment(out, "ERR", {std::move(eld)}, fs);
-    return out;
-  }
-  for (const auto& e : errors) {
-    std::string err3 = escape(e.code, d);
-    err3 += d.component;
-    err3 += escape(hl7_error_description(e.code), d);
-    err3 += d.component;
-    err3 += "HL70357";
-    const char sev = (e.severity == 'W' || e.severity == 'I' || e.severity == 'F') ? e.severity : 'E';
-    append_segment(out, "ERR",
-                   {{}, erl_text(e.where, d), std::move(err3), std::string(1, sev), {}, {}, {}, escape(e.text, d)},
-                   fs);
-  }
+  append_msa_and_err(out, code, received.control_id, errors, version, d);
   return out;
+}
+
+std::string msa_and_err_segments(ack_code code, std::string_view acknowledged_control_id,
+                                 std::span<const ack_error> errors, std::string_view version, const delimiters& d) {
+  std::string out;
+  append_msa_and_err(out, code, escape(acknowledged_control_id, d), errors, version_of(version, d), d);
+  return out;
+}
+
+ack_error refusal_error(std::string_view refusal_code, std::string_view text, std::string_view message_code) {
+  const bool referral_message = message_code == "REF" || message_code == "RRI";
+  const bool order_message = message_code == "OMG" || message_code == "ORM" || message_code == "OMI";
+  auto at = [](std::string_view seg, std::uint32_t number) {
+    return location{.segment = std::string(seg), .segment_seq = 1, .field = number};
+  };
+  // Member by member: see pix.cc (g++ 12 -Wmaybe-uninitialized at -O3).
+  ack_error e;
+  e.code = "207";
+  e.text = std::string(text);
+  e.severity = 'E';
+  e.application_code = std::string(refusal_code);
+  if (refusal_code == "not_found" || refusal_code == "duplicate_referral_id") {
+    e.code = refusal_code == "not_found" ? "204" : "205";
+    if (referral_message) e.where = at("RF1", 6);
+    if (order_message) e.where = at("ORC", 2);
+  } else if (refusal_code == "unknown_linked_referral") {
+    e.code = "204";
+    if (referral_message) e.where = at("RF1", 11);
+  } else if (refusal_code == "unknown_hospital") {
+    e.code = "204";
+  } else if (refusal_code == "reason_required") {
+    e.code = "101";
+    if (referral_message) e.where = at("RF1", 10);
+  }
+  return e;
 }
 
 // ---- reading ACKs --------------------------------------------------------------------------

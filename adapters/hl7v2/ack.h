@@ -107,6 +107,9 @@ struct ack_error {
   std::string code = "207";   // ERR-3.1, HL7 table 0357
   std::string text;           // ERR-8 user message (and MSA-3 for the first); never patient data
   char severity = 'E';        // ERR-4, HL7 table 0516: E error, W warning, I information
+  // ERR-5 application error code (CWE, user-defined table 0533): written as
+  // <code>^^99YLN when set (yilian's own reason, e.g. "wrong_transition").
+  std::string application_code;
   bool operator==(const ack_error&) const = default;
 };
 
@@ -124,6 +127,36 @@ location parse_location(std::string_view where);
 // at the top of this file.
 ack_error to_ack_error(const error& e);
 ack_code ack_code_for(const error& e, bool enhanced_commit);
+
+// THE mapping from a referral workflow refusal (ReferralCommandRejected.code,
+// engine/workflows/referral/ledger.cc) to the ERR of the application error
+// that answers the hospital message that asked (notifier.h, render.h).
+// `message_code` is MSH-9.1 of that message ("REF", "RRI", "OMG", "SIU" ...):
+// it decides where ERR-2 points.
+//
+//   refusal                  ERR-3 (0357)  ERR-2 (REF/RRI; OMG/ORM/OMI)
+//   -----------------------  ------------  -----------------------------
+//   not_found                204           RF1^1^6; ORC^1^2
+//   duplicate_referral_id    205           RF1^1^6; ORC^1^2
+//   unknown_linked_referral  204           RF1^1^11
+//   unknown_hospital         204           (none)
+//   reason_required          101           RF1^1^10 (RRI)
+//   anything else            207           (none)
+//   (wrong_transition, not_allowed, version_mismatch, invalid, ...)
+//
+// ERR-5 carries the refusal code itself (table 99YLN), ERR-8 and MSA-3 the
+// writer's message (ids and states, never patient data). Table 0357 has no
+// "refused by a business rule" code: 207 is the catch-all, and ERR-5 says
+// which rule.
+ack_error refusal_error(std::string_view refusal_code, std::string_view text, std::string_view message_code);
+
+// MSA (MSA-1 `code`, MSA-2 `acknowledged_control_id`, MSA-3 the first error's
+// text before v2.7) and the ERR segment(s) as build_response writes them for
+// `version` (MSH-12, raw), in delimiters `d`, each segment ended by CR. For
+// messages that answer another one later (an application acknowledgment
+// rendered by render.h) and so build their own MSH.
+std::string msa_and_err_segments(ack_code code, std::string_view acknowledged_control_id,
+                                 std::span<const ack_error> errors, std::string_view version, const delimiters& d);
 
 struct ack_build_options {
   // The ACK's own MSH-10. Required (unique per ACK, e.g. from a counter).

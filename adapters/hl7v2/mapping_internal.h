@@ -64,7 +64,7 @@ struct location_spec {
   std::string text;              // as configured, for error messages
 };
 
-inline constexpr std::size_t located_item_count = 17;  // LocatedItem values 0..16
+inline constexpr std::size_t located_item_count = 18;  // LocatedItem values 0..17
 
 inline constexpr std::string_view report_section_system = "urn:yilian:report-section";
 
@@ -266,6 +266,11 @@ void set_subject(ev::Envelope& e, std::vector<ev::Identifier>&& ids);
 // Hospital id named by an XON (ORC-21, PRD-10): XON-10, else XON-3, else
 // XON-1, through facility_ids; empty when none resolves.
 std::string xon_hospital(const map_context& c, std::string_view xon_raw);
+
+// UP/DOWN between two consortium hospitals: the quirk referral_direction when
+// the profile locates it (UP, DOWN, U, D, 上转, 下转), else from the tiers (to
+// a higher tier is UP); UNSPECIFIED when a tier is unknown or equal.
+result<ev::ReferralDirection> referral_direction(const map_context& c, const std::string& from, const std::string& to);
 
 // Claim-check of an ED/RP OBX-5 (documents stay in the raw store).
 result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type);

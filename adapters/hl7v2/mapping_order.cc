@@ -1,4 +1,6 @@
-// ORM^O01, OMG^O19, OMI^O23: one event per ORC group.
+// ORM^O01, OMG^O19, OMI^O23: one event per ORC group. An order the profile
+// recognises as a referral (quirk referred_to names another member) becomes
+// the referral itself: ReferralRequested (NW, XO) or a cancellation (CA, DC).
 #include <array>
 
 #include "adapters/hl7v2/mapping_internal.h"
@@ -83,6 +85,196 @@ std::string modality_of_section(std::string_view s) {
   }
   if (s == "NMR") return "MR";
   if (s == "NMS") return "NM";
+  return {};
+}
+
+// The member an order refers its patient to, read at the profile's
+// referred_to location (LOCATED_ITEM_REFERRED_TO): a facility id (HD-1, or an
+// XON's XON-10/3/1 when the location is a whole field) or a hospital id.
+// Empty when the profile has no such location or nothing there resolves.
+std::string referred_to_of(const map_context& c, group_range g) {
+  if (c.profile().location(cfg::LOCATED_ITEM_REFERRED_TO) == nullptr) return {};
+  const located_value v = c.located(cfg::LOCATED_ITEM_REFERRED_TO, g);
+  if (!v.found || is_null(v.raw)) return {};
+  std::string h = v.whole_repetition ? xon_hospital(c, v.raw) : c.facility_hospital(v.raw);
+  if (h.empty()) {
+    std::string id = c.text(v.whole_repetition ? component_of(v.raw, 1, c.delims()) : v.raw);
+    if (c.tier(id) != 0) h = std::move(id);
+  }
+  return h;
+}
+
+// What a referral order's ORC-1 asks of the referral: NW (and XO, the
+// placer changing it) the referral itself, CA / DC its cancellation. Other
+// codes (status, filler answers) are about the order, not the referral.
+enum class referral_order_kind { none, request, cancel };
+
+referral_order_kind referral_order_kind_of(std::string_view control_code) {
+  if (control_code == "NW" || control_code == "XO") return referral_order_kind::request;
+  if (control_code == "CA" || control_code == "DC") return referral_order_kind::cancel;
+  return referral_order_kind::none;
+}
+
+bool has_person(const ev::ProviderRef& r) { return !r.id().empty() || !r.name().empty(); }
+
+struct referral_order {
+  const segment_view& orc;
+  const std::optional<segment_view>& obr;
+  group_range g;
+  std::string_view control_code;
+  referral_order_kind kind = referral_order_kind::none;
+  std::string referral_id;
+  std::string placer;
+  std::string filler;
+  std::string to_hospital;
+  ev::Priority priority = ev::PRIORITY_UNSPECIFIED;
+};
+
+// One referral order -> ReferralRequested (NW, XO) or ReferralStateChanged
+// CANCELLED (CA, DC) on the referral topic, as a REF^I12 / REF^I14 would be:
+// the referral feed makes the same CREATE / MODIFY / CANCEL of them.
+result<void> map_referral_order(map_context& c, const referral_order& o) {
+  const std::string sender = c.hospital();
+  std::string from = xon_hospital(c, o.orc.field(21).repetition(0).raw());
+  if (from.empty()) from = sender;
+  auto direction = referral_direction(c, from, o.to_hospital);
+  if (!direction) return std::unexpected(std::move(direction.error()));
+
+  // Who refers: ORC-12 ordering provider, else OBR-16 (or the quirk location).
+  std::string_view xcn = o.orc.field(12).repetition(0).raw();
+  if (c.profile().location(cfg::LOCATED_ITEM_REFERRING_DOCTOR) != nullptr) {
+    xcn = c.located(cfg::LOCATED_ITEM_REFERRING_DOCTOR, o.g).raw;
+  } else if (xcn.empty() && o.obr) {
+    xcn = o.obr->field(16).repetition(0).raw();
+  }
+  ev::ProviderRef referrer;
+  if (!xcn.empty() && !is_null(xcn)) referrer = c.provider_xcn(xcn);
+
+  std::vector<ev::Identifier> ids;
+  std::optional<ev::Demographics> patient;
+  const auto pid = c.find_first("PID");
+  if (o.kind == referral_order_kind::request) {
+    // The hospital referred to needs to know whom it receives, as with REF^I12.
+    if (!pid) return missing("PID", "patient identification segment (a referral order names its patient)");
+    auto read = patient_identifiers(c, *pid, /*required=*/true);
+    if (!read) return std::unexpected(std::move(read.error()));
+    ids = std::move(*read);
+    auto d = demographics(c, *pid, /*registration=*/false);
+    if (!d) return std::unexpected(std::move(d.error()));
+    patient = std::move(*d);
+  } else if (pid) {
+    auto read = patient_identifiers(c, *pid, /*required=*/false);
+    if (!read) return std::unexpected(std::move(read.error()));
+    ids = std::move(*read);
+  }
+
+  ev::Envelope& e = c.emit(ev::TOPIC_REFERRAL, o.referral_id);
+  set_subject(e, std::move(ids));
+  auto* corr = e.mutable_correlation();
+  corr->set_referral_id(o.referral_id);
+  corr->set_placer_order(o.placer);
+  corr->set_filler_order(o.filler);
+
+  if (o.kind == referral_order_kind::cancel) {
+    auto* body = e.mutable_referral_state_changed();
+    body->set_referral_id(o.referral_id);
+    body->set_direction(*direction);
+    body->set_state(ev::REFERRAL_STATE_CANCELLED);
+    body->set_source_status("ORC-1 " + c.text(o.control_code));
+    // ORC-16 order control code reason: why the referrer withdrew it.
+    if (const std::string_view raw = o.orc.field(16).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
+      *body->mutable_reason() = c.coding(raw);
+      body->set_reason_text(!body->reason().display().empty() ? body->reason().display() : body->reason().code());
+    }
+    body->set_actor_hospital(sender);
+    if (has_person(referrer)) {
+      *body->mutable_actor() = referrer;
+      body->mutable_actor()->set_hospital(from);
+    }
+    body->set_from_hospital(from);
+    body->set_to_hospital(o.to_hospital);
+    return {};
+  }
+
+  if (!o.obr) return missing("OBR", "observation request of the referral order " + path_of(o.orc, 0));
+  const segment_view& obr = *o.obr;
+  auto* body = e.mutable_referral_requested();
+  body->set_referral_id(o.referral_id);
+  body->set_state(ev::REFERRAL_STATE_REQUESTED);
+  body->set_direction(*direction);
+  if (patient) *body->mutable_patient() = std::move(*patient);
+  body->set_from_hospital(from);
+  body->set_to_hospital(o.to_hospital);
+  if (has_person(referrer)) {
+    *body->mutable_referring_provider() = std::move(referrer);
+    body->mutable_referring_provider()->set_hospital(from);
+  }
+  body->set_priority(o.priority);
+  // What is asked for: the exam (OBR-4, or the quirk exam_code location).
+  ev::Coding exam;
+  if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
+    const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, o.g);
+    if (v.found) {
+      if (v.whole_repetition) {
+        exam = c.coding(v.raw);
+      } else {
+        exam.set_code(c.text(v.raw));
+      }
+    }
+  } else if (const std::string_view raw = obr.field(4).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
+    exam = c.coding(raw);
+  }
+  if (!exam.code().empty()) *body->add_requested_services() = std::move(exam);
+  // Why: OBR-31 reason for study (the first repetition is the reason, every
+  // repetition a diagnosis too unless DG1 segments give them).
+  const field_view reasons = obr.field(31);
+  std::vector<ev::Coding> reason_codes;
+  for (std::size_t r = 0; r < reasons.repetition_count(); ++r) {
+    const std::string_view raw = reasons.repetition(r).raw();
+    if (!raw.empty() && !is_null(raw)) reason_codes.push_back(c.coding(raw));
+  }
+  if (!reason_codes.empty()) {
+    *body->mutable_reason() = reason_codes.front();
+    body->set_reason_text(!reason_codes.front().display().empty() ? reason_codes.front().display()
+                                                                  : reason_codes.front().code());
+  }
+  std::string summary = c.text(obr.field(13).repetition(0).raw());  // relevant clinical information
+  for (std::size_t i = o.g.begin; i < o.g.end; ++i) {
+    const segment_view s = c.seg(i);
+    if (c.skip(s)) continue;
+    if (s.id() == "DG1") {
+      if (const std::string_view raw = s.field(3).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
+        *body->add_diagnoses() = c.coding(raw);
+      }
+    } else if (s.id() == "NTE") {
+      const field_view f = s.field(3);
+      for (std::size_t r = 0; r < f.repetition_count(); ++r) {
+        std::string line = c.text(f.repetition(r).raw());
+        if (line.empty()) continue;
+        if (!summary.empty()) summary += '\n';
+        summary += line;
+      }
+    } else if (s.id() == "OBX") {
+      const std::string_view type = s.field(2).repetition(0).raw();
+      if (type == "ED" || type == "RP") {
+        auto claim = document_claim(c, s, type);
+        if (!claim) return std::unexpected(std::move(claim.error()));
+        *body->add_attachments() = std::move(*claim);
+      }
+    }
+  }
+  if (body->diagnoses().empty()) {
+    for (auto& r : reason_codes) *body->add_diagnoses() = std::move(r);
+  }
+  body->set_clinical_summary(std::move(summary));
+  // When it was asked: ORC-15 order effective date/time, else ORC-9.
+  auto effective = c.time_at(o.orc, 15);
+  if (!effective) return std::unexpected(std::move(effective.error()));
+  if (!*effective) {
+    effective = c.time_at(o.orc, 9);
+    if (!effective) return std::unexpected(std::move(effective.error()));
+  }
+  if (*effective) *body->mutable_effective_at() = **effective;
   return {};
 }
 
@@ -172,6 +364,58 @@ result<void> map_order(map_context& c) {
     if (ipc) {
       try_resource(ipc->field(9).repetition(0).raw());
       try_resource(c.comp(*ipc, 7, 1));
+    }
+
+    // A referral order: the profile's referred_to location names another
+    // member (and the order names no machine: a booking stays a booking).
+    if (eq == nullptr) {
+      std::string to = referred_to_of(c, g);
+      if (!to.empty() && to != c.hospital()) {
+        std::string referral_id = c.profile().location(cfg::LOCATED_ITEM_REFERRAL_ID) != nullptr ? referral : placer;
+        if (referral_id.empty()) {
+          return missing(c.profile().location(cfg::LOCATED_ITEM_REFERRAL_ID) != nullptr
+                             ? c.located(cfg::LOCATED_ITEM_REFERRAL_ID, g).where
+                             : path_of(orc, 2),
+                         "placer order number (the referral's id)");
+        }
+        const referral_order_kind kind = referral_order_kind_of(control_code);
+        if (kind == referral_order_kind::none) {
+          referral = std::move(referral_id);  // about the order of a referral: the referral topic, as OrderStatusChanged
+        } else {
+          ev::Priority priority = ev::PRIORITY_UNSPECIFIED;
+          if (kind == referral_order_kind::request) {
+            std::string_view prio;
+            std::string prio_where;
+            if (tq1) {
+              prio = c.comp(*tq1, 9, 1);
+              prio_where = path_of(*tq1, 9);
+            }
+            if (prio.empty()) {
+              prio = c.comp(orc, 7, 6);
+              prio_where = path_of(orc, 7, 0, 6);
+            }
+            if (prio.empty() && obr) {
+              prio = c.comp(*obr, 27, 6);
+              prio_where = path_of(*obr, 27, 0, 6);
+            }
+            auto p = priority_of(prio, prio_where);
+            if (!p) return std::unexpected(std::move(p.error()));
+            priority = *p;
+          }
+          auto mapped = map_referral_order(c, referral_order{.orc = orc,
+                                                             .obr = obr,
+                                                             .g = g,
+                                                             .control_code = control_code,
+                                                             .kind = kind,
+                                                             .referral_id = std::move(referral_id),
+                                                             .placer = placer,
+                                                             .filler = filler,
+                                                             .to_hospital = std::move(to),
+                                                             .priority = priority});
+          if (!mapped) return mapped;
+          continue;
+        }
+      }
     }
 
     ev::Envelope* e = nullptr;

@@ -35,7 +35,9 @@ provider read_prd(const map_context& c, const segment_view& prd) {
 
 bool has_person(const ev::ProviderRef& r) { return !r.id().empty() || !r.name().empty(); }
 
-result<ev::ReferralDirection> direction_of(const map_context& c, const std::string& from, const std::string& to) {
+}  // namespace
+
+result<ev::ReferralDirection> referral_direction(const map_context& c, const std::string& from, const std::string& to) {
   if (c.profile().location(cfg::LOCATED_ITEM_REFERRAL_DIRECTION) != nullptr) {
     const located_value v = c.located(cfg::LOCATED_ITEM_REFERRAL_DIRECTION, {0, c.size()});
     const std::string value = c.text(v.whole_repetition ? component_of(v.raw, 1, c.delims()) : v.raw);
@@ -49,6 +51,8 @@ result<ev::ReferralDirection> direction_of(const map_context& c, const std::stri
   if (f == 0 || t == 0 || f == t) return ev::REFERRAL_DIRECTION_UNSPECIFIED;
   return t < f ? ev::REFERRAL_DIRECTION_UP : ev::REFERRAL_DIRECTION_DOWN;
 }
+
+namespace {
 
 // RF1-1 (table 0283). `response` = the receiver answering (RRI): its
 // "pending" means it has the referral.
@@ -114,7 +118,7 @@ result<void> map_referral(map_context& c) {
   std::string to = referred_to.hospital;
   if (from.empty()) from = response ? receiver : sender;
   if (to.empty()) to = response ? sender : receiver;
-  auto direction = direction_of(c, from, to);
+  auto direction = referral_direction(c, from, to);
   if (!direction) return std::unexpected(std::move(direction.error()));
 
   std::string_view status_code = rf1 ? rf1->field(1).repetition(0).component_raw(1) : std::string_view{};

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "adapters/hl7v2/ack.h"
 #include "adapters/hl7v2/charset.h"
 #include "adapters/hl7v2/message.h"
 
@@ -159,6 +160,14 @@ std::string referral_trigger(ev::ReferralState s) {
   }
 }
 
+// MSH-9.1 and MSH-9.2 of a message type as sent ("REF^I13^REF_I12").
+std::pair<std::string_view, std::string_view> answered_type(std::string_view msh9) {
+  const auto first = msh9.find('^');
+  if (first == std::string_view::npos) return {msh9, {}};
+  const std::string_view rest = msh9.substr(first + 1);
+  return {msh9.substr(0, first), rest.substr(0, rest.find('^'))};
+}
+
 result<message_kind> decide_kind(const ev::Envelope& e, const hl7_version& v) {
   switch (e.body_case()) {
     case ev::Envelope::kPatientRegistered:
@@ -193,6 +202,20 @@ result<message_kind> decide_kind(const ev::Envelope& e, const hl7_version& v) {
     case ev::Envelope::kDocumentShared:
       if (!e.document_shared().replaces_document_id().empty()) return message_kind{"MDM", "T10", "MDM_T02"};
       return message_kind{"MDM", "T02", "MDM_T02"};
+    case ev::Envelope::kReferralCommandRejected: {
+      // The application acknowledgment of the hospital message that asked.
+      const auto& o = e.referral_command_rejected().origin();
+      if (o.control_id().empty()) {
+        return fail(errc::unsupported,
+                    "a refusal without the HL7 message it answers (origin.control_id) has no HL7 v2 rendering",
+                    "referral_command_rejected.origin.control_id");
+      }
+      const auto [code, trigger] = answered_type(o.message_type());
+      if (code == "REF" && is_one_of(trigger, {"I12", "I13", "I14", "I15"})) {
+        return message_kind{"RRI", std::string(trigger), "RRI_I12"};
+      }
+      return message_kind{"ACK", std::string(trigger), "ACK"};
+    }
     case ev::Envelope::BODY_NOT_SET:
       return fail(errc::validation_failed, "the envelope has no body", "body");
     default: {
@@ -942,6 +965,32 @@ void referral_state(const context& c, segments& out) {
   if (!encounter.empty()) out.push_back(std::move(segment("PV1").set(1, "1").set(2, "O").text(19, encounter)));
 }
 
+// A refused command's answer to the message that asked for it (an
+// application acknowledgment sent on the hospital's outbound channel):
+// MSH (MSH-5/6 = the original MSH-3/4; MSH-15 AL, MSH-16 NE: enhanced mode,
+// so the hospital commits it with a CA and never answers an answer), MSA
+// (AE, MSA-2 = the original MSH-10), ERR (ack.h refusal_error); an RRI
+// then names the referral (RF1-6) and the patient by identifiers (PID-3).
+std::string refusal(const context& c, const message_kind& kind) {
+  const auto& rej = c.e.referral_command_rejected();
+  const auto& o = rej.origin();
+  segment msh = msh_segment(c, kind);
+  if (!o.application().empty()) msh.text(5, o.application());
+  if (!o.facility().empty()) msh.text(6, o.facility());
+  msh.set(15, "AL").set(16, "NE");
+  const ack_error err = refusal_error(rej.code(), rej.message(), answered_type(o.message_type()).first);
+  std::string text = msh.str();
+  text.push_back('\r');
+  text += msa_and_err_segments(ack_code::AE, o.control_id(), std::span<const ack_error>(&err, 1), c.o.version, kDelims);
+  if (kind.code == "RRI") {
+    text += segment("RF1").set(6, context::ei(rej.referral_id())).str();
+    text.push_back('\r');
+    text += pid_segment(c, nullptr).str();
+    text.push_back('\r');
+  }
+  return text;
+}
+
 result<void> document(const context& c, const message_kind& kind, segments& out) {
   const auto& d = c.e.document_shared();
   if (d.content().uri().empty()) {
@@ -1034,6 +1083,11 @@ result<rendered_message> render(const events::v1::Envelope& event, const config:
   auto kind = decide_kind(event, *v);
   if (!kind) return std::unexpected(kind.error());
   const context c{.e = event, .dest = destination, .o = options, .version = *v};
+  if (event.has_referral_command_rejected()) {
+    return rendered_message{.text = refusal(c, *kind),
+                            .message_type = kind->msh9(*v),
+                            .control_id = event.event_id().substr(0, 199)};
+  }
 
   segments body;
   switch (event.body_case()) {

@@ -32,6 +32,14 @@
 //                          HL7's "99zzz" convention). CANCELLED and TERMINATED have no
 //                          table code: "CANCELLED^^99YLN" (the I14 trigger says it too).
 //   DocumentShared         MDM^T02^MDM_T02 (T10 when it replaces a document): TXA + OBX RP.
+//   ReferralCommandRejected the application error answering the hospital message the
+//                          refused command came from (origin): RRI^<I12-I15>^RRI_I12 for a
+//                          REF^I12-I15 (MSA + ERR + RF1-6 + PID-3), ACK^<trigger>^ACK for
+//                          anything else (MSA + ERR); MSA-1 AE, MSA-2 = origin.control_id,
+//                          ERR from ack.h refusal_error (code, where, ERR-5 the refusal code,
+//                          ERR-8 the reason: no patient data); MSH-5/6 = the original MSH-3/4;
+//                          MSH-15 AL / MSH-16 NE (enhanced mode: the hospital answers it with
+//                          a commit ACK only). Without an origin: errc::unsupported.
 // Anything else (ImagingStudyAvailable, merges, links, DeliveryAcknowledged, ...) is
 // errc::unsupported: the sender dead-letters it at once.
 //

@@ -60,7 +60,7 @@ class Referral(unittest.TestCase):
                                       "127.0.0.1:6662": "127.0.0.1:%d" % cls.county.port,
                                       "http://127.0.0.1:6670/notify": "http://127.0.0.1:%d/notify" % cls.gateway.port})
         cls.engine = Engine(config=os.path.join(cls.config, "consortium.yaml"), extra_args=["--mllp-any-port"])
-        cls.ports = mllp_ports(cls.engine, ["zs-tertiary", "xz-thc"])
+        cls.ports = mllp_ports(cls.engine, ["zs-tertiary", "xz-thc", "nh-chc"])
         deadline = time.monotonic() + 30
         while cls.engine.request("GET", "/readyz").status != 200:
             if time.monotonic() > deadline:
@@ -392,6 +392,97 @@ class Referral(unittest.TestCase):
         self.clinic.wait_for(lambda m: "RRI^" in m and rid in fld(m, "RF1", 6) and "NO_SHOW" in fld(m, "RF1", 1))
 
     # --- who may see what ---------------------------------------------------------------------------
+    # --- a referral sent as an order (OMG^O19) by a HIS without REF^I12 ------------------------
+    def send_omg(self, control, placer, seq, extra_orc=""):
+        """南湖社区's HIS refers a patient with an OMG^O19 order addressed (MSH-6) to the tertiary hospital."""
+        self.send_hl7("nh-chc", [
+            "MSH|^~\\&|HIS|NHSQ|YILIAN|ZSRMYY|%s||OMG^O19^OMG_O19|%s|P|2.5.1|||||CHN|UNICODE UTF-8" % (
+                now_hl7(), ctl("O19")),
+            "PID|1||NH%06d^^^NHSQ^MR~%s^^^CHN^NNCHN||唐^晓红^^^^^L||19770221|F" % (seq, resident_id(seq)),
+            "ORC|%s|%s^NHSQ|||||||%s|||NH12^赵^敏%s" % (control, placer, now_hl7(), extra_orc),
+            "TQ1|1||||||||R",
+            "OBR|1|%s^NHSQ||US0501^心脏彩超^ZSRMYY-EXAM|||||||||活动后胸闷两周" % placer,
+            "DG1|1||I20.9^心绞痛^ICD10||%s|W" % now_hl7()[:8]])
+
+    def test_an_omg_o19_referral_order_reaches_the_tertiary_hospital_as_ref_i12_and_ca_cancels_it(self):
+        placer = "NH-ORD-%s" % uuid.uuid4().hex[:8]
+        seq = 701
+        self.send_omg("NW", placer, seq)
+        # The same path as a REF^I12: CREATE, and the tertiary HIS hears REF^I12 over real MLLP.
+        ref = self.tertiary.wait_for(lambda m: "REF^I12" in m and placer in fld(m, "RF1", 6))
+        self.assertIn(resident_id(seq), field(ref, "PID", 3))
+        self.assertIn("唐", field(ref, "PID", 5))
+        self.assertIn("I20.9", field(ref, "DG1", 3))
+        self.assertIn("US0501", field(ref, "OBR", 4))
+        self.assertIn("NHSQ", field(ref, "PRD", 4))  # the referring clinic (PRD RP)
+        r = self.wait_referral(placer, OPERATOR, "REQUESTED")
+        self.assertEqual((r["direction"], r["from_hospital"], r["to_hospital"]), ("UP", "nh-chc", "zs-tertiary"))
+        # ORC-1 CA withdraws it: CANCELLED, and the tertiary HIS hears the cancellation.
+        self.send_omg("CA", placer, seq, extra_orc="||||PATREQ^患者要求取消")
+        self.wait_referral(placer, OPERATOR, "CANCELLED")
+        cancel = self.tertiary.wait_for(lambda m: placer in fld(m, "RF1", 6) and "I14" in fld(m, "MSH", 9))
+        self.assertIn("CANCELLED", field(cancel, "RF1", 1))
+
+    # --- a refused HL7 message is answered with an application error ------------------------------
+    def test_a_refused_ref_i13_is_answered_to_the_clinic_with_rri_ae(self):
+        rid = "XZ-REF-%s" % uuid.uuid4().hex[:8]
+        self.send_ref_i12(rid, 801)
+        self.wait_referral(rid, CLINIC, "REQUESTED")
+        self.send_hl7("xz-thc", [
+            "MSH|^~\\&|CLINIC|XZWSY|YILIAN|ZSRMYY|%s||REF^I14^REF_I12|%s|P|2.5|||||CHN|UNICODE UTF-8" % (
+                now_hl7(), ctl("I14")),
+            "RF1||||||%s^XZWSY||||^患者已自行就医" % rid,
+            "PID|1||XZ000801^^^XZWSY^MR"])
+        self.wait_referral(rid, CLINIC, "CANCELLED")
+        # A modification of a cancelled referral: AA (it is durable), then refused by the writer.
+        control = ctl("I13")
+        self.send_hl7("xz-thc", [
+            "MSH|^~\\&|CLINIC|XZWSY|YILIAN|ZSRMYY|%s||REF^I13^REF_I12|%s|P|2.5|||||CHN|UNICODE UTF-8" % (
+                now_hl7(), control),
+            "RF1|P|S||||%s^XZWSY" % rid,
+            "PID|1||XZ000801^^^XZWSY^MR"])
+        answer = self.clinic.wait_for(lambda m: "RRI^I13" in fld(m, "MSH", 9) and control in fld(m, "MSA", 2))
+        self.assertEqual(field(answer, "MSA", 1), "AE")
+        self.assertIn(rid, field(answer, "RF1", 6))
+        err = field(answer, "ERR", 3) + "|" + field(answer, "ERR", 5)
+        self.assertIn("207", err)
+        self.assertIn("wrong_transition", err)
+        self.assertIn("cannot", field(answer, "ERR", 8))
+        self.assertIn("XZ000801", field(answer, "PID", 3))
+        self.assertEqual((fld(answer, "MSH", 5), fld(answer, "MSH", 6)), ("CLINIC", "XZWSY"))
+        # Exactly one answer, and no patient data in what it says about the refusal.
+        self.assertEqual(len(self.clinic.received(lambda m: control in fld(m, "MSA", 2))), 1)
+        self.assertNotIn("李", field(answer, "ERR", 8))
+        self.assertNotIn(resident_id(801), field(answer, "ERR", 8))
+
+    def test_a_refused_rri_is_answered_to_the_tertiary_hospital_with_ack_ae(self):
+        rid = "XZ-REF-%s" % uuid.uuid4().hex[:8]
+        self.send_ref_i12(rid, 802)
+        self.wait_referral(rid, CLINIC, "REQUESTED")
+        self.send_rri(rid, "R^Rejected^HL70283", "NOBED^床位已满^ZSRMYY-RFR")
+        self.wait_referral(rid, CLINIC, "REJECTED")
+        # Accepting it afterwards is refused: the HIS hears ACK^I12 with AE for its RRI.
+        control = ctl("RRI")
+        self.send_hl7("zs-tertiary", [
+            "MSH|^~\\&|HIS|ZSRMYY|YILIAN|XZWSY|%s||RRI^I12^RRI_I12|%s|P|2.5" % (now_hl7(), control),
+            "MSA|AA|REF0001",
+            "RF1|A|R||||%s^XZWSY" % rid,
+            "PRD|RT|刘^德华||放射科^^^ZSRMYY|||0231"])
+        answer = self.tertiary.wait_for(lambda m: fld(m, "MSH", 9).startswith("ACK^") and control in fld(m, "MSA", 2))
+        self.assertEqual(fld(answer, "MSH", 9), "ACK^I12^ACK")
+        self.assertEqual(field(answer, "MSA", 1), "AE")
+        self.assertIn("wrong_transition", field(answer, "ERR", 5))
+        self.assertEqual(field(answer, "MSH", 15), "AL")  # enhanced mode: a commit ACK answers it, nothing more
+        # Refusals of REST commands are not sent anywhere: the caller had its answer.
+        def errors():
+            return self.tertiary.received(lambda m: fld(m, "MSH", 9).startswith("ACK^") and fld(m, "MSA", 1) == "AE")
+        before = len(errors())
+        r = self.call("POST", "/api/v1/referrals/%s/accept" % rid, TERTIARY)
+        self.assertEqual(r.status, 409, r.body)
+        time.sleep(1.5)
+        self.assertEqual(len(errors()), before)
+        self.assertEqual(len([m for m in errors() if fld(m, "MSA", 2) == control]), 1)
+
     def test_a_clinic_sees_only_referrals_it_takes_part_in_and_every_read_is_audited(self):
         rid = "XZ-REF-%s" % uuid.uuid4().hex[:8]
         self.send_ref_i12(rid, 601)

@@ -13,6 +13,28 @@ namespace {
 
 const auto lg = log::get("referral");
 
+// Where a hospital's HL7 v2 message came from, as the answer to it needs it.
+ev::ReferralCommandOrigin origin_of(const ev::Envelope& event) {
+  ev::ReferralCommandOrigin o;
+  const auto& src = event.source();
+  o.set_hospital(src.hospital());
+  o.set_protocol(src.protocol());
+  o.set_application(src.system());
+  o.set_facility(src.facility());
+  o.set_control_id(src.control_id());
+  o.set_message_type(src.message_type());
+  o.set_event_id(event.event_id());
+  return o;
+}
+
+// The status as the source said it for a new referral: "I12" for REF^I12,
+// "ORC-1 NW" for an order that is a referral (OMG^O19, ORM^O01).
+std::string request_status(const ev::Envelope& e) {
+  const std::string& type = e.source().message_type();
+  if (type.starts_with("OMG") || type.starts_with("ORM") || type.starts_with("OMI")) return "ORC-1 NW";
+  return "I12";
+}
+
 // A command on behalf of the hospital that sent `event` (or of the engine,
 // for what it observed); its id derives from the event's, so a replayed
 // event gives the same command.
@@ -28,6 +50,10 @@ ev::Envelope command_from(const ev::Envelope& event, action act, const std::stri
   } else {
     c.set_actor(actor_of(event));
     c.set_actor_hospital(event.source().hospital());
+    // A hospital's own HL7 message: whom the notifier answers if the writer
+    // refuses it. Never for what the engine observed (a booking, an
+    // encounter, a report): nobody asked, so nobody is answered.
+    if (event.source().protocol() == ev::PROTOCOL_HL7V2_MLLP) *c.mutable_origin() = origin_of(event);
   }
   auto cmd = command_envelope(std::move(c), now, event.source().protocol());
   *cmd.mutable_subject() = event.subject();
@@ -93,7 +119,7 @@ std::vector<ev::Envelope> feed::commands_for(const ev::Envelope& e, const ledger
       auto cmd = command_from(e, ev::REFERRAL_ACTION_CREATE, q.referral_id(), false, now);
       auto* c = cmd.mutable_referral_command();
       *c->mutable_request() = q;
-      c->set_source_status(q.state() == ev::REFERRAL_STATE_DRAFT ? "draft" : "I12");
+      c->set_source_status(q.state() == ev::REFERRAL_STATE_DRAFT ? "draft" : request_status(e));
       if (l.find(q.referral_id()) != nullptr) {
         // A REF^I12 for a referral that exists: the sender resent or changed it.
         c->set_action(ev::REFERRAL_ACTION_MODIFY);

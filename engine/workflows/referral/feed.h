@@ -22,10 +22,17 @@
 //   yilian.report.v1    ReportIssued by the hospital referred to ->
 //                       RETURN_REPORT (the report router sends it back)
 //
+// ReferralRequested may also come from an order the sender's profile marks as
+// a referral (OMG^O19 / ORM^O01 ORC-1 NW, quirk referred_to; ORC-1 CA is a
+// ReferralStateChanged CANCELLED): the same CREATE / CANCEL.
+//
 // Commands from hospitals carry actor "hl7:<hospital>" and the hospital as
 // actor_hospital, so the transition table applies as for any caller (a
 // clinic's RRI cannot accept its own referral); what the engine observes
-// (bookings, encounters, reports) carries the engine party. Command ids
+// (bookings, encounters, reports) carries the engine party. A command made
+// from a hospital's HL7 v2 message carries its origin (hospital, MSH-3/4,
+// MSH-9, MSH-10), so a refusal can be answered (notifier.h); the engine's
+// own commands never do. Command ids
 // derive from the event id, so a replayed event is decided once. Offsets
 // are committed after the commands are durable.
 #pragma once

@@ -97,6 +97,8 @@ ev::Envelope ledger::decide(const ev::Envelope& command, seconds now) const {
     rej->set_action(c.action());
     rej->set_code(why.code);
     rej->set_message(why.message);
+    // Whom to answer when a hospital's HL7 message asked (notifier.h).
+    if (c.has_origin()) *rej->mutable_origin() = c.origin();
     return out;
   };
   if (c.command_id().empty()) return reject(make_refusal("invalid", "command_id is required"));

@@ -7,6 +7,24 @@ namespace yilian::workflows::referral {
 std::vector<notice> notices_for(const ev::Envelope& e, const ledger& l) {
   std::vector<notice> out;
   if (e.source().protocol() != ev::PROTOCOL_ENGINE) return out;
+  if (e.has_referral_command_rejected()) {
+    // Only a hospital's own HL7 message is answered: REST and FHIR callers
+    // got their answer synchronously, and the engine's commands (timers,
+    // bookings, encounters, reports) carry no origin.
+    const auto& origin = e.referral_command_rejected().origin();
+    if (origin.protocol() != ev::PROTOCOL_HL7V2_MLLP || origin.hospital().empty() || origin.control_id().empty()) {
+      return out;
+    }
+    ev::Envelope answer = e;
+    // The answer names the patient as the referral does (RRI needs a PID);
+    // the refusal itself carries no patient data.
+    if (const auto* r = l.find(e.referral_command_rejected().referral_id());
+        r != nullptr && answer.subject().identifiers().empty()) {
+      *answer.mutable_subject() = r->subject;
+    }
+    out.push_back(notice{origin.hospital(), std::move(answer)});
+    return out;
+  }
   if (e.has_referral_requested()) {
     const auto& q = e.referral_requested();
     if (q.command_id().empty() || q.state() == ev::REFERRAL_STATE_DRAFT) return out;
@@ -55,10 +73,30 @@ std::vector<notice> notices_for(const ev::Envelope& e, const ledger& l) {
   return out;
 }
 
+namespace {
+
+// Hospitals with an HL7 v2 (MLLP) outbound endpoint taking refusals: an
+// application error answers an HL7 message, so only such a channel carries it.
+std::set<std::string> hl7_answer_listeners(const config::loaded_consortium& cfg) {
+  std::set<std::string> out;
+  for (const auto& p : cfg.profiles) {
+    for (const auto& endpoint : p.profile.outbound()) {
+      if (endpoint.kind() != config::v1::ENDPOINT_KIND_MLLP) continue;
+      for (const auto& t : endpoint.event_types()) {
+        if (t == "*" || t == "ReferralCommandRejected") out.insert(p.profile.hospital());
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 notifier::notifier(bus::bus& b, const service& svc, const config::loaded_consortium& cfg, notifier_options options)
     : svc_(svc),
       hear_requests_(listeners_of(cfg, "ReferralRequested")),
       hear_changes_(listeners_of(cfg, "ReferralStateChanged")),
+      hear_refusals_(hl7_answer_listeners(cfg)),
       patients_(patients_hear(cfg, "ReferralStateChanged")),
       options_(std::move(options)),
       relay_(b,
@@ -68,7 +106,7 @@ notifier::notifier(bus::bus& b, const service& svc, const config::loaded_consort
                            .outbound_topic = options_.outbound_topic},
              [this](const bus::record& r, std::vector<bus::message>& out) {
                if (!header_is(r, "origin", "engine")) return;
-               if (header_is(r, "type", "yilian.events.v1.ReferralCommandRejected")) return;
+               if (header_is(r, "type", "yilian.events.v1.ReferralCommand")) return;
                ev::Envelope e;
                if (!e.ParseFromString(r.value)) return;
                // The ledger may be ahead of this record: only a submitted
@@ -77,7 +115,9 @@ notifier::notifier(bus::bus& b, const service& svc, const config::loaded_consort
                auto notices = svc_.read([&](const ledger& l) { return notices_for(e, l); });
                for (auto& n : notices) {
                  const bool patient = n.destination == patient_channel;
-                 const auto& hear = n.event.has_referral_requested() ? hear_requests_ : hear_changes_;
+                 const auto& hear = n.event.has_referral_requested()          ? hear_requests_
+                                    : n.event.has_referral_command_rejected() ? hear_refusals_
+                                                                              : hear_changes_;
                  if (patient ? !patients_ : !hear.contains(n.destination)) continue;
                  out.push_back(bus::message{.key = n.destination, .value = n.event.SerializeAsString(),
                                             .headers = {{"event_id", n.event.event_id()}, {"type", n.event.type()}}});

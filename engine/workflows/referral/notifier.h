@@ -13,10 +13,24 @@
 //   cancelled (by the initiator)              -> the receiver
 //   expired, terminated                       -> both
 //
+//   refused (ReferralCommandRejected) when   -> the hospital that sent it, as an
+//   a hospital's HL7 v2 message asked           HL7 application error (below)
+//
 // The hospital whose own system made the change is not told back. Patients
 // hear about accepted, rejected, expired and scheduled referrals on the
 // consortium's patient channel when it takes ReferralStateChanged. A draft
 // goes nowhere.
+//
+// A refused command that a hospital's HL7 v2 message asked for (REF/RRI,
+// SIU, ADT, OMG through the referral feed: ReferralCommandRejected.origin
+// set) goes back to that hospital, to its MLLP endpoints that take
+// "ReferralCommandRejected" (or "*"), where the sender renders it as the
+// application acknowledgment of the original message: RRI^<trigger> with
+// MSA-1 AE for a REF^I12-I15, ACK^<trigger> with MSA-1 AE for anything else,
+// MSA-2 = the original MSH-10, ERR with the refusal (adapters/hl7v2/render.h).
+// Refusals of REST, FHIR and engine commands (timers, bookings, encounters,
+// reports) have no origin and go nowhere: their callers had their answer, or
+// nobody asked.
 #pragma once
 
 #include <optional>
@@ -58,6 +72,7 @@ class notifier {
   const service& svc_;
   std::set<std::string> hear_requests_;
   std::set<std::string> hear_changes_;
+  std::set<std::string> hear_refusals_;
   bool patients_ = false;
   notifier_options options_;
   relay relay_;
