@@ -200,6 +200,7 @@ class service::state final : public view {
     // Earlier announcements of the same record / from-person / to-person
     // (history() follows these chains instead of scanning every announcement).
     std::uint32_t prev_of_record = none, prev_of_from = none, prev_of_to = none;
+    std::uint32_t nth = 0;  // among the announcements of the same log offset (the event id's last part)
   };
 
   // What applying one log record did, for the service's waiters.
@@ -553,6 +554,7 @@ void service::state::remember(announcement a) {
     prev = heads[key];
     heads[key] = i;
   };
+  if (i > 0 && announcements_[i - 1].offset == a.offset) a.nth = announcements_[i - 1].nth + 1;
   chain(last_of_record_, a.record, a.prev_of_record);
   chain(last_of_person_, a.from, a.prev_of_from);
   if (a.to != a.from) chain(last_of_person_, a.to, a.prev_of_to);
@@ -649,7 +651,7 @@ ev::Envelope service::state::announce(std::size_t i) const {
   const announcement& a = announcements_[i];
   ev::Envelope e;
   // Deterministic: a repeated announcement (after a crash) has the same id.
-  e.set_event_id("identity:" + std::to_string(a.offset) + ":" + std::to_string(i - first_announcement_at(a.offset)));
+  e.set_event_id("identity:" + std::to_string(a.offset) + ":" + std::to_string(a.nth));
   e.set_type("yilian.events.v1.PatientLinkChanged");
   e.set_schema_version(1);
   *e.mutable_occurred_at() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(a.decided_ms);
