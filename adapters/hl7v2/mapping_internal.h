@@ -274,6 +274,12 @@ result<ev::ReferralDirection> referral_direction(const map_context& c, const std
 
 // Claim-check of an ED/RP OBX-5 (documents stay in the raw store).
 result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type);
+// An OBX of value type ED or RP as a claim-check appended to `out`; other
+// OBX are left alone (REF and order messages carry documents this way).
+result<void> attach_document(const map_context& c, const segment_view& obx,
+                             google::protobuf::RepeatedPtrField<ev::ClaimCheck>& out);
+// The lines of an NTE-3 appended to `text`, one per line.
+void append_notes(const map_context& c, const segment_view& nte, std::string& text);
 
 // Observation from an OBX; `section` receives its report section.
 result<ev::Observation> observation(const map_context& c, const segment_view& obx);

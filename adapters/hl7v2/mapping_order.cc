@@ -75,6 +75,26 @@ result<ev::Priority> priority_of(std::string_view code, const std::string& where
   return unknown_code(where, "priority", code, "table 0485: S, A, R, P, C, T, PRN");
 }
 
+// An order's priority: TQ1-9, else ORC-7.6, else OBR-27.6.
+result<ev::Priority> order_priority(const map_context& c, const std::optional<segment_view>& tq1,
+                                    const segment_view& orc, const std::optional<segment_view>& obr) {
+  std::string_view prio;
+  std::string where;
+  if (tq1) {
+    prio = c.comp(*tq1, 9, 1);
+    where = path_of(*tq1, 9);
+  }
+  if (prio.empty()) {
+    prio = c.comp(orc, 7, 6);
+    where = path_of(orc, 7, 0, 6);
+  }
+  if (prio.empty() && obr) {
+    prio = c.comp(*obr, 27, 6);
+    where = path_of(*obr, 27, 0, 6);
+  }
+  return priority_of(prio, where);
+}
+
 // OBR-24 diagnostic service section (table 0074) -> DICOM modality, when it
 // names one.
 std::string modality_of_section(std::string_view s) {
@@ -247,19 +267,10 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
         *body->add_diagnoses() = c.coding(raw);
       }
     } else if (s.id() == "NTE") {
-      const field_view f = s.field(3);
-      for (std::size_t r = 0; r < f.repetition_count(); ++r) {
-        std::string line = c.text(f.repetition(r).raw());
-        if (line.empty()) continue;
-        if (!summary.empty()) summary += '\n';
-        summary += line;
-      }
+      append_notes(c, s, summary);
     } else if (s.id() == "OBX") {
-      const std::string_view type = s.field(2).repetition(0).raw();
-      if (type == "ED" || type == "RP") {
-        auto claim = document_claim(c, s, type);
-        if (!claim) return std::unexpected(std::move(claim.error()));
-        *body->add_attachments() = std::move(*claim);
+      if (auto attached = attach_document(c, s, *body->mutable_attachments()); !attached) {
+        return std::unexpected(std::move(attached.error()));
       }
     }
   }
@@ -384,21 +395,7 @@ result<void> map_order(map_context& c) {
         } else {
           ev::Priority priority = ev::PRIORITY_UNSPECIFIED;
           if (kind == referral_order_kind::request) {
-            std::string_view prio;
-            std::string prio_where;
-            if (tq1) {
-              prio = c.comp(*tq1, 9, 1);
-              prio_where = path_of(*tq1, 9);
-            }
-            if (prio.empty()) {
-              prio = c.comp(orc, 7, 6);
-              prio_where = path_of(orc, 7, 0, 6);
-            }
-            if (prio.empty() && obr) {
-              prio = c.comp(*obr, 27, 6);
-              prio_where = path_of(*obr, 27, 0, 6);
-            }
-            auto p = priority_of(prio, prio_where);
+            auto p = order_priority(c, tq1, orc, obr);
             if (!p) return std::unexpected(std::move(p.error()));
             priority = *p;
           }
@@ -479,22 +476,7 @@ result<void> map_order(map_context& c) {
       }
       if (modality.empty() && eq != nullptr) modality = eq->modality;
       body->set_modality(std::move(modality));
-      // Priority: TQ1-9, ORC-7.6, OBR-27.6.
-      std::string_view prio;
-      std::string prio_where;
-      if (tq1) {
-        prio = c.comp(*tq1, 9, 1);
-        prio_where = path_of(*tq1, 9);
-      }
-      if (prio.empty()) {
-        prio = c.comp(orc, 7, 6);
-        prio_where = path_of(orc, 7, 0, 6);
-      }
-      if (prio.empty()) {
-        prio = c.comp(*obr, 27, 6);
-        prio_where = path_of(*obr, 27, 0, 6);
-      }
-      auto priority = priority_of(prio, prio_where);
+      auto priority = order_priority(c, tq1, orc, obr);
       if (!priority) return std::unexpected(std::move(priority.error()));
       body->set_priority(*priority);
       // Who ordered, from where.

@@ -193,19 +193,10 @@ result<void> map_referral(map_context& c) {
           *body->add_requested_services() = c.coding(raw);
         }
       } else if (s.id() == "NTE") {
-        const field_view f = s.field(3);
-        for (std::size_t r = 0; r < f.repetition_count(); ++r) {
-          std::string line = c.text(f.repetition(r).raw());
-          if (line.empty()) continue;
-          if (!summary.empty()) summary += '\n';
-          summary += line;
-        }
+        append_notes(c, s, summary);
       } else if (s.id() == "OBX") {
-        const std::string_view type = s.field(2).repetition(0).raw();
-        if (type == "ED" || type == "RP") {
-          auto claim = document_claim(c, s, type);
-          if (!claim) return std::unexpected(std::move(claim.error()));
-          *body->add_attachments() = std::move(*claim);
+        if (auto attached = attach_document(c, s, *body->mutable_attachments()); !attached) {
+          return std::unexpected(std::move(attached.error()));
         }
       }
     }

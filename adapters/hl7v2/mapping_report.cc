@@ -142,6 +142,26 @@ std::string joined_text(const map_context& c, const field_view& f) {
 
 }  // namespace
 
+result<void> attach_document(const map_context& c, const segment_view& obx,
+                             google::protobuf::RepeatedPtrField<ev::ClaimCheck>& out) {
+  const std::string_view type = obx.field(2).repetition(0).raw();
+  if (type != "ED" && type != "RP") return {};
+  auto claim = document_claim(c, obx, type);
+  if (!claim) return std::unexpected(std::move(claim.error()));
+  *out.Add() = std::move(*claim);
+  return {};
+}
+
+void append_notes(const map_context& c, const segment_view& nte, std::string& text) {
+  const field_view f = nte.field(3);
+  for (std::size_t r = 0; r < f.repetition_count(); ++r) {
+    std::string line = c.text(f.repetition(r).raw());
+    if (line.empty()) continue;
+    if (!text.empty()) text += '\n';
+    text += line;
+  }
+}
+
 result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type) {
   const delimiters& dl = c.delims();
   const std::string_view raw = obx.field(5).repetition(0).raw();
