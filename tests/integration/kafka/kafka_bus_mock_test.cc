@@ -400,7 +400,9 @@ TEST_CASE("a publish to a broker that is down fails with a retriable timeout wit
   REQUIRE(res.wait(10s));
   const auto took = kafka_test::clock::now() - started;
   CHECK(took >= 1400ms);
-  CHECK(took < 1500ms + 1500ms);  // librdkafka scans for timeouts once a second
+  // librdkafka scans for timeouts once a second; the rest is slack for a
+  // loaded machine or a sanitizer build (3.03 s seen under asan on 2 cores).
+  CHECK(took < 1500ms + 1000ms + 1500ms);
   for (std::size_t i = 0; i < res.size(); ++i) {
     REQUIRE_FALSE(res.at(i));
     CHECK(res.at(i).error().retriable);
