@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -66,9 +68,22 @@ UConverter* thread_converter(Charset cs, bool& failed) {
   return cache[i].get();
 }
 
-bool all_ascii(std::string_view bytes) {
-  return std::all_of(bytes.begin(), bytes.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+// Length of the run of ASCII bytes at the start of `s`, eight bytes at a time
+// (a message is mostly ASCII even when it carries Chinese names).
+std::size_t ascii_prefix(std::string_view s) {
+  const char* p = s.data();
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if ((w & 0x8080808080808080ULL) != 0) break;
+  }
+  while (i < n && static_cast<unsigned char>(p[i]) < 0x80) ++i;
+  return i;
 }
+
+bool all_ascii(std::string_view bytes) { return ascii_prefix(bytes) == bytes.size(); }
 
 // Offset of the first byte that is not valid UTF-8, or npos.
 std::size_t invalid_utf8_at(std::string_view s) {
@@ -78,7 +93,7 @@ std::size_t invalid_utf8_at(std::string_view s) {
   while (i < n) {
     const unsigned char c = p[i];
     if (c < 0x80) {
-      ++i;
+      i += ascii_prefix(s.substr(i));
       continue;
     }
     std::size_t len = 0;
@@ -155,12 +170,22 @@ result<std::string> icu_to_utf8(std::string_view bytes, Charset cs) {
   bool failed = false;
   UConverter* conv = thread_converter(cs, failed);
   if (failed) return fail(errc::internal, std::string("no ICU converter for ") + icu_name(cs), "MSH-18");
-  std::vector<UChar> wide(bytes.size() + 16);
-  UErrorCode status = U_ZERO_ERROR;
-  UChar* target = wide.data();
+  bool utf8_failed = false;
+  UConverter* utf8 = thread_converter(config::v1::CHARSET_UTF8, utf8_failed);
+  if (utf8_failed) return fail(errc::internal, "no ICU UTF-8 converter", "MSH-18");
+  // One pass through ICU's pivot (a UTF-16 buffer on the stack), no
+  // intermediate string. A byte of these charsets never becomes more than
+  // three bytes of UTF-8 (GBK 0x80 is U+20AC).
+  std::string out;
+  out.resize(bytes.size() * 3 + 16);
+  char* target = out.data();
   const char* source = bytes.data();
-  ucnv_toUnicode(conv, &target, wide.data() + wide.size(), &source, bytes.data() + bytes.size(), nullptr, true,
-                 &status);
+  std::array<UChar, 1024> pivot;
+  UChar* pivot_source = pivot.data();
+  UChar* pivot_target = pivot.data();
+  UErrorCode status = U_ZERO_ERROR;
+  ucnv_convertEx(utf8, conv, &target, out.data() + out.size(), &source, bytes.data() + bytes.size(), pivot.data(),
+                 &pivot_source, &pivot_target, pivot.data() + pivot.size(), true, true, &status);
   if (U_FAILURE(status)) {
     char invalid[32];
     std::int8_t invalid_len = sizeof invalid;
@@ -174,16 +199,7 @@ result<std::string> icu_to_utf8(std::string_view bytes, Charset cs) {
                     std::to_string(offset),
                 "MSH-18");
   }
-  const auto units = static_cast<std::int32_t>(target - wide.data());
-  std::string out;
-  out.resize(static_cast<std::size_t>(units) * 3 + 1);
-  UErrorCode s3 = U_ZERO_ERROR;
-  bool utf8_failed = false;
-  UConverter* utf8 = thread_converter(config::v1::CHARSET_UTF8, utf8_failed);
-  if (utf8_failed) return fail(errc::internal, "no ICU UTF-8 converter", "MSH-18");
-  const auto written = ucnv_fromUChars(utf8, out.data(), static_cast<std::int32_t>(out.size()), wide.data(), units, &s3);
-  if (U_FAILURE(s3)) return fail(errc::internal, std::string("UTF-8 conversion failed: ") + u_errorName(s3), "MSH-18");
-  out.resize(static_cast<std::size_t>(written));
+  out.resize(static_cast<std::size_t>(target - out.data()));
   return out;
 }
 
