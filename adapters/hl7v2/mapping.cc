@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <memory>
 
 #include <openssl/evp.h>
@@ -158,9 +159,23 @@ void to_hex(const unsigned char* digest, std::size_t n, std::string& out) {
 
 std::string hl7_event_id(std::string_view hospital, std::string_view facility, std::string_view control_id,
                          std::string_view suffix) {
-  std::string input;
-  input.reserve(hospital.size() + facility.size() + control_id.size() + suffix.size() + 8);
-  input.append(hospital).append("|hl7v2|").append(facility).append("|").append(control_id).append("|").append(suffix);
+  // The input is short: it is put together on the stack when it fits.
+  constexpr std::string_view tag = "|hl7v2|";
+  const std::size_t size = hospital.size() + tag.size() + facility.size() + control_id.size() + suffix.size() + 2;
+  std::array<char, 256> stack;
+  std::string heap;
+  char* buf = stack.data();
+  if (size > stack.size()) {
+    heap.resize(size);
+    buf = heap.data();
+  }
+  char* at = buf;
+  for (const std::string_view part : {hospital, tag, facility, std::string_view("|"), control_id, std::string_view("|"), suffix}) {
+    if (part.empty()) continue;  // (a null data() is not memcpy's to take)
+    std::memcpy(at, part.data(), part.size());
+    at += part.size();
+  }
+  const std::string_view input(buf, size);
   // OpenSSL 3's one-shot SHA256() fetches the algorithm (locks, lookups) on
   // every call; the digest is fetched once and each thread keeps a context.
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);

@@ -311,16 +311,23 @@ result<message> message::parse(std::string text, const parse_options& options) {
   m.field_starts_.reserve(s.size() / 6 + 16);
   // Occurrence counters for segment ids seen so far (small linear table).
   std::vector<std::pair<std::string_view, std::uint32_t>> seen;
-  while (pos < s.size()) {
-    // Segment terminator: CR, tolerating LF and CRLF.
-    std::size_t end = pos;
-    {
-      const char* base = s.data();
-      const char* p = base + pos;
-      const char* e = base + s.size();
-      while (p < e && *p != '\r' && *p != '\n') ++p;
-      end = static_cast<std::size_t>(p - base);
+  // Segment terminator: CR, tolerating LF and CRLF. The next CR and the next
+  // LF are each found with memchr and remembered until passed, so a message
+  // that uses only one of them is still scanned once, not once per segment.
+  const char* const base = s.data();
+  const char* const stop = base + s.size();
+  const char* next_cr = nullptr;  // nullptr: not looked for yet; stop: none left
+  const char* next_lf = nullptr;
+  const auto next_of = [stop](char c, const char*& cached, const char* from) {
+    if (cached == nullptr || cached < from) {
+      const void* hit = std::memchr(from, c, static_cast<std::size_t>(stop - from));
+      cached = hit == nullptr ? stop : static_cast<const char*>(hit);
     }
+    return cached;
+  };
+  while (pos < s.size()) {
+    const std::size_t end =
+        static_cast<std::size_t>(std::min(next_of('\r', next_cr, base + pos), next_of('\n', next_lf, base + pos)) - base);
     if (end == pos) {  // blank line
       ++pos;
       continue;
