@@ -71,6 +71,8 @@ ack=$("$bin/yilian" hl7 send --host 127.0.0.1 --port "$port" "$work/big.hl7" 2>&
 took=$(python3 -c "import time; print(round(time.time() - $started, 2))")
 peak=$(hwm_kb)
 after=$(rss_kb)
+# A memory figure for a message the engine did not take would mean nothing.
+[ "$ack" = AA ] || { echo "the big ORU was not accepted (ACK '$ack'):" >&2; tail -20 "$work/engine.log" >&2; exit 1; }
 python3 - "$bytes" "$before" "$peak" "$after" "$ack" "$took" <<'PY'
 import json, sys
 size, before, peak, after = (int(x) for x in sys.argv[1:5])

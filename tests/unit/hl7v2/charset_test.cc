@@ -76,6 +76,16 @@ TEST_CASE("bytes invalid in the declared charset are an error with the offset", 
     auto d = decode_message(bytes, cfg::CHARSET_GBK);
     REQUIRE_FALSE(d);
     CHECK(d.error().where == "MSH-18");
+    CHECK(d.error().message.find("not valid GBK at byte 43") != std::string::npos);
+  }
+  SECTION("GBK, past the first 1,024 characters (ICU converts through a pivot of that size)") {
+    std::string bytes = "MSH|^~\\&|A|B|C|D|1||ADT^A04|9|P|2.5\rPID|1||";
+    for (int i = 0; i < 3000; ++i) bytes += "\xd6\xd0";  // "中"
+    const std::size_t bad = bytes.size();
+    bytes += "\x81\r";
+    auto d = decode_message(bytes, cfg::CHARSET_GBK);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().message.find("at byte " + std::to_string(bad)) != std::string::npos);
   }
   SECTION("ASCII") {
     const std::string bytes = "MSH|^~\\&|A|B|C|D|1||ADT^A04|9|P|2.5||||||ASCII\rPID|1||\xc3\xa9\r";
