@@ -27,6 +27,7 @@
 #include "engine/core/log.h"
 #include "engine/core/murmur2.h"
 #include "yilian/events/v1/envelope.pb.h"
+#include "engine/core/thread.h"
 
 namespace yilian::hl7v2 {
 
@@ -218,7 +219,10 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
   }
 
   void launch() {
-    thread_ = std::thread([self = shared_from_this()] { self->poll_loop(); });
+    thread_ = std::thread([self = shared_from_this()] {
+      name_this_thread("yl-mllp-out");
+      self->poll_loop();
+    });
     asio::co_spawn(strand_, run(), [self = shared_from_this()](std::exception_ptr e) {
       if (e) {
         try {

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "yilian/events/v1/envelope.pb.h"
+#include "engine/core/thread.h"
 
 namespace yilian::app {
 
@@ -28,7 +29,10 @@ result<void> event_feed::start() {
   auto c = bus_.subscribe(bus::consumer_options{.group = group, .topics = topics_, .start = bus::start_from::earliest});
   if (!c) return std::unexpected(c.error());
   consumer_ = std::move(*c);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("yl-event-feed");
+    run();
+  });
   return {};
 }
 

@@ -41,6 +41,7 @@
 #include "engine/workflows/reports/router.h"
 #include "engine/workflows/identity/service.h"
 #include "engine/workflows/booking/service.h"
+#include "engine/core/thread.h"
 
 namespace yilian::app {
 
@@ -441,7 +442,12 @@ int run_serve(const serve_options& options) {
 
   const unsigned threads = std::max(2U, cfg.consortium.http().threads());
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+  for (unsigned i = 1; i < threads; ++i) {
+    pool.emplace_back([&ioc] {
+      name_this_thread("yl-io");
+      ioc.run();
+    });
+  }
   ioc.run();
   for (auto& t : pool) t.join();
 

@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "engine/core/murmur2.h"
+#include "engine/core/thread.h"
 
 namespace yilian::bus {
 namespace detail {
@@ -235,7 +236,6 @@ bool valid_topic_name(std::string_view name) {
   });
 }
 
-void name_this_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
 // Shared by the owner (embedded_log and its consumers) and the read-only view
 // (open_embedded_log_reader), so both read the file the same way.

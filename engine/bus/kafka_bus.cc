@@ -1,4 +1,5 @@
 #include "engine/bus/kafka_bus.h"
+#include "engine/core/thread.h"
 
 #include <librdkafka/rdkafka.h>
 
@@ -947,7 +948,10 @@ struct kafka_bus::impl {
 };
 
 kafka_bus::kafka_bus(std::unique_ptr<impl> state) : impl_(std::move(state)) {
-  impl_->poller = std::thread([s = impl_.get()] { s->run(); });
+  impl_->poller = std::thread([s = impl_.get()] {
+    name_this_thread("yl-kafka-poll");
+    s->run();
+  });
 }
 
 kafka_bus::~kafka_bus() {

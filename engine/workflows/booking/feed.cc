@@ -5,6 +5,7 @@
 #include "engine/core/ids.h"
 #include "engine/core/log.h"
 #include "engine/workflows/booking/slot_finder.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows::booking {
 
@@ -71,7 +72,10 @@ result<void> feed::start() {
       .start = bus::start_from::earliest});
   if (!c) return std::unexpected(c.error());
   consumer_ = std::move(*c);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("yl-booking-feed");
+    run();
+  });
   return {};
 }
 

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "engine/core/log.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows {
 
@@ -39,7 +40,10 @@ result<void> relay::start() {
       bus::consumer_options{.group = options_.group, .topics = options_.topics, .start = bus::start_from::earliest});
   if (!c) return std::unexpected(c.error());
   consumer_ = std::move(*c);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread(("yl-" + options_.name).substr(0, 15).c_str());
+    run();
+  });
   return {};
 }
 

@@ -6,6 +6,7 @@
 #include "engine/core/ids.h"
 #include "engine/core/log.h"
 #include "engine/core/murmur2.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows {
 
@@ -80,7 +81,10 @@ result<void> single_writer::start() {
                                                      .start = bus::start_from::earliest});
   if (!writer) return std::unexpected(writer.error());
   writer_ = std::move(*writer);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread(("yl-" + options_.name + "-wr").substr(0, 15).c_str());
+    run();
+  });
   lg.info("workflow started", {log::field("workflow", options_.name), log::field("topic", options_.topic),
                                log::field("partitions", partitions_)});
   return {};

@@ -18,6 +18,7 @@
 #include "engine/workflows/common/relay.h"
 #include "engine/workflows/common/single_writer.h"
 #include "engine/workflows/common/timestamps.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows::identity {
 
@@ -847,7 +848,10 @@ result<void> service::start() {
                                                  .outbound_topic = m.options.log_topic},
                                    [&m](const bus::record& r, std::vector<bus::message>& out) { m.route(r, out); });
   if (auto s = m.feed->start(); !s) return s;
-  m.thread = std::thread([&m] { m.run(); });
+  m.thread = std::thread([&m] {
+    name_this_thread("yl-identity");
+    m.run();
+  });
   lg.info("identity index started", {log::field("log_topic", m.options.log_topic)});
   return {};
 }

@@ -8,6 +8,7 @@
 #include "engine/core/log.h"
 #include "engine/core/murmur2.h"
 #include "engine/workflows/booking/slot_finder.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows::recurring {
 
@@ -56,7 +57,10 @@ result<void> scheduler::start() {
                                                      .start = bus::start_from::earliest});
   if (!writer) return std::unexpected(writer.error());
   writer_ = std::move(*writer);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("yl-recurring");
+    run();
+  });
   lg.info("care-plan scheduler started", {log::field("topic", options_.topic), log::field("partitions", partitions_)});
   return {};
 }

@@ -4,6 +4,7 @@
 
 #include "engine/core/log.h"
 #include "engine/workflows/common/actor.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows::referral {
 
@@ -97,7 +98,10 @@ result<void> feed::start() {
       .start = bus::start_from::earliest});
   if (!c) return std::unexpected(c.error());
   consumer_ = std::move(*c);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("yl-referral-fd");
+    run();
+  });
   return {};
 }
 

@@ -4,6 +4,7 @@
 
 #include "engine/core/ids.h"
 #include "engine/core/log.h"
+#include "engine/core/thread.h"
 
 namespace yilian::workflows::reports {
 
@@ -19,7 +20,10 @@ result<void> library::start() {
                                                 .start = bus::start_from::earliest});
   if (!c) return std::unexpected(c.error());
   consumer_ = std::move(*c);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("yl-reports");
+    run();
+  });
   return {};
 }
 
