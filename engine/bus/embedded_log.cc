@@ -412,6 +412,21 @@ struct partition_state {
   // Written by the writer after a commit / retention, read by consumers.
   std::atomic<std::int64_t> visible_end{0};
   std::atomic<std::int64_t> log_start{0};
+
+  // The newest committed records (embedded_log_options::tail_cache_bytes), in
+  // offset order with no gaps: the writer appends after each commit, before
+  // visible_end moves, and drops the oldest past the bound.
+  struct cached_record {
+    std::int64_t offset = 0;
+    std::int64_t timestamp_ms = 0;
+    std::string key;
+    std::string value;
+    std::vector<header> headers;
+    std::size_t bytes = 0;
+  };
+  std::mutex tail_mu;
+  std::deque<cached_record> tail;  // under tail_mu
+  std::size_t tail_bytes = 0;      // under tail_mu
 };
 
 struct topic_state {
@@ -572,6 +587,8 @@ struct atomic_stats {
   std::atomic<std::uint64_t> retention_failures{0};
   std::atomic<std::uint64_t> vacuumed_pages{0};
   std::atomic<std::uint64_t> pages_written{0};
+  std::atomic<std::uint64_t> records_from_cache{0};
+  std::atomic<std::uint64_t> records_from_file{0};
 };
 
 // Everything behind an embedded_log, shared with its consumers (which may
@@ -622,6 +639,10 @@ class log_state : public std::enable_shared_from_this<log_state> {
     std::lock_guard lock(data_mu_);
     return closed_;
   }
+  void count_reads(std::size_t from_cache, std::size_t from_file) {
+    if (from_cache > 0) stats_.records_from_cache.fetch_add(from_cache, std::memory_order_relaxed);
+    if (from_file > 0) stats_.records_from_file.fetch_add(from_file, std::memory_order_relaxed);
+  }
 
   result<db_ptr> open_reader() const;
   result<void> submit(std::unique_ptr<write_task> task);
@@ -652,6 +673,7 @@ class log_state : public std::enable_shared_from_this<log_state> {
   result<void> prepare_statements();
 
   void reject(publish_handler done, error why);
+  void keep_in_tail(partition_state& p, pending_publish& item);
   void writer_main();
   void rejecter_main();
   void commit_batch(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks);
@@ -915,19 +937,52 @@ class embedded_consumer final : public consumer {
       auto& o = owned_[(cursor_ + i) % n];
       const std::int64_t end = o.part->visible_end.load(std::memory_order_acquire);
       if (o.position >= end) continue;
+      if (fetch_cached(o, end, max, out)) continue;
+      const std::size_t before = out.size();
       if (!o.fetch) {
         auto prepared = prepare(db_.get(), fetch_records_sql(o.part->pid));
         if (!prepared) return std::unexpected(prepared.error());
         o.fetch = std::shared_ptr<sqlite3_stmt>(prepared->release(), stmt_finalizer{});
       }
-      auto any = read_records(db_.get(), o.fetch.get(), o.part->topic->name, o.part->index, o.position, end,
+      // Up to where the cache starts: the rest comes from memory next time.
+      const std::int64_t file_end = std::min(end, cache_start(*o.part));
+      auto any = read_records(db_.get(), o.fetch.get(), o.part->topic->name, o.part->index, o.position, file_end,
                               max - out.size(), out);
       if (!any) return std::unexpected(any.error());
       // Retention removed everything between the position and the end.
       if (!*any) o.position = std::max(o.position, o.part->log_start.load(std::memory_order_acquire));
+      log_->count_reads(0, out.size() - before);
     }
     if (n > 0) cursor_ = (cursor_ + 1) % n;
     return {};
+  }
+
+  // Serves o's partition from the tail cache when o's position is in it:
+  // copies the records from the position up to `end` (or until `out` holds
+  // `max`). False when the position is older than the cache (or retention
+  // removed it): the file is read instead.
+  bool fetch_cached(owned& o, std::int64_t end, std::size_t max, std::vector<record>& out) {
+    partition_state& p = *o.part;
+    std::lock_guard lock(p.tail_mu);
+    if (p.tail.empty()) return false;
+    const std::int64_t first = p.tail.front().offset;
+    if (o.position < first || o.position < p.log_start.load(std::memory_order_acquire)) return false;
+    const std::size_t before = out.size();
+    for (auto at = static_cast<std::size_t>(o.position - first); at < p.tail.size() && out.size() < max; ++at) {
+      const auto& c = p.tail[at];
+      if (c.offset >= end) break;
+      out.push_back(record{.topic = p.topic->name, .partition = p.index, .offset = c.offset, .key = c.key,
+                           .value = c.value, .headers = c.headers, .timestamp_ms = c.timestamp_ms});
+      o.position = c.offset + 1;
+    }
+    log_->count_reads(out.size() - before, 0);
+    return true;
+  }
+
+  // The first offset the tail cache holds (the maximum when it is empty).
+  static std::int64_t cache_start(partition_state& p) {
+    std::lock_guard lock(p.tail_mu);
+    return p.tail.empty() ? std::numeric_limits<std::int64_t>::max() : p.tail.front().offset;
   }
 
   std::shared_ptr<log_state> log_;
@@ -1695,7 +1750,12 @@ void log_state::commit_batch(std::vector<pending_publish>& batch, std::vector<st
     return abort(sqlite_error(db, rc, "commit", options_.path.string()));
   }
 
-  // Durable. Make it visible, then tell everyone.
+  // Durable. Keep the newest records in memory for the consumers that follow
+  // the end (the publishers do not need their bytes back), then make them
+  // visible and tell everyone.
+  if (options_.tail_cache_bytes > 0) {
+    for (auto& item : batch) keep_in_tail(*item.part, item);
+  }
   for (auto* p : touched_) {
     p->next_offset = p->pending_next;
     p->bytes = p->pending_bytes;
@@ -1733,6 +1793,27 @@ void log_state::commit_batch(std::vector<pending_publish>& batch, std::vector<st
   flush_cv_.notify_all();
   batch.clear();
   checkpoint_if_wal_too_long();
+}
+
+void log_state::keep_in_tail(partition_state& p, pending_publish& item) {
+  std::lock_guard lock(p.tail_mu);
+  if (!p.tail.empty() && p.tail.back().offset + 1 != item.offset) {
+    // Never a gap: a cache with one could hand a consumer a later record as
+    // the next. (Offsets are assigned in commit order, so this is defensive.)
+    p.tail.clear();
+    p.tail_bytes = 0;
+  }
+  p.tail.push_back(partition_state::cached_record{.offset = item.offset,
+                                                  .timestamp_ms = item.msg.timestamp_ms,
+                                                  .key = std::move(item.msg.key),
+                                                  .value = std::move(item.msg.value),
+                                                  .headers = std::move(item.msg.headers),
+                                                  .bytes = item.bytes});
+  p.tail_bytes += item.bytes;
+  while (p.tail_bytes > options_.tail_cache_bytes && !p.tail.empty()) {
+    p.tail_bytes -= p.tail.front().bytes;
+    p.tail.pop_front();
+  }
 }
 
 void log_state::expire(std::vector<pending_publish>& batch, std::vector<std::unique_ptr<write_task>>& tasks,
@@ -2002,6 +2083,8 @@ embedded_log_stats log_state::stats() const {
       .retention_failures = get(stats_.retention_failures),
       .vacuumed_pages = get(stats_.vacuumed_pages),
       .pages_written = get(stats_.pages_written),
+      .records_from_cache = get(stats_.records_from_cache),
+      .records_from_file = get(stats_.records_from_file),
   };
 }
 

@@ -79,6 +79,11 @@ struct embedded_log_options {
   std::size_t retention_batch = 1000;
   // Free pages released per incremental_vacuum after a retention pass.
   std::int64_t vacuum_pages_per_pass = 4096;
+  // Per partition, the newest committed records (key + value + headers bytes
+  // up to this bound) are also kept in memory, so the engine's own consumers,
+  // which follow the end of the log, read them without a SQLite query. A
+  // consumer further behind reads the file as before. 0: no cache.
+  std::size_t tail_cache_bytes = 1U << 20U;
 };
 
 // Counters for tests, metrics and benchmarks. Monotonic since open.
@@ -93,6 +98,8 @@ struct embedded_log_stats {
   std::uint64_t retention_failures = 0;  // retention transactions that could not commit
   std::uint64_t vacuumed_pages = 0;      // pages returned to the OS by incremental_vacuum
   std::uint64_t pages_written = 0;       // pages the writer connection wrote to the WAL
+  std::uint64_t records_from_cache = 0;  // records consumers read from the tail cache
+  std::uint64_t records_from_file = 0;   // records consumers read from the file
 };
 
 // What one enforce_retention() call removed.

@@ -588,3 +588,84 @@ TEST_CASE("a partition's end offset and size are recovered at open when they cou
     }
   }
 }
+
+TEST_CASE("consumers following the end read the newest records from memory, older ones from the file", "[unit]") {
+  temp_dir dir;
+  // About 8 records of 1 KiB fit in the cache.
+  auto log = open_log({.path = dir.db(), .tail_cache_bytes = 8 * 1100});
+  create(*log, {{.name = "tail", .partitions = 1}});
+  auto follower = log->subscribe({.group = "follower", .topics = {"tail"}});
+  REQUIRE(follower.has_value());
+  REQUIRE((**follower).assignment().size() == 1);
+
+  std::vector<record> followed;
+  for (std::size_t i = 0; i < 40; ++i) {
+    REQUIRE(publish_wait(*log, {.topic = "tail", .key = "k" + std::to_string(i), .value = kib_value(i),
+                                .headers = {{"n", std::to_string(i)}}})
+                .has_value());
+    if (i % 4 == 3) {
+      auto got = read_n(**follower, 4);
+      followed.insert(followed.end(), got.begin(), got.end());
+    }
+  }
+  const auto after_follow = log->stats();
+  THEN("a consumer that keeps up is served from the cache only") {
+    CHECK(after_follow.records_from_cache == 40);
+    CHECK(after_follow.records_from_file == 0);
+  }
+
+  auto late = log->subscribe({.group = "late", .topics = {"tail"}, .start = start_from::earliest});
+  REQUIRE(late.has_value());
+  auto replayed = read_n(**late, 40);
+  const auto after_replay = log->stats();
+  THEN("a consumer starting from the beginning reads the old records from the file and the newest from memory") {
+    CHECK(after_replay.records_from_file - after_follow.records_from_file >= 30);
+    CHECK(after_replay.records_from_file - after_follow.records_from_file < 40);
+    CHECK(after_replay.records_from_cache - after_follow.records_from_cache >= 1);
+  }
+  THEN("both see the same records: offsets, keys, values, headers and timestamps") {
+    REQUIRE(followed.size() == 40);
+    REQUIRE(replayed.size() == 40);
+    CHECK(offsets_of(followed) == range(0, 40));
+    for (std::size_t i = 0; i < 40; ++i) {
+      CHECK(followed[i].offset == replayed[i].offset);
+      CHECK(followed[i].key == replayed[i].key);
+      CHECK(followed[i].value == replayed[i].value);
+      CHECK(followed[i].value == kib_value(i));
+      CHECK(followed[i].timestamp_ms == replayed[i].timestamp_ms);
+      REQUIRE(followed[i].headers.size() == 1);
+      REQUIRE(replayed[i].headers.size() == 1);
+      CHECK(followed[i].headers[0].value == std::to_string(i));
+      CHECK(replayed[i].headers[0].value == std::to_string(i));
+    }
+  }
+}
+
+TEST_CASE("with the tail cache off every record is read from the file", "[unit]") {
+  temp_dir dir;
+  auto log = open_log({.path = dir.db(), .tail_cache_bytes = 0});
+  create(*log, {{.name = "nocache", .partitions = 1}});
+  auto c = log->subscribe({.group = "g", .topics = {"nocache"}});
+  REQUIRE(c.has_value());
+  for (std::size_t i = 0; i < 5; ++i) REQUIRE(publish_wait(*log, {.topic = "nocache", .value = kib_value(i)}).has_value());
+  auto got = read_n(**c, 5);
+  CHECK(offsets_of(got) == range(0, 5));
+  CHECK(log->stats().records_from_cache == 0);
+  CHECK(log->stats().records_from_file == 5);
+}
+
+TEST_CASE("a record retention removed is not served from the cache", "[unit]") {
+  temp_dir dir;
+  auto log = open_log({.path = dir.db(), .retention_batch = 100});
+  create(*log, {{.name = "trimmed", .partitions = 1, .retention_bytes = 3 * 1100}});
+  for (std::size_t i = 0; i < 10; ++i) REQUIRE(publish_wait(*log, {.topic = "trimmed", .value = kib_value(i)}).has_value());
+  REQUIRE(log->enforce_retention(10s).has_value());
+  auto c = log->subscribe({.group = "g", .topics = {"trimmed"}, .start = start_from::earliest});
+  REQUIRE(c.has_value());
+  auto got = read_n(**c, 3);
+  THEN("the consumer starts at the earliest record kept, as when reading the file") {
+    REQUIRE(!got.empty());
+    CHECK(got.front().offset >= 7);
+    CHECK(got.back().offset == 9);
+  }
+}
