@@ -4,6 +4,13 @@
 // realistic templates with unique control ids, optionally at a fixed total
 // rate. Reports throughput and ACK latency percentiles as one JSON object.
 //
+// The messages are about a population of --patients people, each with its own
+// MRN, resident ID (valid GB 11643 check digit), name and birth date: every
+// connection takes patients in turn and sends, for each, a registration
+// (ADT^A04), an update (ADT^A08) and a report (ORU^R01). Once the population
+// has been seen, registrations repeat and the engine's patient state stops
+// growing, as in a hospital whose patients come back.
+//
 // Latency at a fixed rate is measured from the message's scheduled send time,
 // not from when the previous ACK let it go, so a stall shows up in the
 // percentiles instead of silently lowering the offered load (coordinated
@@ -50,19 +57,79 @@ struct options {
   std::string facility = "ZSRMYY";
   std::string application = "HIS";
   std::string run_id;
+  unsigned patients = 10000;
+  unsigned print = 0;  // > 0: write this many of connection 0's messages (unframed) to stdout and exit
 };
 
-// Message templates ({CID} = control id, {N} = a per-message number). CR ends segments.
+// One person of the population, derived from its number alone so every run
+// (and every connection) names patient p the same way.
+struct patient {
+  std::string mrn;
+  std::string resident_id;
+  std::string name;     // family^given (Chinese)
+  std::string pinyin;   // FAMILY^GIVEN
+  std::string birth;    // YYYYMMDD
+  std::string sex;      // M / F
+  std::string phone;
+};
+
+// GB 11643-1999: the 18th character is the ISO 7064 MOD 11-2 check of the first 17.
+char resident_id_check(const std::string& first17) {
+  static constexpr int kWeights[17] = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2};
+  int sum = 0;
+  for (std::size_t i = 0; i < 17; ++i) sum += (first17[i] - '0') * kWeights[i];
+  return "10X98765432"[sum % 11];
+}
+
+patient patient_of(unsigned p) {
+  static const char* const kFamily[][2] = {{"王", "WANG"}, {"李", "LI"},   {"张", "ZHANG"}, {"刘", "LIU"},
+                                           {"陈", "CHEN"}, {"杨", "YANG"}, {"黄", "HUANG"}, {"赵", "ZHAO"},
+                                           {"吴", "WU"},   {"周", "ZHOU"}, {"徐", "XU"},    {"孙", "SUN"},
+                                           {"马", "MA"},   {"朱", "ZHU"},  {"胡", "HU"},    {"郭", "GUO"}};
+  static const char* const kGiven[][2] = {{"伟", "WEI"},     {"芳", "FANG"},   {"娜", "NA"},      {"敏", "MIN"},
+                                          {"静", "JING"},    {"丽", "LI"},     {"强", "QIANG"},   {"磊", "LEI"},
+                                          {"军", "JUN"},     {"洋", "YANG"},   {"勇", "YONG"},    {"艳", "YAN"},
+                                          {"杰", "JIE"},     {"娟", "JUAN"},   {"涛", "TAO"},     {"明", "MING"},
+                                          {"超", "CHAO"},    {"秀英", "XIUYING"}, {"桂英", "GUIYING"}, {"建华", "JIANHUA"},
+                                          {"志强", "ZHIQIANG"}, {"海燕", "HAIYAN"}, {"子涵", "ZIHAN"},  {"浩然", "HAORAN"}};
+  constexpr unsigned kFamilies = sizeof(kFamily) / sizeof(kFamily[0]);
+  constexpr unsigned kGivens = sizeof(kGiven) / sizeof(kGiven[0]);
+  const unsigned family = p % kFamilies;
+  const unsigned given = (p / kFamilies) % kGivens;
+  const unsigned year = 1940 + (p * 7U) % 80U;
+  const unsigned month = 1 + (p * 5U) % 12U;
+  const unsigned day = 1 + (p * 11U) % 28U;
+  const unsigned serial = (p / (kFamilies * kGivens)) % 1000U;
+  char birth[9];
+  std::snprintf(birth, sizeof(birth), "%04u%02u%02u", year, month, day);
+  char first17[18];
+  std::snprintf(first17, sizeof(first17), "442000%s%03u", birth, serial);
+  patient out;
+  out.mrn = "LG" + std::to_string(p);
+  out.resident_id = std::string(first17) + resident_id_check(first17);
+  out.name = std::string(kFamily[family][0]) + "^" + kGiven[given][0];
+  out.pinyin = std::string(kFamily[family][1]) + "^" + kGiven[given][1];
+  out.birth = birth;
+  out.sex = serial % 2 == 1 ? "M" : "F";  // GB 11643: odd sequence numbers are men
+  char phone[12];
+  std::snprintf(phone, sizeof(phone), "138%08u", p % 100000000U);
+  out.phone = phone;
+  return out;
+}
+
+// Message templates: {CID} control id, {N} a per-message number, {MRN}
+// {RID} {NAME} {PINYIN} {DOB} {SEX} {PHONE} the patient's. CR ends segments. One
+// patient gets the three in turn.
 std::vector<std::string> templates(const options& o) {
   const std::string msh = "MSH|^~\\&|" + o.application + "|" + o.facility + "|YILIAN|ZSYL|20260105093000+0800||";
   return {
       msh + "ADT^A04^ADT_A01|{CID}|P|2.5\rEVN|A04|20260105093000+0800\r"
-            "PID|1||L{N}^^^ZSRMYY^MR~110101199003070038^^^CHN^NNCHN||测试^患者^^^^^L^I~CESHI^HUANZHE^^^^^L^A||19900307|F|||"
-            "中山路1号^^中山市^广东省^528400||^PRN^CP^^^^^^^^^13800000000\r"
+            "PID|1||{MRN}^^^ZSRMYY^MR~{RID}^^^CHN^NNCHN||{NAME}^^^^^L^I~{PINYIN}^^^^^L^A||{DOB}|{SEX}|||"
+            "中山路1号^^中山市^广东省^528400||^PRN^CP^^^^^^^^^{PHONE}\r"
             "PV1|1|O|RAD^^^ZSRMYY||||D01^医生^甲|||||||||||V{N}\r",
       msh + "ADT^A08^ADT_A01|{CID}|P|2.5\rEVN|A08|20260105093000+0800\r"
-            "PID|1||L{N}^^^ZSRMYY^MR||测试^患者^^^^^L^I||19900307|F\r",
-      msh + "ORU^R01^ORU_R01|{CID}|P|2.5\rPID|1||L{N}^^^ZSRMYY^MR||测试^患者^^^^^L^I||19900307|F\r"
+            "PID|1||{MRN}^^^ZSRMYY^MR~{RID}^^^CHN^NNCHN||{NAME}^^^^^L^I||{DOB}|{SEX}\r",
+      msh + "ORU^R01^ORU_R01|{CID}|P|2.5\rPID|1||{MRN}^^^ZSRMYY^MR||{NAME}^^^^^L^I||{DOB}|{SEX}\r"
             "ORC|RE|P{N}|F{N}\rOBR|1|P{N}|F{N}|CT0101^头颅CT平扫^ZSRMYY-EXAM|||20260105090000|||||||||D01^医生^甲||"
             "A{N}||||20260105093000|||F\r"
             "OBX|1|TX|FINDINGS^检查所见||颅内未见明显异常密度影。||||||F\r"
@@ -70,20 +137,30 @@ std::vector<std::string> templates(const options& o) {
   };
 }
 
-std::string render(const std::string& tpl, const std::string& cid, const std::string& n) {
+// Which patient message `seq` of connection `connection` is about: connection
+// c takes patients c, c + connections, ...; one patient per round of templates.
+patient patient_for(const options& o, unsigned connection, std::uint64_t seq, std::size_t templates) {
+  const std::uint64_t round = seq / templates;
+  return patient_of(static_cast<unsigned>((connection + round * o.connections) % std::max(1u, o.patients)));
+}
+
+std::string render(const std::string& tpl, const std::string& cid, const std::string& n, const patient& who) {
+  const std::pair<std::string_view, const std::string*> fields[] = {
+      {"{CID}", &cid},           {"{N}", &n},          {"{MRN}", &who.mrn}, {"{RID}", &who.resident_id},
+      {"{NAME}", &who.name},     {"{PINYIN}", &who.pinyin}, {"{DOB}", &who.birth}, {"{SEX}", &who.sex},
+      {"{PHONE}", &who.phone}};
   std::string out;
-  out.reserve(tpl.size() + 32);
+  out.reserve(tpl.size() + 64);
   std::size_t pos = 0;
   while (true) {
     const auto at = tpl.find('{', pos);
     if (at == std::string::npos) break;
     out.append(tpl, pos, at - pos);
-    if (tpl.compare(at, 5, "{CID}") == 0) {
-      out += cid;
-      pos = at + 5;
-    } else if (tpl.compare(at, 3, "{N}") == 0) {
-      out += n;
-      pos = at + 3;
+    const auto* field = std::find_if(std::begin(fields), std::end(fields),
+                                     [&](const auto& f) { return tpl.compare(at, f.first.size(), f.first) == 0; });
+    if (field != std::end(fields)) {
+      out += *field->second;
+      pos = at + field->first.size();
     } else {
       out.push_back('{');
       pos = at + 1;
@@ -143,7 +220,7 @@ asio::awaitable<void> sender(unsigned index, const options& o, const std::vector
     next += interval;
     const auto n = std::to_string(index) + "x" + std::to_string(seq);
     const auto cid = o.run_id + "-" + std::to_string(index) + "-" + std::to_string(seq);
-    const auto frame = render(tpls[seq % tpls.size()], cid, n);
+    const auto frame = render(tpls[seq % tpls.size()], cid, n, patient_for(o, index, seq, tpls.size()));
     ++seq;
     co_await asio::async_write(sock, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
@@ -188,6 +265,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "Client I/O threads");
   app.add_option("--facility", o.facility, "MSH-4 sending facility");
   app.add_option("--application", o.application, "MSH-3 sending application");
+  app.add_option("--print", o.print, "Print this many of the messages connection 0 would send, one per line "
+                                     "(segments end with CR), and exit without connecting");
+  app.add_option("--patients", o.patients, "Size of the patient population the messages are about");
   app.add_option("--run-id", o.run_id, "Control id prefix (default: from the clock, so runs never collide)");
   CLI11_PARSE(app, argc, argv);
   if (o.run_id.empty()) {
@@ -196,6 +276,14 @@ int main(int argc, char** argv) {
                                          .count());
   }
   const auto tpls = templates(o);
+  if (o.print > 0) {
+    for (unsigned seq = 0; seq < o.print; ++seq) {
+      const auto frame = render(tpls[seq % tpls.size()], o.run_id + "-0-" + std::to_string(seq),
+                                "0x" + std::to_string(seq), patient_for(o, 0, seq, tpls.size()));
+      std::printf("%s\n", frame.substr(1, frame.size() - 3).c_str());
+    }
+    return 0;
+  }
   stats st;
   asio::io_context ioc(static_cast<int>(o.threads));
   const auto start = clock_type::now() + std::chrono::milliseconds(200);
