@@ -3,18 +3,18 @@
 #include <algorithm>
 #include <map>
 
-#include "yilian/events/v1/envelope.pb.h"
 #include "engine/core/thread.h"
+#include "engine/workflows/common/envelope_peek.h"
 
 namespace yilian::app {
 
 feed_entry describe_record(const bus::record& r) {
   feed_entry e{.topic = r.topic, .partition = r.partition, .offset = r.offset, .timestamp_ms = r.timestamp_ms};
-  yilian::events::v1::Envelope envelope;
-  if (envelope.ParseFromString(r.value)) {
-    e.event_id = envelope.event_id();
-    e.type = envelope.type();
-    e.source_hospital = envelope.source().hospital();
+  // The head only: the feed lists ids, never payloads.
+  if (const auto head = workflows::peek_envelope(r.value); head && !head->type.empty()) {
+    e.event_id = head->event_id;
+    e.type = head->type;
+    e.source_hospital = head->source_hospital;
     e.decoded = true;
   }
   return e;

@@ -6,6 +6,7 @@
 #include "engine/core/log.h"
 #include "engine/workflows/booking/slot_finder.h"
 #include "engine/core/thread.h"
+#include "engine/workflows/common/envelope_peek.h"
 
 namespace yilian::workflows::booking {
 
@@ -187,6 +188,7 @@ void feed::run() {
       if (stopping_.load()) return;
       // The workflow's own records (commands, decisions) are not hospital reports.
       if (header_is(r, "origin", "engine") || header_is(r, "type", "yilian.events.v1.BookingCommand")) continue;
+      if (!acted_on(peek_type(r.value))) continue;
       if (!e.ParseFromString(r.value)) continue;
       if (auto handled = handle(e); !handled) {
         lg.warn("booking feed could not handle an event; it will be seen again",
@@ -201,6 +203,19 @@ void feed::run() {
     }
     (void)consumer_->commit(*batch);
   }
+}
+
+// The bodies handle() acts on (book_order, commands_for). Everything else on
+// these topics, registrations and updates above all (most of the traffic), is
+// skipped without being decoded.
+bool feed::acted_on(std::string_view type) {
+  static const std::string* const kActedOn[] = {&type_of<ev::OrderPlaced>(), &type_of<ev::AppointmentChanged>(),
+                                                &type_of<ev::EncounterEvent>(), &type_of<ev::OrderStatusChanged>(),
+                                                &type_of<ev::ReportIssued>()};
+  for (const auto* t : kActedOn) {
+    if (*t == type) return true;
+  }
+  return false;
 }
 
 result<void> feed::handle(const ev::Envelope& e) {

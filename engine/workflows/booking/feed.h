@@ -64,6 +64,8 @@ class feed {
  private:
   void run();
   result<void> handle(const ev::Envelope& event);
+  // Whether handle() can act on an event of this Envelope.type.
+  static bool acted_on(std::string_view type);
   result<void> book_order(const ev::Envelope& event);
   result<void> send_and_wait(const ev::Envelope& command);
   result<decision> decide(const ev::Envelope& command);

@@ -5,6 +5,7 @@
 #include "engine/core/log.h"
 #include "engine/workflows/common/actor.h"
 #include "engine/core/thread.h"
+#include "engine/workflows/common/envelope_peek.h"
 
 namespace yilian::workflows::referral {
 
@@ -299,6 +300,7 @@ void feed::run() {
           !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) {
         continue;
       }
+      if (!acted_on(peek_type(r.value))) continue;
       if (!e.ParseFromString(r.value)) continue;
       if (auto handled = handle(e); !handled) {
         lg.warn("referral feed could not handle an event; it will be seen again",
@@ -313,6 +315,19 @@ void feed::run() {
     }
     (void)consumer_->commit(*batch);
   }
+}
+
+// The bodies commands_for() acts on. Everything else on these topics,
+// registrations and updates above all (most of the traffic), is skipped
+// without being decoded.
+bool feed::acted_on(std::string_view type) {
+  static const std::string* const kActedOn[] = {
+      &type_of<ev::ReferralRequested>(), &type_of<ev::ReferralStateChanged>(), &type_of<ev::AppointmentChanged>(),
+      &type_of<ev::EncounterEvent>(), &type_of<ev::ReportIssued>()};
+  for (const auto* t : kActedOn) {
+    if (*t == type) return true;
+  }
+  return false;
 }
 
 result<void> feed::handle(const ev::Envelope& e) {

@@ -72,6 +72,8 @@ class feed {
  private:
   void run();
   result<void> handle(const ev::Envelope& event);
+  // Whether handle() can act on an event of this Envelope.type.
+  static bool acted_on(std::string_view type);
 
   bus::bus& bus_;
   service& svc_;

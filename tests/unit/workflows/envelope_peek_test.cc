@@ -1,0 +1,112 @@
+// engine/workflows/common/envelope_peek: the head of a serialized Envelope
+// read without decoding it must say what a full parse says.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "engine/workflows/common/envelope_peek.h"
+#include "yilian/events/v1/envelope.pb.h"
+
+namespace {
+
+namespace ev = yilian::events::v1;
+using yilian::workflows::peek_envelope;
+using yilian::workflows::peek_type;
+using yilian::workflows::type_of;
+
+ev::Envelope a_report() {
+  ev::Envelope e;
+  e.set_event_id("3f1c9a");
+  e.set_type(type_of<ev::ReportIssued>());
+  e.set_schema_version(1);
+  e.mutable_occurred_at()->set_seconds(1767576600);
+  e.mutable_recorded_at()->set_seconds(1767576601);
+  e.mutable_source()->set_hospital("zs-tertiary");
+  e.mutable_source()->set_system("RIS");
+  e.mutable_source()->set_control_id("MSG0001");
+  auto* id = e.mutable_subject()->add_identifiers();
+  id->set_system("urn:yilian:id:zs-tertiary:mrn");
+  id->set_value("L0001");
+  auto* r = e.mutable_report_issued();
+  r->set_report_id("F0001");
+  r->set_performing_hospital("zs-tertiary");
+  return e;
+}
+
+// Appends a length-delimited field (wire type 2) by hand.
+void put_bytes(std::string& out, unsigned field, const std::string& bytes) {
+  out.push_back(static_cast<char>((field << 3U) | 2U));
+  out.push_back(static_cast<char>(bytes.size()));
+  out += bytes;
+}
+
+}  // namespace
+
+TEST_CASE("the head of a serialized envelope says what a full parse says", "[unit]") {
+  const auto e = a_report();
+  const auto bytes = e.SerializeAsString();
+  const auto head = peek_envelope(bytes);
+  REQUIRE(head.has_value());
+  CHECK(head->event_id == "3f1c9a");
+  CHECK(head->type == "yilian.events.v1.ReportIssued");
+  CHECK(head->source_hospital == "zs-tertiary");
+  CHECK(peek_type(bytes) == "yilian.events.v1.ReportIssued");
+  CHECK(type_of<ev::ReportIssued>() == e.type());
+
+  SECTION("without the source hospital the scan stops after the type") {
+    const auto short_head = peek_envelope(bytes, false);
+    REQUIRE(short_head.has_value());
+    CHECK(short_head->type == "yilian.events.v1.ReportIssued");
+    CHECK(short_head->source_hospital.empty());
+  }
+}
+
+TEST_CASE("fields written out of order are still found", "[unit]") {
+  ev::Source source;
+  source.set_hospital("nh-chc");
+  std::string bytes;
+  put_bytes(bytes, 6, source.SerializeAsString());
+  put_bytes(bytes, 2, "yilian.events.v1.PatientRegistered");
+  put_bytes(bytes, 1, "id-7");
+  ev::Envelope parsed;
+  REQUIRE(parsed.ParseFromString(bytes));
+  const auto head = peek_envelope(bytes);
+  REQUIRE(head.has_value());
+  CHECK(head->event_id == parsed.event_id());
+  CHECK(head->type == parsed.type());
+  CHECK(head->source_hospital == parsed.source().hospital());
+}
+
+TEST_CASE("an envelope without a type or source peeks as empty, not as an error", "[unit]") {
+  ev::Envelope e;
+  e.set_event_id("only-an-id");
+  const auto bytes = e.SerializeAsString();  // the head's views point into it
+  const auto head = peek_envelope(bytes);
+  REQUIRE(head.has_value());
+  CHECK(head->event_id == "only-an-id");
+  CHECK(head->type.empty());
+  CHECK(head->source_hospital.empty());
+  CHECK(peek_type(bytes).empty());
+  CHECK(peek_envelope("").has_value());
+}
+
+TEST_CASE("bytes that are not a protobuf message are refused wherever they break", "[unit]") {
+  const auto bytes = a_report().SerializeAsString();
+  SECTION("truncated inside the type") {
+    const std::string cut = bytes.substr(0, 12);
+    CHECK_FALSE(peek_envelope(cut).has_value());
+    CHECK(peek_type(cut).empty());
+  }
+  SECTION("a length running past the end") {
+    std::string bad;
+    bad.push_back(static_cast<char>((2U << 3U) | 2U));
+    bad.push_back(100);
+    bad += "short";
+    CHECK_FALSE(peek_envelope(bad).has_value());
+  }
+  SECTION("JSON") { CHECK_FALSE(peek_envelope(R"({"eventId":"x"})").has_value()); }
+  SECTION("a field number of zero") { CHECK_FALSE(peek_envelope(std::string("\x02\x01x", 3)).has_value()); }
+  SECTION("a varint that never ends") {
+    CHECK_FALSE(peek_envelope(std::string(12, static_cast<char>(0xff))).has_value());
+  }
+}
