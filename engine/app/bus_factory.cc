@@ -64,6 +64,7 @@ result<std::unique_ptr<bus::bus>> open_bus(const config::loaded_consortium& cfg,
   if (e.partitions() > 0) o.default_partitions = static_cast<std::int32_t>(e.partitions());
   if (e.max_in_flight() > 0) o.max_in_flight = e.max_in_flight();
   if (e.publish_timeout_ms() > 0) o.publish_timeout = std::chrono::milliseconds(e.publish_timeout_ms());
+  if (e.has_tail_cache_bytes()) o.tail_cache_bytes = static_cast<std::size_t>(e.tail_cache_bytes());
   std::error_code ec;
   std::filesystem::create_directories(cfg.bus_dir, ec);
   if (ec) return fail(errc::io_error, "cannot create the embedded log directory: " + ec.message(), cfg.bus_dir.string());
