@@ -134,20 +134,30 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
     auto person = person_of_caller(p, shared->patients);
     if (!person) return std::unexpected(person.error());
     const auto limit = req.count_param("limit", 100, 1000);
-    // Copies out of the library's lock: referrers_of takes the workflows' locks.
-    auto entries = shared->library.read([](const rp::library& l) {
-      std::vector<rp::report_entry> out;
-      for (const auto* e : l.newest(100000)) out.push_back(*e);
-      return out;
-    });
+    // Newest first, a page at a time, until `limit` the caller may read: who
+    // may read is decided per report (referrers come from the workflows), so
+    // it cannot be a WHERE clause. At most kScanned reports are looked at.
+    constexpr std::size_t kPage = 200;
+    constexpr std::size_t kScanned = 100000;
     json list = json::array();
     std::vector<std::string> ids;
-    for (const auto& e : entries) {
-      if (list.size() >= limit) break;
-      const auto refs = referrers(e);
-      if (!may_read(p, e, refs, *person ? &**person : nullptr)) continue;
-      ids.push_back(e.key());
-      list.push_back(summary_json(e, refs, zone));
+    std::optional<rp::newest_cursor> after;
+    for (std::size_t scanned = 0; list.size() < limit && scanned < kScanned;) {
+      auto page = shared->library.newest(kPage, after);
+      if (!page) {
+        audit.record(req, "search", "DiagnosticReport", ids, "error");
+        return std::unexpected(page.error());
+      }
+      for (const auto& e : page->entries) {
+        if (list.size() >= limit) break;
+        ++scanned;
+        const auto refs = referrers(e);
+        if (!may_read(p, e, refs, *person ? &**person : nullptr)) continue;
+        ids.push_back(e.key());
+        list.push_back(summary_json(e, refs, zone));
+      }
+      if (!page->next) break;
+      after = page->next;
     }
     audit.record(req, "search", "DiagnosticReport", ids);
     return api::response::json(json{{"reports", std::move(list)}});
@@ -158,11 +168,13 @@ void add_report_routes(api::router& routes, report_api_deps deps, api::audit_log
                                               std::string_view resource) -> result<rp::report_entry> {
     const std::string hospital(req.path_param("hospital"));
     const std::string report_id(req.path_param("report_id"));
-    auto entry = shared->library.read([&](const rp::library& l) -> std::optional<rp::report_entry> {
-      if (const auto* e = l.find(hospital, report_id)) return *e;
-      return std::nullopt;
-    });
     const std::vector<std::string> ids{hospital + "/" + report_id};
+    auto found = shared->library.find(hospital, report_id);
+    if (!found) {
+      audit.record(req, action, resource, ids, "error");
+      return std::unexpected(found.error());
+    }
+    auto& entry = *found;
     auto person = person_of_caller(*req.principal, shared->patients);
     if (!person) return std::unexpected(person.error());
     if (!entry || !may_read(*req.principal, *entry, referrers(*entry), *person ? &**person : nullptr)) {

@@ -316,8 +316,10 @@ int run_serve(const serve_options& options) {
                                             .group_prefix = kafka_prefix});
   // Report sharing: the library of issued reports and the router that sends
   // each to the referrers and the patient channel together.
-  workflows::reports::library report_library(events_bus, std::string(config::topic_name(events::v1::TOPIC_REPORT)),
-                                             kafka_prefix);
+  workflows::reports::library report_library(
+      events_bus, workflows::reports::library_options{.topic = std::string(config::topic_name(events::v1::TOPIC_REPORT)),
+                                                      .group_prefix = kafka_prefix,
+                                                      .file = cfg.data_dir / "reports" / "reports.db"});
   workflows::reports::router report_router(
       events_bus, report_library, &booking, &referral, cfg,
       workflows::reports::router_options{.report_topic = std::string(config::topic_name(events::v1::TOPIC_REPORT)),

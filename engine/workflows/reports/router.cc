@@ -39,15 +39,13 @@ void router::route(const bus::record& r, std::vector<bus::message>& out) const {
   }
   ev::Envelope shared = e;
   auto* body = shared.mutable_report_issued();
-  lib_.read([&](const library& l) {
-    if (const auto* entry = l.find(performer, rep.report_id())) {
-      for (std::size_t i = 0; i < entry->versions.size(); ++i) {
-        if (entry->versions[i].event_id != e.event_id()) continue;
-        body->set_version(static_cast<std::uint32_t>(i + 1));
-        if (body->supersedes_event_id().empty()) body->set_supersedes_event_id(entry->versions[i].supersedes);
-      }
-    }
-  });
+  if (auto placed = lib_.place(performer, rep.report_id(), e.event_id()); !placed) {
+    lg.warn("report library unreadable; routing without version history",
+            {log::field("event_id", e.event_id()), log::field("error", placed.error().describe())});
+  } else if (*placed) {
+    body->set_version((*placed)->number);
+    if (body->supersedes_event_id().empty()) body->set_supersedes_event_id((*placed)->supersedes);
+  }
   if (body->performing_hospital().empty()) body->set_performing_hospital(performer);
   const auto referrers = referrers_of(e, bookings_, referrals_);
   const std::vector<bus::header> headers{{"event_id", e.event_id()}, {"type", e.type()}};

@@ -94,7 +94,9 @@ struct access_fixture {
     identity = std::make_unique<wi::service>(*log, std::move(o));
     referrals = std::make_unique<rf::service>(*log, std::make_unique<rf::ledger>(consortium(), rf::options_from(consortium())),
                                               rf::service_options{.topic = referral_topic});
-    reports = std::make_unique<rp::library>(*log, report_topic, "");
+    reports = std::make_unique<rp::library>(*log, rp::library_options{.topic = report_topic,
+                                                                       .group_prefix = "",
+                                                                       .file = dir.file("reports/reports.db")});
     for (auto started : {identity->start(), referrals->start(), reports->start()}) {
       if (!started) FAIL(started.error().describe());
     }
@@ -202,10 +204,9 @@ struct access_fixture {
     publish(report_topic, hospital + "|" + report_id, std::move(e));
   }
   std::size_t versions_of(const std::string& hospital, const std::string& report_id) {
-    return reports->read([&](const rp::library& l) {
-      const auto* e = l.find(hospital, report_id);
-      return e == nullptr ? std::size_t{0} : e->versions.size();
-    });
+    auto e = reports->find(hospital, report_id);
+    if (!e) FAIL(e.error().describe());
+    return *e ? (*e)->versions.size() : std::size_t{0};
   }
 
   reply call(http::verb method, const std::string& target, const std::string& token, const json& body = nullptr) {
