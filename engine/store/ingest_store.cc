@@ -221,30 +221,7 @@ constexpr const char* kMigrations[] = {
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 result<void> migrate(sqlite3* db, const std::filesystem::path& file) {
-  auto tables = query_int(db, "SELECT count(*) FROM sqlite_schema");
-  if (!tables) return std::unexpected(tables.error());
-  auto app = query_int(db, "PRAGMA application_id");
-  if (!app) return std::unexpected(app.error());
-  auto version = query_int(db, "PRAGMA user_version");
-  if (!version) return std::unexpected(version.error());
-  if (*tables == 0) {
-    const std::string id = "PRAGMA application_id=" + std::to_string(kApplicationId);
-    if (auto r = exec(db, id.c_str()); !r) return r;
-    *version = 0;
-  } else if (*app != kApplicationId) {
-    return fail(errc::config_error, "not a yilian ingest store (SQLite application_id differs)", file.string());
-  }
-  if (*version > kSchemaVersion) {
-    return fail(errc::config_error,
-                "ingest store format " + std::to_string(*version) + " is newer than this build reads (" +
-                    std::to_string(kSchemaVersion) + ")",
-                file.string());
-  }
-  for (auto v = *version; v < kSchemaVersion; ++v) {
-    if (auto r = exec(db, kMigrations[v]); !r) return r;
-  }
-  const std::string uv = "PRAGMA user_version=" + std::to_string(kSchemaVersion);
-  return exec(db, uv.c_str());
+  return sql::migrate(db, file, kApplicationId, "ingest store", kMigrations);
 }
 
 }  // namespace

@@ -173,4 +173,34 @@ owner_lock::~owner_lock() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+result<void> migrate(sqlite3* db, const std::filesystem::path& file, std::int64_t application_id,
+                     std::string_view what, std::span<const char* const> steps) {
+  auto tables = query_int(db, "SELECT count(*) FROM sqlite_schema");
+  if (!tables) return std::unexpected(tables.error());
+  auto app = query_int(db, "PRAGMA application_id");
+  if (!app) return std::unexpected(app.error());
+  auto version = query_int(db, "PRAGMA user_version");
+  if (!version) return std::unexpected(version.error());
+  if (*tables == 0) {
+    const std::string id = "PRAGMA application_id=" + std::to_string(application_id);
+    if (auto r = exec(db, id.c_str()); !r) return r;
+    *version = 0;
+  } else if (*app != application_id) {
+    return fail(errc::config_error, "not a yilian " + std::string(what) + " (SQLite application_id differs)",
+                file.string());
+  }
+  const auto newest = static_cast<std::int64_t>(steps.size());
+  if (*version > newest) {
+    return fail(errc::config_error,
+                std::string(what) + " format " + std::to_string(*version) + " is newer than this build reads (" +
+                    std::to_string(newest) + ")",
+                file.string());
+  }
+  for (auto v = *version; v < newest; ++v) {
+    if (auto r = exec(db, steps[static_cast<std::size_t>(v)]); !r) return r;
+  }
+  const std::string uv = "PRAGMA user_version=" + std::to_string(newest);
+  return exec(db, uv.c_str());
+}
+
 }  // namespace yilian::store::sql

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -71,6 +72,15 @@ std::string column_bytes(sqlite3_stmt* s, int column);
 
 // fsyncs a directory so a newly created file's entry survives power loss.
 result<void> sync_directory(const std::filesystem::path& dir);
+
+// Brings a store's schema to the newest version, inside the caller's open
+// transaction: an empty file is stamped with `application_id` and gets every
+// step; a file with another application id, or written by a newer build
+// (PRAGMA user_version past the steps), is refused with config_error naming
+// `what` ("ingest store") and `file`; otherwise the missing steps run in
+// order. steps[i] takes the schema from version i to i + 1.
+result<void> migrate(sqlite3* db, const std::filesystem::path& file, std::int64_t application_id,
+                     std::string_view what, std::span<const char* const> steps);
 
 // An exclusive flock on "<store file>.lock", held for the owner's life, so a
 // second process (or a second owner in this process) cannot open the same

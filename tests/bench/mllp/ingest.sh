@@ -27,19 +27,8 @@ done
 work=$(mktemp -d /tmp/yilian-mllp-ingest.XXXXXX)
 serve_args=()
 [ -n "$kafka" ] && serve_args=(--kafka-brokers "$kafka")
-"$bin/yilian" serve --config "$root/deploy/examples/consortium" --data-dir "$work/data" \
-  --http-listen 127.0.0.1:0 --mllp-any-port "${serve_args[@]}" 2>"$work/engine.log" &
-engine=$!
-trap 'kill $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$work"' EXIT
-port=""
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/.*"mllp listening","hospital":"zs-tertiary","address":"127.0.0.1:\([0-9]*\)".*/\1/p' \
-    "$work/engine.log" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "engine did not start:" >&2; tail -20 "$work/engine.log" >&2; exit 1; }
-sleep 1
+. "$root/tests/bench/mllp/engine.sh"
+start_engine "$root/deploy/examples/consortium" "$work" "${serve_args[@]}"
 # CPU ticks per thread name (threads of one kind summed).
 cpu() {
   for t in /proc/$engine/task/*; do

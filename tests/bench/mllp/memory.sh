@@ -36,19 +36,8 @@ work=$(mktemp -d /tmp/yilian-mllp-memory.XXXXXX)
 # The example consortium, with frames large enough for the big message.
 cp -r "$root/deploy/examples/consortium" "$work/consortium"
 sed -i "s/^  max_frame_bytes: .*/  max_frame_bytes: $(((size_mb + 8) * 1048576))/" "$work/consortium/consortium.yaml"
-"$bin/yilian" serve --config "$work/consortium" --data-dir "$work/data" --http-listen 127.0.0.1:0 \
-  --mllp-any-port 2>"$work/engine.log" &
-engine=$!
-trap 'kill $engine 2>/dev/null; wait $engine 2>/dev/null; rm -rf "$work"' EXIT
-port=""
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/.*"mllp listening","hospital":"zs-tertiary","address":"127.0.0.1:\([0-9]*\)".*/\1/p' \
-    "$work/engine.log" | head -1)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "engine did not start:" >&2; tail -20 "$work/engine.log" >&2; exit 1; }
-sleep 1
+. "$root/tests/bench/mllp/engine.sh"
+start_engine "$work/consortium" "$work"
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$engine/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$engine/status"; }
 
