@@ -1,15 +1,20 @@
 #include "adapters/hl7v2/charset.h"
 
+#include "adapters/hl7v2/message.h"
+
 #include <unicode/ucnv.h>
 #include <unicode/utypes.h>
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace yilian::hl7v2 {
 namespace {
@@ -20,7 +25,9 @@ std::string upper_trimmed(std::string_view v) {
   while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
   std::string out(v);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (auto& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
   return out;
 }
 
@@ -74,6 +81,12 @@ std::size_t ascii_prefix(std::string_view s) {
   const char* p = s.data();
   const std::size_t n = s.size();
   std::size_t i = 0;
+#if defined(__SSE2__)
+  for (; i + 16 <= n; i += 16) {
+    const auto high = static_cast<unsigned>(_mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))));
+    if (high != 0) return i + static_cast<std::size_t>(__builtin_ctz(high));
+  }
+#endif
   for (; i + 8 <= n; i += 8) {
     std::uint64_t w;
     std::memcpy(&w, p + i, 8);
@@ -85,15 +98,26 @@ std::size_t ascii_prefix(std::string_view s) {
 
 bool all_ascii(std::string_view bytes) { return ascii_prefix(bytes) == bytes.size(); }
 
-// Offset of the first byte that is not valid UTF-8, or npos.
-std::size_t invalid_utf8_at(std::string_view s) {
+// Offset of the first byte that is not valid UTF-8, or npos; the first
+// `from` bytes are known to be ASCII.
+std::size_t invalid_utf8_at(std::string_view s, std::size_t from) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();
-  std::size_t i = 0;
+  std::size_t i = from;
   while (i < n) {
     const unsigned char c = p[i];
     if (c < 0x80) {
       i += ascii_prefix(s.substr(i));
+      continue;
+    }
+    // Three-byte characters (CJK) first: most of what is not ASCII here.
+    if ((c & 0xF0) == 0xE0 && i + 3 <= n) {
+      const unsigned c1 = p[i + 1];
+      const unsigned c2 = p[i + 2];
+      if ((c1 & 0xC0) != 0x80 || (c2 & 0xC0) != 0x80) return i;
+      const std::uint32_t cp3 = (c & 0x0Fu) << 12 | (c1 & 0x3Fu) << 6 | (c2 & 0x3Fu);
+      if (cp3 < 0x800 || (cp3 >= 0xD800 && cp3 <= 0xDFFF)) return i;
+      i += 3;
       continue;
     }
     std::size_t len = 0;
@@ -117,8 +141,9 @@ std::size_t invalid_utf8_at(std::string_view s) {
 }
 
 // MSH-18 as sent (first repetition), read from the MSH line without
-// splitting a double-byte character of `fallback` on a trail byte.
-std::string_view find_msh18(std::string_view bytes, Charset fallback) {
+// splitting a double-byte character of `fallback` on a trail byte. The first
+// `ascii` bytes are ASCII.
+std::string_view find_msh18(std::string_view bytes, Charset fallback, std::size_t ascii) {
   std::size_t pos = 0;
   while (pos < bytes.size() && (bytes[pos] == '\r' || bytes[pos] == '\n')) ++pos;
   if (bytes.size() - pos < 8 || bytes.substr(pos, 3) != "MSH") return {};
@@ -129,6 +154,48 @@ std::string_view find_msh18(std::string_view bytes, Charset fallback) {
   std::size_t field = 2;
   std::size_t start = pos + 4;
   std::size_t i = pos + 4;
+  // Separator to separator while no trail byte can be taken for one: in
+  // ASCII text, or in any text of a charset whose multi-byte characters are
+  // all bytes above 0x7F.
+  const std::size_t quick = dbcs ? std::min(ascii, bytes.size()) : bytes.size();
+#if defined(__SSE2__)
+  // Sixteen bytes at a time, counting separators, up to the block that
+  // holds MSH-18's or the end of MSH.
+  {
+    const __m128i vsep = _mm_set1_epi8(sep);
+    const __m128i vcr = _mm_set1_epi8('\r');
+    const __m128i vlf = _mm_set1_epi8('\n');
+    while (i + 16 <= quick) {
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes.data() + i));
+      auto seps = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, vsep)));
+      const auto ends =
+          static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, vcr), _mm_cmpeq_epi8(x, vlf))));
+      if (ends != 0) seps &= (ends & (0u - ends)) - 1;  // the separators before the end of MSH
+      const auto count = static_cast<std::size_t>(__builtin_popcount(seps));
+      if (field + count >= 18) {
+        for (std::size_t k = field; k < 17; ++k) seps &= seps - 1;
+        start = i + static_cast<std::size_t>(__builtin_ctz(seps)) + 1;  // after the separator opening MSH-18
+        field = 18;
+        i = start;
+        break;
+      }
+      field += count;
+      if (ends != 0) {
+        i += static_cast<std::size_t>(__builtin_ctz(ends));  // at the CR or LF
+        break;
+      }
+      i += 16;
+    }
+  }
+#endif
+  while (i < quick) {
+    i = detail::next_separator(bytes.data(), i, quick, sep);
+    if (i == quick) break;
+    if (bytes[i] != sep) break;  // CR or LF: the end of MSH
+    if (field == 18) break;
+    ++field;
+    start = ++i;
+  }
   while (i < bytes.size()) {
     const auto c = static_cast<unsigned char>(bytes[i]);
     if (c == '\r' || c == '\n') break;
@@ -166,6 +233,34 @@ std::string latin1_to_utf8(std::string_view bytes) {
   return out;
 }
 
+// UTF-16 code units (valid, as ICU produces them) to UTF-8 at `out`; returns
+// the end of what was written (at most three bytes per unit).
+char* utf16_to_utf8(const UChar* u, std::size_t n, char* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t cp = u[i];
+    if (cp >= 0xD800 && cp <= 0xDBFF && i + 1 < n && u[i + 1] >= 0xDC00 && u[i + 1] <= 0xDFFF) {
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (static_cast<std::uint32_t>(u[i + 1]) - 0xDC00);
+      ++i;
+    }
+    if (cp < 0x80) {
+      *out++ = static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      *out++ = static_cast<char>(0xC0 | (cp >> 6));
+      *out++ = static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      *out++ = static_cast<char>(0xE0 | (cp >> 12));
+      *out++ = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      *out++ = static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      *out++ = static_cast<char>(0xF0 | (cp >> 18));
+      *out++ = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      *out++ = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      *out++ = static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  return out;
+}
+
 result<std::string> icu_to_utf8(std::string_view bytes, Charset cs) {
   bool failed = false;
   UConverter* conv = thread_converter(cs, failed);
@@ -173,19 +268,74 @@ result<std::string> icu_to_utf8(std::string_view bytes, Charset cs) {
   bool utf8_failed = false;
   UConverter* utf8 = thread_converter(config::v1::CHARSET_UTF8, utf8_failed);
   if (utf8_failed) return fail(errc::internal, "no ICU UTF-8 converter", "MSH-18");
-  // One pass through ICU's pivot (a UTF-16 buffer on the stack), no
-  // intermediate string. A byte of these charsets never becomes more than
-  // three bytes of UTF-8 (GBK 0x80 is U+20AC).
+  // Written straight into the string (not zeroed first). A byte of these
+  // charsets never becomes more than three bytes of UTF-8 (GBK 0x80 is
+  // U+20AC).
   std::string out;
-  out.resize(bytes.size() * 3 + 16);
-  char* target = out.data();
-  const char* source = bytes.data();
-  std::array<UChar, 1024> pivot;
-  UChar* pivot_source = pivot.data();
-  UChar* pivot_target = pivot.data();
+  const bool dbcs = is_double_byte(cs);
+  const bool four_byte = cs == config::v1::CHARSET_GB18030;
   UErrorCode status = U_ZERO_ERROR;
-  ucnv_convertEx(utf8, conv, &target, out.data() + out.size(), &source, bytes.data() + bytes.size(), pivot.data(),
-                 &pivot_source, &pivot_target, pivot.data() + pivot.size(), true, true, &status);
+  const char* source = bytes.data();
+  out.resize_and_overwrite(bytes.size() * 3 + 16, [&](char* const buffer, const std::size_t capacity) {
+    char* target = buffer;
+    char* const target_end = buffer + capacity;
+    const char* const end = bytes.data() + bytes.size();
+    std::array<UChar, 1024> pivot;
+    std::array<UChar, 1024> units;
+    // A byte below 0x80 that starts a character is that ASCII character in
+    // each of these charsets: ASCII runs are copied, and only the runs of
+    // multi-byte characters between them go through ICU (a message is mostly
+    // ASCII; ICU costs tens of instructions per byte).
+    while (source < end) {
+      const std::size_t run = ascii_prefix(std::string_view(source, static_cast<std::size_t>(end - source)));
+      std::memcpy(target, source, run);
+      target += run;
+      source += run;
+      if (source == end) break;
+      // The characters up to the next ASCII byte that starts one (a trail
+      // byte of a double-byte character may be ASCII).
+      // Runs a few ASCII bytes apart go to ICU together (each call costs
+      // about what fifty bytes do).
+      const char* stop = source;
+      while (true) {
+        while (stop < end && static_cast<unsigned char>(*stop) >= 0x80) {
+          const auto lead = static_cast<unsigned char>(*stop);
+          if (dbcs && lead >= 0x81 && lead <= 0xFE && end - stop >= 2) {
+            const auto second = static_cast<unsigned char>(stop[1]);
+            // GB 18030 four-byte sequences have a digit as second byte.
+            stop += four_byte && second >= 0x30 && second <= 0x39 ? std::min<std::ptrdiff_t>(4, end - stop) : 2;
+          } else {
+            ++stop;
+          }
+        }
+        const std::size_t gap = ascii_prefix(std::string_view(stop, static_cast<std::size_t>(end - stop)));
+        if (stop + gap == end || gap > 48) break;
+        stop += gap;
+      }
+      // To UTF-16 with ICU, then to UTF-8 here: one ICU conversion instead of
+      // two through a pivot. A run ICU refuses (or one too long for the
+      // buffer) goes through ucnv_convertEx, which says where it went wrong.
+      const auto run_bytes = static_cast<std::int32_t>(stop - source);
+      if (run_bytes <= static_cast<std::int32_t>(units.size())) {
+        UErrorCode run_status = U_ZERO_ERROR;
+        const std::int32_t n = ucnv_toUChars(conv, units.data(), static_cast<std::int32_t>(units.size()), source,
+                                             run_bytes, &run_status);
+        if (U_SUCCESS(run_status) && run_status != U_STRING_NOT_TERMINATED_WARNING) {
+          target = utf16_to_utf8(units.data(), static_cast<std::size_t>(n), target);
+          source = stop;
+          continue;
+        }
+      }
+      ucnv_reset(conv);
+      ucnv_reset(utf8);
+      UChar* pivot_source = pivot.data();
+      UChar* pivot_target = pivot.data();
+      ucnv_convertEx(utf8, conv, &target, target_end, &source, stop, pivot.data(), &pivot_source, &pivot_target,
+                     pivot.data() + pivot.size(), true, true, &status);
+      if (U_FAILURE(status)) break;
+    }
+    return static_cast<std::size_t>(target - buffer);
+  });
   if (U_FAILURE(status)) {
     char invalid[32];
     std::int8_t invalid_len = sizeof invalid;
@@ -199,7 +349,6 @@ result<std::string> icu_to_utf8(std::string_view bytes, Charset cs) {
                     std::to_string(offset),
                 "MSH-18");
   }
-  out.resize(static_cast<std::size_t>(target - out.data()));
   return out;
 }
 
@@ -233,25 +382,25 @@ std::string_view msh18_name(charset cs) {
 
 result<decoded_text> decode_message(std::string_view bytes, charset fallback) {
   if (fallback == config::v1::CHARSET_UNSPECIFIED) fallback = config::v1::CHARSET_UTF8;
-  auto declared = charset_from_msh18(find_msh18(bytes, fallback));
+  // How far the bytes are ASCII: all of them for most messages, and MSH-18
+  // is found by a quick scan within that part.
+  const std::size_t ascii = ascii_prefix(bytes);
+  const std::string_view msh18 = find_msh18(bytes, fallback, ascii);
+  auto declared = msh18.empty() ? result<charset>(config::v1::CHARSET_UNSPECIFIED) : charset_from_msh18(msh18);
   if (!declared) return std::unexpected(declared.error());
   const charset cs = *declared == config::v1::CHARSET_UNSPECIFIED ? fallback : *declared;
   decoded_text out;
   out.source = cs;
-  if (all_ascii(bytes)) {
+  if (ascii == bytes.size()) {
     out.utf8.assign(bytes);
     return out;
   }
   switch (cs) {
-    case config::v1::CHARSET_ASCII: {
-      const auto at = std::find_if(bytes.begin(), bytes.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
-      return fail(errc::parse_error,
-                  "a byte above 0x7F in a message declared ASCII at byte " +
-                      std::to_string(static_cast<std::size_t>(at - bytes.begin())),
+    case config::v1::CHARSET_ASCII:
+      return fail(errc::parse_error, "a byte above 0x7F in a message declared ASCII at byte " + std::to_string(ascii),
                   "MSH-18");
-    }
     case config::v1::CHARSET_UTF8: {
-      const auto at = invalid_utf8_at(bytes);
+      const auto at = invalid_utf8_at(bytes, ascii);
       if (at != std::string_view::npos) {
         return fail(errc::parse_error, "bytes that are not valid UTF-8 at byte " + std::to_string(at), "MSH-18");
       }

@@ -30,12 +30,48 @@ bool digits(std::string_view s, std::size_t pos, std::size_t n, std::int32_t& ou
 
 }  // namespace
 
+namespace {
+
+// The shapes nearly every message uses (YYYYMMDD, YYYYMMDDHHMM,
+// YYYYMMDDHHMMSS, all digits, no offset or fraction), read straight; false
+// for anything else or anything out of range, which the general reading
+// below then parses or explains.
+bool quick_dtm(std::string_view t, dtm_value& v) {
+  const std::size_t n = t.size();
+  if (n != 8 && n != 12 && n != 14) return false;
+  for (const char ch : t) {
+    if (ch < '0' || ch > '9') return false;
+  }
+  const auto two = [&t](std::size_t at) { return (t[at] - '0') * 10 + (t[at + 1] - '0'); };
+  v.year = two(0) * 100 + two(2);
+  v.month = two(4);
+  v.day = two(6);
+  if (v.month < 1 || v.month > 12 || v.day < 1 || v.day > days_in_month(v.year, v.month)) return false;
+  v.precision = dtm_precision::day;
+  if (n >= 12) {
+    v.hour = two(8);
+    v.minute = two(10);
+    if (v.hour > 23 || v.minute > 59) return false;
+    v.precision = dtm_precision::minute;
+  }
+  if (n == 14) {
+    v.second = two(12);
+    if (v.second > 59) return false;  // 60 (a leap second) takes the general path
+    v.precision = dtm_precision::second;
+  }
+  return true;
+}
+
+}  // namespace
+
 result<dtm_value> parse_dtm(std::string_view text) {
+  if (dtm_value quick; quick_dtm(text, quick)) return quick;
   dtm_value v;
   std::string_view body = text;
-  // Offset: the last '+' or '-' (the date part never has one).
-  const std::size_t sign = body.find_first_of("+-");
-  if (sign != std::string_view::npos) {
+  // Offset: from the '+' or '-' (the date part never has one).
+  std::size_t sign = 0;
+  while (sign < body.size() && body[sign] != '+' && body[sign] != '-') ++sign;
+  if (sign < body.size()) {
     const std::string_view off = body.substr(sign + 1);
     std::int32_t hh = 0, mm = 0;
     if (off.size() != 4 || !digits(off, 0, 2, hh) || !digits(off, 2, 2, mm)) {
@@ -97,20 +133,28 @@ std::int64_t local_seconds(const dtm_value& v) {
   return days_from_civil(v.year, v.month, v.day) * 86400 + v.hour * 3600 + v.minute * 60 + v.second;
 }
 
-google::protobuf::Timestamp to_timestamp(const dtm_value& v, const time_zone& zone) {
+instant to_instant(const dtm_value& v, const time_zone& zone) {
   const std::int64_t local = local_seconds(v);
+  return instant{.seconds = v.has_offset ? local - v.offset_seconds : zone.to_utc(local), .nanos = v.nanos};
+}
+
+instant to_instant(std::chrono::system_clock::time_point t) {
+  const auto since = t.time_since_epoch();
+  const auto secs = std::chrono::floor<std::chrono::seconds>(since);
+  return instant{.seconds = secs.count(),
+                 .nanos = static_cast<std::int32_t>(
+                     std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count())};
+}
+
+google::protobuf::Timestamp to_timestamp(const dtm_value& v, const time_zone& zone) {
   google::protobuf::Timestamp ts;
-  ts.set_seconds(v.has_offset ? local - v.offset_seconds : zone.to_utc(local));
-  ts.set_nanos(v.nanos);
+  set_timestamp(ts, to_instant(v, zone));
   return ts;
 }
 
 google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t) {
-  const auto since = t.time_since_epoch();
-  const auto secs = std::chrono::floor<std::chrono::seconds>(since);
   google::protobuf::Timestamp ts;
-  ts.set_seconds(secs.count());
-  ts.set_nanos(static_cast<std::int32_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(since - secs).count()));
+  set_timestamp(ts, to_instant(t));
   return ts;
 }
 

@@ -48,6 +48,14 @@ struct dtm_value {
 // itself; `where` is left empty for the caller to fill in.
 result<dtm_value> parse_dtm(std::string_view text);
 
+// An instant as a protobuf Timestamp holds it, as a plain value (the mapper
+// keeps times this way and writes them into the events it builds in place).
+struct instant {
+  std::int64_t seconds = 0;
+  std::int32_t nanos = 0;  // [0, 1e9)
+  bool operator==(const instant&) const = default;
+};
+
 // Seconds since the Unix epoch of the wall-clock value (ignoring any offset).
 std::int64_t local_seconds(const dtm_value& v);
 
@@ -56,6 +64,15 @@ google::protobuf::Timestamp to_timestamp(const dtm_value& v, const time_zone& zo
 
 // A clock instant as a protobuf Timestamp (nanos always in [0, 1e9)).
 google::protobuf::Timestamp to_timestamp(std::chrono::system_clock::time_point t);
+
+// The same two as plain values.
+instant to_instant(const dtm_value& v, const time_zone& zone);
+instant to_instant(std::chrono::system_clock::time_point t);
+// Writes `t` into a Timestamp (set in place, no temporary message).
+inline void set_timestamp(google::protobuf::Timestamp& out, instant t) {
+  out.set_seconds(t.seconds);
+  out.set_nanos(t.nanos);
+}
 
 // parse_dtm + to_timestamp.
 result<google::protobuf::Timestamp> parse_timestamp(std::string_view text, const time_zone& zone);

@@ -106,7 +106,7 @@ std::string_view condition_code(config::v1::AckCondition c) {
 
 void stamp_enterprise_ids(std::vector<mapped_event>& events, const identity::directory& directory) {
   for (auto& e : events) {
-    auto& env = e.envelope;
+    auto& env = *e.envelope;
     if (!env.has_subject() || env.subject().identifiers_size() == 0 ||
         !env.subject().enterprise_patient_id().empty()) {
       continue;
@@ -216,6 +216,25 @@ void ingest_pipeline::on_framing_error(const connection_info& conn, const error&
                  });
 }
 
+std::unique_ptr<mapped_batch> ingest_pipeline::take_batch() {
+  {
+    std::lock_guard lock(batches_mu_);
+    if (!idle_batches_.empty()) {
+      auto batch = std::move(idle_batches_.back());
+      idle_batches_.pop_back();
+      return batch;
+    }
+  }
+  return std::make_unique<mapped_batch>();
+}
+
+void ingest_pipeline::give_back(std::unique_ptr<mapped_batch> batch) {
+  if (!batch) return;
+  batch->clear();  // frees what a large message took beyond the first block
+  std::lock_guard lock(batches_mu_);
+  if (idle_batches_.size() < max_idle_batches) idle_batches_.push_back(std::move(batch));
+}
+
 asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string payload) {
   const auto started = std::chrono::steady_clock::now();
   const auto received_at = std::chrono::system_clock::now();
@@ -228,7 +247,15 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
   ack_header header = header_from_raw(payload);
   charset reply_charset = profile.default_charset();
   decision d;
-  std::vector<mapped_event> events;
+  // The message's events, built on the arena of a batch from the pool (or
+  // its DeadLetter); the batch goes back when the frame is done, however it
+  // ends.
+  struct batch_lease {
+    ingest_pipeline& pipeline;
+    std::unique_ptr<mapped_batch> batch;
+    ~batch_lease() { pipeline.give_back(std::move(batch)); }
+  } lease{*this, take_batch()};
+  mapped_batch& events = *lease.batch;
   const auto first_component = [&](const std::string& hd) {
     const auto cut = hd.find(header.delims.component);
     return cut == std::string::npos ? hd : hd.substr(0, cut);
@@ -310,13 +337,12 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
         provisional.set_size_bytes(payload.size());
         provisional.set_content_type("application/hl7-v2");
         provisional.set_charset(charset_name);
-        auto mapped = mapper_.map(*parsed, provisional, received_at);
+        auto mapped = mapper_.map_into(*parsed, provisional, received_at, events);
         if (!mapped) {
           d = {decision::kind::content_error, mapped.error()};
           stage = "profile.map";
-        } else {
-          events = std::move(*mapped);
-          if (options_.directory != nullptr) stamp_enterprise_ids(events, *options_.directory);
+        } else if (options_.directory != nullptr) {
+          stamp_enterprise_ids(events.events(), *options_.directory);
         }
       }
     }
@@ -339,12 +365,11 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
     co_return replies;
   }
 
-  // The DeadLetter event that is this message's outcome when it is refused.
+  // The DeadLetter event that is this message's outcome when it is refused
+  // (the only event of `events`).
   const auto dead_letter_event = [&](const error& err, const std::string& at_stage) {
-    mapped_event dl;
-    dl.topic = ev::TOPIC_DEADLETTER;
-    dl.key = hospital;
-    auto& env = dl.envelope;
+    events.clear();
+    auto& env = *events.add(ev::TOPIC_DEADLETTER, hospital).envelope;
     env.set_type("yilian.events.v1.DeadLetter");
     env.set_schema_version(1);
     *env.mutable_occurred_at() = to_timestamp(received_at);
@@ -366,7 +391,6 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
     body->set_control_id(control_id);
     body->set_message_type(message_type);
     body->set_retriable(err.retriable);
-    return dl;
   };
 
   // A content error is kept as one DeadLetter event: it is this message's
@@ -378,8 +402,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
                   {log::field("hospital", hospital), log::field("control_id", control_id),
                    log::field("type", message_type), log::field("stage", stage),
                    log::field("error", d.err.describe())});
-    events.clear();
-    events.push_back(dead_letter_event(d.err, stage));
+    dead_letter_event(d.err, stage);
   }
 
   // 5. Keep the bytes and the receipt, publish, answer.
@@ -392,7 +415,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
   bool conflict = false;
   if (keyed) {
     if (d.what == decision::kind::content_error) {
-      events[0].envelope.set_event_id(hl7_event_id(hospital, facility, control_id, "deadletter"));
+      events[0].envelope->set_event_id(hl7_event_id(hospital, facility, control_id, "deadletter"));
     }
     store::reserve_request req{.key = {.hospital = hospital, .facility = facility, .control_id = control_id},
                                .sha256 = sha,
@@ -400,7 +423,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
                                .meta = meta,
                                .event_ids = {},
                                .message_type = message_type};
-    for (const auto& e : events) req.event_ids.push_back(e.envelope.event_id());
+    for (const auto& e : events) req.event_ids.push_back(e.envelope->event_id());
     auto reserve = [this, req = std::move(req)](auto done) mutable { store_.reserve(std::move(req), std::move(done)); };
     auto outcome = co_await await_callback<result<store::reserve_outcome>>(std::move(reserve));
     if (!outcome) {
@@ -432,10 +455,9 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
                        "MSH-10")};
       stage = "hl7v2.dedupe";
       metrics_->dead_letters->with({hospital, stage}).inc();
-      events.clear();
-      events.push_back(dead_letter_event(d.err, stage));
+      dead_letter_event(d.err, stage);
     }
-    events[0].envelope.set_event_id(hl7_event_id(hospital, facility, control_id.empty() ? sha : control_id,
+    events[0].envelope->set_event_id(hl7_event_id(hospital, facility, control_id.empty() ? sha : control_id,
                                                      conflict ? "conflict:" + sha : "deadletter:" + sha));
     auto put = [this, hospital, payload, meta](auto done) mutable {
       store_.put_raw(hospital, payload, meta, std::move(done));
@@ -445,7 +467,7 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
       d = {decision::kind::retry_later, raw.error()};
     } else {
       raw_ref = *raw;
-      to_publish = {events[0].envelope.event_id()};
+      to_publish = {events[0].envelope->event_id()};
     }
   }
 
@@ -455,9 +477,9 @@ asio::awaitable<std::vector<std::string>> ingest_pipeline::process(std::string p
     std::vector<std::string> ids;
     const auto now = to_timestamp(std::chrono::system_clock::now());
     for (auto& e : events) {
-      const auto& id = e.envelope.event_id();
+      const auto& id = e.envelope->event_id();
       if (std::find(to_publish.begin(), to_publish.end(), id) == to_publish.end()) continue;
-      auto& env = e.envelope;
+      auto& env = *e.envelope;
       // The claim-check is known only now; documents point into it.
       *env.mutable_raw_ref() = raw_ref;
       if (env.has_dead_letter()) *env.mutable_dead_letter()->mutable_raw() = raw_ref;

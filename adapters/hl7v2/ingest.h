@@ -37,6 +37,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,12 @@ class ingest_pipeline final : public frame_handler {
   struct decision;
   boost::asio::awaitable<std::vector<std::string>> process(std::string payload);
   std::string next_control_id();
+  // Mapped batches kept between messages, so that a message's events are
+  // built in an arena block an earlier message used (no new blocks once
+  // warm). At most `max_idle_batches` wait here.
+  std::unique_ptr<mapped_batch> take_batch();
+  void give_back(std::unique_ptr<mapped_batch> batch);
+  static constexpr std::size_t max_idle_batches = 128;
 
   ingest_options options_;
   mapper mapper_;
@@ -110,6 +117,8 @@ class ingest_pipeline final : public frame_handler {
   std::shared_ptr<ingest_metrics> metrics_;
   std::atomic<std::uint64_t> ack_counter_{0};
   std::string ack_prefix_;
+  std::mutex batches_mu_;
+  std::vector<std::unique_ptr<mapped_batch>> idle_batches_;
 };
 
 }  // namespace yilian::hl7v2

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <memory>
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "adapters/hl7v2/mapping_internal.h"
@@ -123,14 +122,24 @@ bool ascii_alnum(char ch) {
 bool version_supported(std::string_view v) {
   static constexpr std::array<std::string_view, 12> versions{"2.3", "2.3.1", "2.4",   "2.5",   "2.5.1", "2.6",
                                                              "2.7", "2.7.1", "2.8",   "2.8.1", "2.8.2", "2.8.3"};
-  return std::find(versions.begin(), versions.end(), v) != versions.end();
+  return std::any_of(versions.begin(), versions.end(), [v](std::string_view x) { return detail::same(x, v); });
 }
 
 using handler = result<void> (*)(map_context&);
 
+// A code of up to three characters as one number (0 for longer ones, which
+// no route has): the routes are matched on two integer compares.
+constexpr std::uint32_t short_code(std::string_view s) {
+  if (s.size() > 3) return 0;
+  std::uint32_t k = static_cast<std::uint32_t>(s.size()) << 24;
+  for (std::size_t i = 0; i < s.size(); ++i) k |= static_cast<std::uint32_t>(static_cast<unsigned char>(s[i])) << (8 * i);
+  return k;
+}
+
 struct route {
-  std::string_view code;
-  std::string_view trigger;
+  constexpr route(std::string_view c, std::string_view t, handler f) : code(short_code(c)), trigger(short_code(t)), fn(f) {}
+  std::uint32_t code;
+  std::uint32_t trigger;
   handler fn;
 };
 
@@ -176,21 +185,20 @@ std::string hl7_event_id(std::string_view hospital, std::string_view facility, s
     at += part.size();
   }
   const std::string_view input(buf, size);
-  // OpenSSL 3's one-shot SHA256() fetches the algorithm (locks, lookups) on
-  // every call; the digest is fetched once and each thread keeps a context.
-  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  struct ctx_deleter {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
-  thread_local std::unique_ptr<EVP_MD_CTX, ctx_deleter> ctx(EVP_MD_CTX_new());
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (md == nullptr || !ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1 ||
-      EVP_DigestUpdate(ctx.get(), input.data(), input.size()) != 1 ||
-      EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) {
-    SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-    len = SHA256_DIGEST_LENGTH;
-  }
+  // SHA-256 straight through OpenSSL's low-level interface: the EVP one
+  // (provider dispatch, context reset) costs a third again of hashing these
+  // few bytes, and SHA256() fetches the algorithm on every call. The
+  // low-level functions are deprecated in OpenSSL 3 but kept, and use the
+  // same block function (SHA-NI where the CPU has it).
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  const unsigned int len = SHA256_DIGEST_LENGTH;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  SHA256_CTX sha;
+  SHA256_Init(&sha);
+  SHA256_Update(&sha, input.data(), input.size());
+  SHA256_Final(digest, &sha);
+#pragma GCC diagnostic pop
   std::string out;
   to_hex(digest, len, out);
   return out;
@@ -323,16 +331,77 @@ const std::string& mapper::hospital() const { return p_->hospital; }
 bool mapper::generic() const { return p_->generic; }
 const time_zone& mapper::zone() const { return p_->zone; }
 
-result<std::vector<mapped_event>> mapper::map(const message& msg, const ev::ClaimCheck& raw_ref,
-                                              std::chrono::system_clock::time_point recorded_at) const {
-  map_context c(*p_, msg, raw_ref, to_timestamp(recorded_at));
-  if (auto started = c.start(); !started) return std::unexpected(std::move(started.error()));
+mapped_batch::mapped_batch(std::size_t initial_block_bytes) : block_bytes_(initial_block_bytes) {}
+
+mapped_batch::~mapped_batch() {
+  events_.clear();
+  arena_.reset();  // before the block it may live in
+}
+
+mapped_batch& mapped_batch::operator=(mapped_batch&& other) noexcept {
+  if (this != &other) {
+    events_.clear();
+    arena_.reset();  // before the block it may live in
+    block_ = std::move(other.block_);
+    block_bytes_ = std::exchange(other.block_bytes_, 0);
+    arena_ = std::move(other.arena_);
+    events_ = std::move(other.events_);
+  }
+  return *this;
+}
+
+google::protobuf::Arena* mapped_batch::arena() {
+  if (!arena_) {
+    // Made on first use: a batch that never gets an event costs nothing.
+    if (!block_ && block_bytes_ > 0) block_ = std::make_unique_for_overwrite<char[]>(block_bytes_);
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block_.get();
+    options.initial_block_size = block_ ? block_bytes_ : 0;
+    // Past the first block (a big ORU), blocks of a useful size at once.
+    options.start_block_size = std::max<std::size_t>(block_bytes_, 4096);
+    options.max_block_size = std::max<std::size_t>(block_bytes_, 4096) * 8;
+    arena_ = std::make_unique<google::protobuf::Arena>(options);
+  }
+  return arena_.get();
+}
+
+mapped_event& mapped_batch::add(events::v1::Topic topic, std::string key) {
+  auto* envelope = google::protobuf::Arena::CreateMessage<events::v1::Envelope>(arena());
+  return events_.emplace_back(mapped_event{.topic = topic, .key = std::move(key), .envelope = envelope});
+}
+
+void mapped_batch::clear() {
+  events_.clear();
+  if (arena_) arena_->Reset();
+}
+
+result<mapped_batch> mapper::map(const message& msg, const ev::ClaimCheck& raw_ref,
+                                 std::chrono::system_clock::time_point recorded_at) const {
+  mapped_batch out;
+  if (auto mapped = map_into(msg, raw_ref, recorded_at, out); !mapped) return std::unexpected(std::move(mapped.error()));
+  return out;
+}
+
+result<void> mapper::map_into(const message& msg, const ev::ClaimCheck& raw_ref,
+                              std::chrono::system_clock::time_point recorded_at, mapped_batch& out) const {
+  out.clear();
+  auto mapped = map_events(msg, raw_ref, recorded_at, out);
+  if (!mapped) out.clear();
+  return mapped;
+}
+
+result<void> mapper::map_events(const message& msg, const ev::ClaimCheck& raw_ref,
+                                std::chrono::system_clock::time_point recorded_at, mapped_batch& out) const {
+  map_context c(*p_, msg, raw_ref, to_instant(recorded_at), out);
+  if (auto started = c.start(); !started) return started;
   handler fn = nullptr;
   bool code_known = false;
+  const std::uint32_t code = short_code(c.code());
+  const std::uint32_t trigger = short_code(c.trigger());
   for (const auto& r : routes) {
-    if (r.fn == nullptr || r.code != c.code()) continue;
+    if (r.fn == nullptr || code == 0 || r.code != code) continue;
     code_known = true;
-    if (r.trigger == c.trigger()) {
+    if (trigger != 0 && r.trigger == trigger) {
       fn = r.fn;
       break;
     }
@@ -348,13 +417,14 @@ result<std::vector<mapped_event>> mapper::map(const message& msg, const ev::Clai
   }
   // The version is checked after the type so that a message of a kind we do
   // not take is answered as such whatever its version.
-  const std::string version = msg.version();
+  const std::string version = c.text(msh.field(12).first_component());
   if (version.empty()) return detail::missing(detail::path_of(msh, 12), "version id");
   if (!version_supported(version)) {
     return fail(errc::unsupported, "unsupported HL7 version " + version + " (2.3 to 2.8)", detail::path_of(msh, 12));
   }
-  if (auto mapped = fn(c); !mapped) return std::unexpected(std::move(mapped.error()));
-  return c.take_events();
+  if (auto mapped = fn(c); !mapped) return mapped;
+  c.finish();
+  return {};
 }
 
 // ---------------------------------------------------------------------------
@@ -364,30 +434,8 @@ namespace detail {
 
 std::string text_of(std::string_view raw, const delimiters& d) {
   if (raw.empty() || is_null(raw)) return {};
-  if (raw.find(d.escape) == std::string_view::npos) return std::string(raw);
+  if (find_char(raw, d.escape) == std::string_view::npos) return std::string(raw);
   return unescape(raw, d);
-}
-
-std::string_view component_of(std::string_view raw, std::size_t c, const delimiters& d) {
-  std::size_t start = 0;
-  for (std::size_t i = 1; i < c; ++i) {
-    const std::size_t next = raw.find(d.component, start);
-    if (next == std::string_view::npos) return {};
-    start = next + 1;
-  }
-  const std::size_t end = raw.find(d.component, start);
-  return raw.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-}
-
-std::string_view subcomponent_of(std::string_view raw_component, std::size_t s, const delimiters& d) {
-  std::size_t start = 0;
-  for (std::size_t i = 1; i < s; ++i) {
-    const std::size_t next = raw_component.find(d.subcomponent, start);
-    if (next == std::string_view::npos) return {};
-    start = next + 1;
-  }
-  const std::size_t end = raw_component.find(d.subcomponent, start);
-  return raw_component.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
 }
 
 std::string path_of(const segment_view& s, std::size_t field, std::size_t rep, std::size_t comp) {
@@ -441,19 +489,41 @@ std::unexpected<error> invalid(std::string where, std::string_view what) {
 }
 
 map_context::map_context(const compiled_profile& p, const message& m, const ev::ClaimCheck& raw_ref,
-                         google::protobuf::Timestamp recorded_at)
-    : p_(p), msg_(m), raw_ref_(raw_ref), recorded_at_(std::move(recorded_at)) {}
+                         instant recorded_at, mapped_batch& out)
+    : p_(p), msg_(m), raw_ref_(raw_ref), out_(out), recorded_at_(recorded_at) {}
 
 result<void> map_context::start() {
   const segment_view msh = msg_.msh();
-  const auto type = msh.field(9).repetition(0);
-  code_ = text(type.component_raw(1));
-  trigger_ = text(type.component_raw(2));
+  // MSH-9 taken apart once: code, trigger, and all of it for
+  // source.message_type (components decoded, joined with '^', trailing empty
+  // ones dropped).
+  {
+    const std::string_view type = msh.field(9).repetition(0).raw();
+    const delimiters& d = delims();
+    std::size_t from = 0;
+    for (std::size_t i = 1;; ++i) {
+      const std::size_t cut = type.find(d.component, from);
+      const std::string_view piece = type.substr(from, cut == std::string_view::npos ? cut : cut - from);
+      if (i > 1) message_type_ += '^';
+      if (!piece.empty() && !is_null(piece)) {
+        if (piece.find(d.escape) == std::string_view::npos) {
+          message_type_ += piece;
+        } else {
+          message_type_ += unescape(piece, d);
+        }
+      }
+      if (i == 1) code_ = text(piece);
+      if (i == 2) trigger_ = text(piece);
+      if (cut == std::string_view::npos) break;
+      from = cut + 1;
+    }
+    while (!message_type_.empty() && message_type_.back() == '^') message_type_.pop_back();
+  }
   if (code_.empty()) return missing(path_of(msh, 9, 0, 1), "message code");
   control_id_ = text(msh.field(10).repetition(0).raw());
   if (control_id_.empty()) return missing(path_of(msh, 10), "message control id");
   facility_ = text(msh.field(4).repetition(0).subcomponent_raw(1, 1));
-  if (facility_.empty()) facility_ = text(msh.field(4).repetition(0).component_raw(1));
+  if (facility_.empty()) facility_ = text(msh.field(4).first_component());
   // Generic without a hospital: the consortium's name for MSH-4, else MSH-4.
   if (!p_.hospital.empty()) {
     hospital_ = p_.hospital;
@@ -468,34 +538,28 @@ result<void> map_context::start() {
   msh_time_ = **t;
   occurred_at_ = msh_time_;
 
-  source_.set_hospital(hospital_);
-  source_.set_system(text(msh.field(3).repetition(0).component_raw(1)));
-  source_.set_protocol(ev::PROTOCOL_HL7V2_MLLP);
-  source_.set_control_id(control_id_);
-  source_.set_facility(facility_);
-  std::string message_type;
-  const std::size_t n = type.component_count();
-  for (std::size_t i = 1; i <= n; ++i) {
-    if (i > 1) message_type += '^';
-    message_type += text(type.component_raw(i));
-  }
-  while (!message_type.empty() && message_type.back() == '^') message_type.pop_back();
-  source_.set_message_type(std::move(message_type));
+  system_ = text(msh.field(3).first_component());
   return {};
 }
 
-ev::Envelope& map_context::emit(ev::Topic topic, std::string key) {
-  const auto index = static_cast<std::uint32_t>(events_.size());
-  auto& out = events_.emplace_back(mapped_event{.topic = topic, .key = std::move(key), .envelope = {}});
-  ev::Envelope& e = out.envelope;
+mapped_event& map_context::emit(ev::Topic topic, std::string key) {
+  const auto index = static_cast<std::uint32_t>(out_.size());
+  mapped_event& out = out_.add(topic, std::move(key));
+  ev::Envelope& e = *out.envelope;
   e.set_event_id(hl7_event_id(hospital_, facility_, control_id_, index));
   e.set_schema_version(1);
-  *e.mutable_occurred_at() = occurred_at_;
-  *e.mutable_recorded_at() = recorded_at_;
-  *e.mutable_source() = source_;
-  e.mutable_source()->set_event_index(index);
+  set_timestamp(*e.mutable_occurred_at(), occurred_at_);
+  set_timestamp(*e.mutable_recorded_at(), recorded_at_);
+  ev::Source& source = *e.mutable_source();
+  source.set_hospital(hospital_);
+  source.set_system(system_);
+  source.set_protocol(ev::PROTOCOL_HL7V2_MLLP);
+  source.set_control_id(control_id_);
+  source.set_facility(facility_);
+  source.set_message_type(message_type_);
+  source.set_event_index(index);
   *e.mutable_raw_ref() = raw_ref_;
-  return e;
+  return out;
 }
 
 namespace {
@@ -523,25 +587,24 @@ bool empty_correlation(const ev::Correlation& c) {
 
 }  // namespace
 
-std::vector<mapped_event> map_context::take_events() {
+void map_context::finish() {
   const auto& names = body_type_names();
-  for (auto& m : events_) {
+  for (auto& m : out_) {
+    ev::Envelope& e = *m.envelope;
     // Setters with empty values leave empty sub-messages behind.
-    if (m.envelope.has_correlation() && empty_correlation(m.envelope.correlation())) m.envelope.clear_correlation();
-    if (m.envelope.has_subject() && m.envelope.subject().identifiers_size() == 0 &&
-        m.envelope.subject().enterprise_patient_id().empty()) {
-      m.envelope.clear_subject();
+    if (e.has_correlation() && empty_correlation(e.correlation())) e.clear_correlation();
+    if (e.has_subject() && e.subject().identifiers_size() == 0 && e.subject().enterprise_patient_id().empty()) {
+      e.clear_subject();
     }
-    const auto n = static_cast<std::size_t>(m.envelope.body_case());
-    if (n < names.size()) m.envelope.set_type(names[n]);
+    const auto n = static_cast<std::size_t>(e.body_case());
+    if (n < names.size()) e.set_type(names[n]);
   }
-  return std::move(events_);
 }
 
 std::optional<segment_view> map_context::find_in(std::string_view id, group_range r) const {
   for (std::size_t i = r.begin; i < r.end && i < msg_.segment_count(); ++i) {
     segment_view s = msg_.segment(i);
-    if (s.id() == id && !skip(s)) return s;
+    if (same(s.id(), id) && !skip(s)) return s;
   }
   return std::nullopt;
 }
@@ -560,7 +623,7 @@ located_value map_context::located(cfg::LocatedItem item, group_range r) const {
   if (!s) return v;
   const std::size_t rep = spec->repetition == 0 ? 0 : spec->repetition - 1;
   const repetition_view rv = s->field(spec->field).repetition(rep);
-  v.where = path_of(*s, spec->field, rep + 1, spec->component);
+  v.where = field_ref(*s, spec->field, rep + 1, spec->component);
   if (spec->component == 0) {
     v.raw = rv.raw();
     v.whole_repetition = true;
@@ -579,23 +642,21 @@ std::string map_context::id_item(cfg::LocatedItem item, group_range r, std::stri
   return text(v.whole_repetition ? component_of(v.raw, 1, delims()) : v.raw);
 }
 
-result<std::optional<google::protobuf::Timestamp>> map_context::time_of(std::string_view raw,
-                                                                         const std::string& where) const {
+result<std::optional<instant>> map_context::time_of(std::string_view raw, const field_ref& where) const {
   const std::string_view dtm = component_of(raw, 1, delims());
-  if (dtm.empty() || is_null(dtm)) return std::optional<google::protobuf::Timestamp>{};
+  if (dtm.empty() || is_null(dtm)) return std::optional<instant>{};
   auto v = parse_dtm(dtm);
-  if (!v) return invalid(where, "not an HL7 date/time: " + v.error().message);
-  return std::optional<google::protobuf::Timestamp>(to_timestamp(*v, p_.zone));
+  if (!v) return invalid(where.path(), "not an HL7 date/time: " + v.error().message);
+  return std::optional<instant>(to_instant(*v, p_.zone));
 }
 
-result<std::optional<google::protobuf::Timestamp>> map_context::time_at(const segment_view& s,
-                                                                         std::size_t field) const {
-  const std::string_view dtm = s.field(field).repetition(0).component_raw(1);
-  if (dtm.empty() || is_null(dtm)) return std::optional<google::protobuf::Timestamp>{};
+result<std::optional<instant>> map_context::time_at(const segment_view& s, std::size_t field) const {
+  const std::string_view dtm = s.field(field).first_component();
+  if (dtm.empty() || is_null(dtm)) return std::optional<instant>{};
   auto v = parse_dtm(dtm);
   // The location is spelled out only when it is needed.
   if (!v) return invalid(path_of(s, field), "not an HL7 date/time: " + v.error().message);
-  return std::optional<google::protobuf::Timestamp>(to_timestamp(*v, p_.zone));
+  return std::optional<instant>(to_instant(*v, p_.zone));
 }
 
 std::string map_context::facility_hospital(std::string_view facility) const {
@@ -611,18 +672,21 @@ const equipment* map_context::resource(std::string_view code) const {
   return e == nullptr ? nullptr : *e;
 }
 
-std::optional<ev::Identifier> map_context::identifier(const repetition_view& cx) const {
-  std::string value = text(cx.component_raw(1));
-  if (value.empty()) return std::nullopt;
-  const std::string_view ns = cx.subcomponent_raw(4, 1);
-  const std::string_view type = cx.component_raw(5);
-  ev::Identifier id;
+void map_context::add_identifier(const repetition_view& cx, identifier_list& out) const {
+  const delimiters& d = delims();
+  // CX-1 ID, CX-4 assigning authority (HD-1 namespace), CX-5 type code.
+  const auto parts = split_pieces<5>(cx.raw(), d.component);
+  std::string value = text(parts[0]);
+  if (value.empty()) return;
+  const std::string_view ns = nth_piece(parts[3], d.subcomponent, 1);
+  const std::string_view type = parts[4];
+  ev::Identifier& id = *out.Add();
   id.set_value(std::move(value));
   if (p_.generic) {
     id.set_system("urn:yilian:id:source:" + urn_part(text(ns)) + ":" + urn_part(text(type)));
     id.set_type(table_0203_type(type));
     if (hospital_domain(id.type())) id.set_assigner(hospital_);
-    return id;
+    return;
   }
   auto lookup = [&](const string_map<string_map<authority>>& table) -> const authority* {
     const auto* by_type = find(table, ns);
@@ -640,32 +704,31 @@ std::optional<ev::Identifier> map_context::identifier(const repetition_view& cx)
     id.set_type(ev::IDENTIFIER_TYPE_OTHER);
     id.set_assigner(hospital_);
   }
-  return id;
 }
 
-std::vector<ev::Identifier> map_context::identifiers(const field_view& f) const {
-  std::vector<ev::Identifier> out;
+void map_context::add_identifiers(const field_view& f, identifier_list& out) const {
   const std::size_t n = f.repetition_count();
-  out.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    if (auto id = identifier(f.repetition(i))) out.push_back(std::move(*id));
-  }
-  return out;
+  for (std::size_t i = 0; i < n; ++i) add_identifier(f.repetition(i), out);
 }
 
-map_context::catalogue_lookup map_context::catalogue(const ev::Coding& local) const {
+void map_context::catalogue_lookup::write(ev::Coding& out) const {
+  if (!mapped) return;
+  out.set_system(*system);
+  out.set_code(*code);
+  if (display != nullptr) out.set_display(*display);
+}
+
+map_context::catalogue_lookup map_context::catalogue(std::string_view system, std::string_view code) const {
   catalogue_lookup out;
-  const code_map* m = find(p_.code_maps, local.system());
+  const code_map* m = find(p_.code_maps, system);
   if (m == nullptr || m->target_system == report_section_system) return out;
   out.system_has_map = true;
-  const std::string* target = find(m->codes, local.code());
+  const std::string* target = find(m->codes, code);
   if (target == nullptr) return out;
   out.mapped = true;
-  out.coding.set_system(m->target_system);
-  out.coding.set_code(*target);
-  if (m->target_system == default_catalogue) {
-    if (const std::string* name = find(p_.catalogue_names, *target)) out.coding.set_display(*name);
-  }
+  out.system = &m->target_system;
+  out.code = target;
+  if (m->target_system == default_catalogue) out.display = find(p_.catalogue_names, *target);
   return out;
 }
 
@@ -690,20 +753,20 @@ int map_context::tier(std::string_view hospital) const {
   return t == nullptr ? 0 : *t;
 }
 
-ev::Coding map_context::coding(std::string_view cwe_raw) const {
-  ev::Coding c;
-  c.set_code(text(component_of(cwe_raw, 1, delims())));
-  c.set_display(text(component_of(cwe_raw, 2, delims())));
-  c.set_system(text(component_of(cwe_raw, 3, delims())));
-  return c;
+void map_context::coding(std::string_view cwe_raw, ev::Coding& out) const {
+  const delimiters& d = delims();
+  const auto parts = split_pieces<3>(cwe_raw, d.component);
+  put_text(out, &ev::Coding::mutable_code, parts[0], d);
+  put_text(out, &ev::Coding::mutable_display, parts[1], d);
+  put_text(out, &ev::Coding::mutable_system, parts[2], d);
 }
 
-ev::ProviderRef map_context::provider_xcn(std::string_view xcn_raw) const {
-  ev::ProviderRef p;
-  p.set_id(text(component_of(xcn_raw, 1, delims())));
-  p.set_name(join_name(text(subcomponent_of(component_of(xcn_raw, 2, delims()), 1, delims())),
-                       text(component_of(xcn_raw, 3, delims()))));
-  return p;
+void map_context::provider_xcn(std::string_view xcn_raw, ev::ProviderRef& out) const {
+  const delimiters& d = delims();
+  const auto parts = split_pieces<3>(xcn_raw, d.component);
+  put_text(out, &ev::ProviderRef::mutable_id, parts[0], d);
+  put(out, &ev::ProviderRef::mutable_name,
+      join_name(text(nth_piece(parts[1], d.subcomponent, 1)), text(parts[2])));
 }
 
 std::string map_context::join_name(std::string family, std::string_view given) {
@@ -717,8 +780,8 @@ std::string map_context::join_name(std::string family, std::string_view given) {
 // ---------------------------------------------------------------------------
 // shared by several message types
 
-result<std::vector<ev::Identifier>> patient_identifiers(const map_context& c, const segment_view& pid, bool required) {
-  std::vector<ev::Identifier> ids = c.identifiers(pid.field(3));
+result<void> patient_identifiers(const map_context& c, const segment_view& pid, bool required, identifier_list& ids) {
+  c.add_identifiers(pid.field(3), ids);
   const group_range whole{0, c.size()};
   auto extra = [&](cfg::LocatedItem item, const std::string& system, ev::IdentifierType type) {
     if (c.profile().location(item) == nullptr) return;
@@ -728,33 +791,26 @@ result<std::vector<ev::Identifier>> patient_identifiers(const map_context& c, co
       return i.system() == system && i.value() == value;
     });
     if (seen) return;
-    ev::Identifier id;
+    ev::Identifier& id = *ids.Add();
     id.set_system(system);
     id.set_value(std::move(value));
     id.set_type(type);
-    ids.push_back(std::move(id));
   };
   extra(cfg::LOCATED_ITEM_RESIDENT_ID, c.profile().resident_system, ev::IDENTIFIER_TYPE_RESIDENT_ID);
   extra(cfg::LOCATED_ITEM_INSURANCE_CARD, c.profile().insurance_system, ev::IDENTIFIER_TYPE_INSURANCE_CARD);
   if (required && ids.empty()) return missing(path_of(pid, 3), "patient identifier list");
-  return ids;
+  return {};
 }
 
-std::string identifier_key(const std::vector<ev::Identifier>& ids) {
+std::string identifier_key(const identifier_list& ids) {
   if (ids.empty()) return {};
-  return ids.front().system() + "|" + ids.front().value();
-}
-
-void set_subject(ev::Envelope& e, const std::vector<ev::Identifier>& ids) {
-  auto* subject = e.mutable_subject();
-  for (const auto& id : ids) *subject->add_identifiers() = id;
-}
-
-void set_subject(ev::Envelope& e, std::vector<ev::Identifier>&& ids) {
-  auto* subject = e.mutable_subject();
-  subject->mutable_identifiers()->Reserve(static_cast<int>(ids.size()));
-  for (auto& id : ids) *subject->add_identifiers() = std::move(id);
-  ids.clear();
+  const ev::Identifier& first = ids.Get(0);
+  std::string key;
+  key.reserve(first.system().size() + 1 + first.value().size());
+  key += first.system();
+  key += '|';
+  key += first.value();
+  return key;
 }
 
 }  // namespace detail

@@ -132,10 +132,13 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <google/protobuf/arena.h>
 
 #include "adapters/hl7v2/hl7_time.h"
 #include "adapters/hl7v2/message.h"
@@ -147,10 +150,61 @@
 
 namespace yilian::hl7v2 {
 
+// One event of a message: where it goes (topic, partition key) and the
+// envelope, which lives on the arena of the mapped_batch that holds it (valid
+// while the batch lives and is not cleared).
 struct mapped_event {
   events::v1::Topic topic = events::v1::TOPIC_UNSPECIFIED;
   std::string key;
-  events::v1::Envelope envelope;
+  events::v1::Envelope* envelope = nullptr;
+};
+
+// The events of one message, their envelopes built in place on one protobuf
+// arena the batch owns: the sub-messages and string objects of a message's
+// events are bump allocations freed at once, not a malloc/free each (the
+// text of a string longer than 15 bytes still comes from malloc: protobuf
+// 3.21 strings are std::string). The arena starts on a block the batch
+// allocates once and clear() keeps, so a batch reused message after message
+// (mapper::map_into) needs no new blocks once warm. Not copyable; moving
+// keeps the envelopes where they are.
+class mapped_batch {
+ public:
+  static constexpr std::size_t default_block_bytes = 16384;
+
+  mapped_batch() : mapped_batch(default_block_bytes) {}
+  explicit mapped_batch(std::size_t initial_block_bytes);
+  mapped_batch(mapped_batch&&) noexcept = default;
+  mapped_batch& operator=(mapped_batch&& other) noexcept;
+  mapped_batch(const mapped_batch&) = delete;
+  mapped_batch& operator=(const mapped_batch&) = delete;
+  ~mapped_batch();
+
+  // A new event with an empty envelope on the arena. The reference is valid
+  // until the next add(); the envelope until clear().
+  mapped_event& add(events::v1::Topic topic, std::string key = {});
+  // Drops every event and frees the arena's memory but its first block.
+  void clear();
+
+  std::size_t size() const { return events_.size(); }
+  bool empty() const { return events_.empty(); }
+  mapped_event& operator[](std::size_t i) { return events_[i]; }
+  const mapped_event& operator[](std::size_t i) const { return events_[i]; }
+  mapped_event& front() { return events_.front(); }
+  const mapped_event& front() const { return events_.front(); }
+  std::vector<mapped_event>::iterator begin() { return events_.begin(); }
+  std::vector<mapped_event>::iterator end() { return events_.end(); }
+  std::vector<mapped_event>::const_iterator begin() const { return events_.begin(); }
+  std::vector<mapped_event>::const_iterator end() const { return events_.end(); }
+  // The events themselves (stamp_enterprise_ids works on them in place).
+  std::vector<mapped_event>& events() { return events_; }
+  google::protobuf::Arena* arena();
+
+ private:
+  // Declared first: the arena that may use it is destroyed before it.
+  std::unique_ptr<char[]> block_;
+  std::size_t block_bytes_ = 0;
+  std::unique_ptr<google::protobuf::Arena> arena_;
+  std::vector<mapped_event> events_;
 };
 
 namespace detail {
@@ -170,8 +224,13 @@ class mapper {
                                 std::string hospital_id);
 
   // All events one message produces, in order (event_index 0..n-1).
-  result<std::vector<mapped_event>> map(const message& msg, const events::v1::ClaimCheck& raw_ref,
-                                        std::chrono::system_clock::time_point recorded_at) const;
+  result<mapped_batch> map(const message& msg, const events::v1::ClaimCheck& raw_ref,
+                           std::chrono::system_clock::time_point recorded_at) const;
+  // The same into `out`, which is cleared first (its arena block is reused:
+  // the way to map message after message without allocating envelopes). On
+  // error `out` holds no events.
+  result<void> map_into(const message& msg, const events::v1::ClaimCheck& raw_ref,
+                        std::chrono::system_clock::time_point recorded_at, mapped_batch& out) const;
 
   // The hospital events are attributed to (empty for a generic mapper
   // compiled without one).
@@ -181,6 +240,8 @@ class mapper {
 
  private:
   explicit mapper(std::shared_ptr<const detail::compiled_profile> p) : p_(std::move(p)) {}
+  result<void> map_events(const message& msg, const events::v1::ClaimCheck& raw_ref,
+                          std::chrono::system_clock::time_point recorded_at, mapped_batch& out) const;
   std::shared_ptr<const detail::compiled_profile> p_;
 };
 

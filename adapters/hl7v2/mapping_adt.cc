@@ -34,46 +34,46 @@ void read_name(const map_context& c, const segment_view& pid, ev::Demographics& 
     d.mutable_name();  // present and empty: the name was deleted
     return;
   }
-  const std::size_t n = f.repetition_count();
-  int ideographic = -1;
-  int alphabetic = -1;
-  int first_unmarked = -1;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::string_view code = f.repetition(i).component_raw(8);
-    if (code == "I" && ideographic < 0) ideographic = static_cast<int>(i);
-    if ((code == "A" || code == "P") && alphabetic < 0) alphabetic = static_cast<int>(i);
-    if (code.empty() && first_unmarked < 0 && !f.repetition(i).empty()) first_unmarked = static_cast<int>(i);
-  }
-  if (ideographic < 0) ideographic = first_unmarked;
+  // By XPN-8 name representation: the ideographic name ("I"), else the first
+  // unmarked one; the alphabetic (pinyin) one ("A" or "P").
+  std::optional<std::string_view> ideographic, alphabetic, first_unmarked;
+  each_repetition(f.raw(), dl, [&](std::string_view rep) {
+    const std::string_view code = nth_piece(rep, dl.component, 8);
+    if (code == "I" && !ideographic) ideographic = rep;
+    if ((code == "A" || code == "P") && !alphabetic) alphabetic = rep;
+    if (code.empty() && !first_unmarked && !rep.empty()) first_unmarked = rep;
+  });
+  if (!ideographic) ideographic = first_unmarked;
   auto xpn_name = [&](std::string_view raw, std::string* family, std::string* given) {
-    std::string fam = c.text(subcomponent_of(component_of(raw, 1, dl), 1, dl));
-    std::string giv = c.text(component_of(raw, 2, dl));
-    const std::string more = c.text(component_of(raw, 3, dl));
+    const auto parts = split_pieces<3>(raw, dl.component);
+    std::string fam = c.text(nth_piece(parts[0], dl.subcomponent, 1));
+    std::string giv = c.text(parts[1]);
+    const std::string more = c.text(parts[2]);
     if (!more.empty()) giv = map_context::join_name(std::move(giv), more);
     if (family != nullptr) *family = fam;
     if (given != nullptr) *given = giv;
     return map_context::join_name(std::move(fam), giv);
   };
-  ev::PersonName name;
-  bool any = false;
-  if (ideographic >= 0) {
+  // Created on the first part found: an absent name is "no change".
+  ev::PersonName* name = nullptr;
+  auto target = [&]() -> ev::PersonName& {
+    if (name == nullptr) name = d.mutable_name();
+    return *name;
+  };
+  if (ideographic) {
     std::string family, given;
-    name.set_hanzi(xpn_name(f.repetition(static_cast<std::size_t>(ideographic)).raw(), &family, &given));
-    name.set_family(std::move(family));
-    name.set_given(std::move(given));
-    any = true;
+    std::string hanzi = xpn_name(*ideographic, &family, &given);
+    ev::PersonName& out = target();
+    out.set_hanzi(std::move(hanzi));
+    out.set_family(std::move(family));
+    out.set_given(std::move(given));
   }
   if (c.profile().location(cfg::LOCATED_ITEM_NAME_PINYIN) != nullptr) {
     const located_value v = c.located(cfg::LOCATED_ITEM_NAME_PINYIN, {0, c.size()});
-    if (v.found) {
-      name.set_pinyin(v.whole_repetition ? xpn_name(v.raw, nullptr, nullptr) : c.text(v.raw));
-      any = true;
-    }
-  } else if (alphabetic >= 0) {
-    name.set_pinyin(xpn_name(f.repetition(static_cast<std::size_t>(alphabetic)).raw(), nullptr, nullptr));
-    any = true;
+    if (v.found) target().set_pinyin(v.whole_repetition ? xpn_name(v.raw, nullptr, nullptr) : c.text(v.raw));
+  } else if (alphabetic) {
+    target().set_pinyin(xpn_name(*alphabetic, nullptr, nullptr));
   }
-  if (any) *d.mutable_name() = std::move(name);
 }
 
 result<void> read_telecom(const map_context& c, const segment_view& pid, ev::Demographics& d) {
@@ -84,19 +84,20 @@ result<void> read_telecom(const map_context& c, const segment_view& pid, ev::Dem
       cp->set_use(default_use);
       return;
     }
-    const std::size_t n = f.repetition_count();
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::string_view raw = f.repetition(i).raw();
-      const std::string_view use = component_of(raw, 2, dl);
-      const std::string_view equipment = component_of(raw, 3, dl);
+    each_repetition(f.raw(), dl, [&](std::string_view raw) {
+      // XTN-1 number, 2 use, 3 equipment, 4 email, 6 area, 7 local number,
+      // 12 unformatted number.
+      const auto xtn = split_pieces<12>(raw, dl.component);
+      const std::string_view use = xtn[1];
+      const std::string_view equipment = xtn[2];
       const bool email = equipment == "Internet" || equipment == "X.400" || use == "NET";
-      std::string value = email ? c.text(component_of(raw, 4, dl)) : c.text(component_of(raw, 12, dl));
-      if (value.empty()) value = c.text(component_of(raw, 1, dl));
+      std::string value = email ? c.text(xtn[3]) : c.text(xtn[11]);
+      if (value.empty()) value = c.text(xtn[0]);
       if (value.empty() && !email) {
-        value = c.text(component_of(raw, 6, dl)) + c.text(component_of(raw, 7, dl));
+        value = c.text(xtn[5]) + c.text(xtn[6]);
       }
-      if (value.empty()) continue;
-      ev::ContactPoint cp;
+      if (value.empty()) return;
+      ev::ContactPoint& cp = *d.add_telecom();
       cp.set_system(email ? "email" : "phone");
       cp.set_value(std::move(value));
       if (equipment == "CP") {
@@ -108,21 +109,22 @@ result<void> read_telecom(const map_context& c, const segment_view& pid, ev::Dem
       } else {
         cp.set_use(default_use);
       }
-      *d.add_telecom() = std::move(cp);
-    }
+    });
   };
   if (c.profile().location(cfg::LOCATED_ITEM_PHONE) != nullptr) {
     const located_value v = c.located(cfg::LOCATED_ITEM_PHONE, {0, c.size()});
     if (v.found) {
-      ev::ContactPoint cp;
-      cp.set_system("phone");
-      cp.set_value(c.text(v.whole_repetition ? [&] {
+      std::string value = c.text(v.whole_repetition ? [&] {
         const std::string_view twelve = component_of(v.raw, 12, dl);
         return twelve.empty() ? component_of(v.raw, 1, dl) : twelve;
       }()
-                                             : v.raw));
-      cp.set_use(ev::CONTACT_USE_HOME);
-      if (!cp.value().empty()) *d.add_telecom() = std::move(cp);
+                                                   : v.raw);
+      if (!value.empty()) {
+        ev::ContactPoint& cp = *d.add_telecom();
+        cp.set_system("phone");
+        cp.set_value(std::move(value));
+        cp.set_use(ev::CONTACT_USE_HOME);
+      }
     }
   } else {
     read_field(pid.field(13), ev::CONTACT_USE_HOME);
@@ -138,26 +140,37 @@ void read_addresses(const map_context& c, const segment_view& pid, ev::Demograph
     d.add_addresses();  // deleted
     return;
   }
-  const std::size_t n = f.repetition_count();
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::string_view raw = f.repetition(i).raw();
-    ev::Address a;
-    a.set_line(c.text(subcomponent_of(component_of(raw, 1, dl), 1, dl)));
-    const std::string other = c.text(component_of(raw, 2, dl));
-    a.set_city(c.text(component_of(raw, 3, dl)));
-    a.set_province(c.text(component_of(raw, 4, dl)));
-    a.set_postal_code(c.text(component_of(raw, 5, dl)));
-    a.set_district(c.text(component_of(raw, 9, dl)));
+  each_repetition(f.raw(), dl, [&](std::string_view raw) {
+    // XAD-1 street (SAD-1), 2 other designation, 3 city, 4 province, 5 postal
+    // code, 9 county/district.
+    const auto xad = split_pieces<9>(raw, dl.component);
+    std::string line = c.text(nth_piece(xad[0], dl.subcomponent, 1));
+    const std::string other = c.text(xad[1]);
+    std::string city = c.text(xad[2]);
+    std::string province = c.text(xad[3]);
+    std::string postal_code = c.text(xad[4]);
+    std::string district = c.text(xad[8]);
     // Chinese order, largest first, no separators: 广东省中山市石岐区孙文中路1号.
-    std::string text = a.province() + a.city() + a.district() + a.line() + other;
-    if (text.empty()) continue;
+    std::string text;
+    text.reserve(province.size() + city.size() + district.size() + line.size() + other.size());
+    text += province;
+    text += city;
+    text += district;
+    text += line;
+    text += other;
+    if (text.empty()) return;
+    ev::Address& a = *d.add_addresses();
+    put(a, &ev::Address::mutable_line, std::move(line));
+    put(a, &ev::Address::mutable_city, std::move(city));
+    put(a, &ev::Address::mutable_province, std::move(province));
+    put(a, &ev::Address::mutable_postal_code, std::move(postal_code));
+    put(a, &ev::Address::mutable_district, std::move(district));
     a.set_text(std::move(text));
-    *d.add_addresses() = std::move(a);
-  }
+  });
 }
 
 result<ev::Sex> read_sex(const segment_view& pid) {
-  const std::string_view v = pid.field(8).repetition(0).component_raw(1);
+  const std::string_view v = pid.field(8).first_component();
   if (v.empty() || is_null(v)) return ev::SEX_UNSPECIFIED;
   if (v == "M") return ev::SEX_MALE;
   if (v == "F") return ev::SEX_FEMALE;
@@ -168,7 +181,7 @@ result<ev::Sex> read_sex(const segment_view& pid) {
 
 
 result<ev::PatientClass> patient_class(const segment_view& pv1) {
-  const std::string_view v = pv1.field(2).repetition(0).component_raw(1);
+  const std::string_view v = pv1.field(2).first_component();
   if (v.empty() || v == "N" || is_null(v)) return ev::PATIENT_CLASS_UNSPECIFIED;
   if (v == "O") return ev::PATIENT_CLASS_OUTPATIENT;
   if (v == "I") return ev::PATIENT_CLASS_INPATIENT;
@@ -178,11 +191,17 @@ result<ev::PatientClass> patient_class(const segment_view& pv1) {
   return unknown_code(path_of(pv1, 2), "patient class", v, "table 0004: E, I, O, P, R, B, C, N, U");
 }
 
-// PV1 -> EncounterEvent fields; false when PV1 says nothing about a visit.
-result<bool> encounter(const map_context& c, const segment_view& pv1, ev::EncounterEvent& e) {
-  const std::string visit = c.text(pv1.field(19).repetition(0).component_raw(1));
-  const std::string_view cls = pv1.field(2).repetition(0).component_raw(1);
-  if (visit.empty() && (cls.empty() || cls == "N" || is_null(cls))) return false;
+// Whether PV1 says something about a visit: a visit number (PV1-19) or a
+// patient class (PV1-2) other than "N".
+bool has_visit(const map_context& c, const segment_view& pv1) {
+  const std::string visit = c.text(pv1.field(19).first_component());
+  const std::string_view cls = pv1.field(2).first_component();
+  return !visit.empty() || !(cls.empty() || cls == "N" || is_null(cls));
+}
+
+// PV1 -> EncounterEvent fields (PV1 has a visit, see has_visit).
+result<void> encounter(const map_context& c, const segment_view& pv1, ev::EncounterEvent& e) {
+  std::string visit = c.text(pv1.field(19).first_component());
   auto pc = patient_class(pv1);
   if (!pc) return std::unexpected(std::move(pc.error()));
   const std::string& trigger = c.trigger();
@@ -190,7 +209,7 @@ result<bool> encounter(const map_context& c, const segment_view& pv1, ev::Encoun
                : trigger == "A04" ? ev::ENCOUNTER_ACTION_REGISTERED
                                   : ev::ENCOUNTER_ACTION_UPDATED);
   e.set_trigger(trigger);
-  e.set_encounter_id(visit);
+  e.set_encounter_id(std::move(visit));
   e.set_patient_class(*pc);
   // PV1-3 (PL): point of care / room / bed.
   const std::string_view loc = pv1.field(3).repetition(0).raw();
@@ -202,45 +221,45 @@ result<bool> encounter(const map_context& c, const segment_view& pv1, ev::Encoun
     location += part;
   }
   e.set_location(std::move(location));
-  e.set_department(c.text(pv1.field(10).repetition(0).component_raw(1)));
+  put(e, &ev::EncounterEvent::mutable_department, c.text(pv1.field(10).first_component()));
   if (const std::string_view raw = pv1.field(7).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-    *e.mutable_attending() = c.provider_xcn(raw);
-    e.mutable_attending()->set_hospital(c.hospital());
-    e.mutable_attending()->set_department(e.department());
+    ev::ProviderRef& attending = *e.mutable_attending();
+    c.provider_xcn(raw, attending);
+    attending.set_hospital(c.hospital());
+    put(attending, &ev::ProviderRef::mutable_department, e.department());
   }
   if (const std::string_view raw = pv1.field(8).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-    *e.mutable_referring() = c.provider_xcn(raw);
+    c.provider_xcn(raw, *e.mutable_referring());
   }
   auto start = c.time_at(pv1, 44);
   if (!start) return std::unexpected(std::move(start.error()));
-  if (*start) *e.mutable_start() = **start;
+  if (*start) set_timestamp(*e.mutable_start(), **start);
   auto end = c.time_at(pv1, 45);
   if (!end) return std::unexpected(std::move(end.error()));
-  if (*end) *e.mutable_end() = **end;
+  if (*end) set_timestamp(*e.mutable_end(), **end);
   if (const std::string_view raw = pv1.field(36).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-    *e.mutable_discharge_disposition() = c.coding(raw);
+    c.coding(raw, *e.mutable_discharge_disposition());
   }
   if (const auto evn = c.find_first("EVN")) {
     if (const std::string_view raw = evn->field(4).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-      *e.mutable_reason() = c.coding(raw);
+      c.coding(raw, *e.mutable_reason());
     }
   }
   const group_range whole{0, c.size()};
-  e.set_referral_id(c.id_item(cfg::LOCATED_ITEM_REFERRAL_ID, whole, {}));
-  e.set_appointment_id(c.id_item(cfg::LOCATED_ITEM_APPOINTMENT_ID, whole, {}));
-  return true;
+  put(e, &ev::EncounterEvent::mutable_referral_id, c.id_item(cfg::LOCATED_ITEM_REFERRAL_ID, whole, {}));
+  put(e, &ev::EncounterEvent::mutable_appointment_id, c.id_item(cfg::LOCATED_ITEM_APPOINTMENT_ID, whole, {}));
+  return {};
 }
 
 }  // namespace
 
-result<ev::Demographics> demographics(const map_context& c, const segment_view& pid, bool registration) {
-  ev::Demographics d;
+result<void> demographics(const map_context& c, const segment_view& pid, bool registration, ev::Demographics& d) {
   if (registration && (pid.field(5).empty() || pid.field(5).is_null())) {
     return missing(path_of(pid, 5), "patient name");
   }
   read_name(c, pid, d);
 
-  const std::string_view birth = pid.field(7).repetition(0).component_raw(1);
+  const std::string_view birth = pid.field(7).first_component();
   if (!birth.empty() && !is_null(birth)) {
     if (!c.profile().birth_date_has_fake_time) {
       // The whole value must be a valid date/time; only its date is kept.
@@ -260,66 +279,55 @@ result<ev::Demographics> demographics(const map_context& c, const segment_view& 
   if (ethnic.is_null()) {
     d.mutable_ethnic_group();
   } else if (!ethnic.empty()) {
-    *d.mutable_ethnic_group() = c.coding(ethnic.repetition(0).raw());
+    c.coding(ethnic.repetition(0).raw(), *d.mutable_ethnic_group());
   }
   auto died = c.time_at(pid, 29);
   if (!died) return std::unexpected(std::move(died.error()));
-  if (*died) *d.mutable_deceased_at() = **died;
+  if (*died) set_timestamp(*d.mutable_deceased_at(), **died);
   const std::string_view indicator = pid.field(30).repetition(0).raw();
   if (indicator == "Y") {
     d.set_deceased(true);
   } else if (!indicator.empty() && indicator != "N" && !is_null(indicator)) {
     return unknown_code(path_of(pid, 30), "patient death indicator", {}, "table 0136: Y, N");
   }
-  return d;
+  return {};
 }
 
 result<void> map_adt(map_context& c) {
   if (auto t = adt_time(c); !t) return t;
   const auto pid = c.find_first("PID");
   if (!pid) return missing("PID", "patient identification segment");
-  auto ids = patient_identifiers(c, *pid, /*required=*/true);
-  if (!ids) return std::unexpected(std::move(ids.error()));
+  mapped_event& person = c.emit(ev::TOPIC_PATIENT);
+  ev::Envelope& e = *person.envelope;
+  const identifier_list& ids = *e.mutable_subject()->mutable_identifiers();
+  if (auto read = patient_identifiers(c, *pid, /*required=*/true, *e.mutable_subject()->mutable_identifiers()); !read) {
+    return read;
+  }
+  person.key = identifier_key(ids);
   const bool registration = is_registration(c.trigger());
-  auto demo = demographics(c, *pid, registration);
-  if (!demo) return std::unexpected(std::move(demo.error()));
-
-  ev::EncounterEvent enc;
-  bool has_encounter = false;
-  const auto pv1 = c.find_first("PV1");
-  if (pv1 && is_visit_trigger(c.trigger())) {
-    auto e = encounter(c, *pv1, enc);
-    if (!e) return std::unexpected(std::move(e.error()));
-    has_encounter = *e;
-  }
-  const std::string key = identifier_key(*ids);
-  ev::Envelope& e = c.emit(ev::TOPIC_PATIENT, key);
-  if (has_encounter) {
-    set_subject(e, *ids);
-  } else {
-    set_subject(e, std::move(*ids));
-  }
-  if (has_encounter) {
-    e.mutable_correlation()->set_encounter_id(enc.encounter_id());
-    e.mutable_correlation()->set_referral_id(enc.referral_id());
-    e.mutable_correlation()->set_appointment_id(enc.appointment_id());
-  }
   if (registration) {
     auto* body = e.mutable_patient_registered();
-    *body->mutable_demographics() = std::move(*demo);
+    if (auto d = demographics(c, *pid, registration, *body->mutable_demographics()); !d) return d;
     body->set_trigger(c.trigger());
   } else {
     auto* body = e.mutable_patient_updated();
-    *body->mutable_demographics() = std::move(*demo);
+    if (auto d = demographics(c, *pid, registration, *body->mutable_demographics()); !d) return d;
     body->set_trigger(c.trigger());
   }
-  if (has_encounter) {
-    ev::Envelope& v = c.emit(ev::TOPIC_PATIENT, key);
-    set_subject(v, std::move(*ids));
-    v.mutable_correlation()->set_encounter_id(enc.encounter_id());
-    v.mutable_correlation()->set_referral_id(enc.referral_id());
-    v.mutable_correlation()->set_appointment_id(enc.appointment_id());
-    *v.mutable_encounter_event() = std::move(enc);
+
+  const auto pv1 = c.find_first("PV1");
+  if (!pv1 || !is_visit_trigger(c.trigger()) || !has_visit(c, *pv1)) return {};
+  // The visit: a second event about the same person.
+  std::string key = person.key;
+  ev::Envelope& v = *c.emit(ev::TOPIC_PATIENT, std::move(key)).envelope;
+  const ev::EncounterEvent& enc = *v.mutable_encounter_event();
+  if (auto read = encounter(c, *pv1, *v.mutable_encounter_event()); !read) return read;
+  *v.mutable_subject()->mutable_identifiers() = ids;
+  for (ev::Envelope* x : {&e, &v}) {
+    auto* corr = x->mutable_correlation();
+    put(*corr, &ev::Correlation::mutable_encounter_id, enc.encounter_id());
+    put(*corr, &ev::Correlation::mutable_referral_id, enc.referral_id());
+    put(*corr, &ev::Correlation::mutable_appointment_id, enc.appointment_id());
   }
   return {};
 }
@@ -342,16 +350,16 @@ result<void> map_merge(map_context& c) {
       }
     }
     if (!mrg) return missing("MRG", "merge patient information for " + path_of(pid, 0));
-    auto surviving = patient_identifiers(c, pid, /*required=*/true);
-    if (!surviving) return std::unexpected(std::move(surviving.error()));
-    std::vector<ev::Identifier> retired = c.identifiers(mrg->field(1));
-    if (retired.empty()) return missing(path_of(*mrg, 1), "prior patient identifier list");
-    ev::Envelope& e = c.emit(ev::TOPIC_PATIENT, identifier_key(*surviving));
-    set_subject(e, *surviving);
+    mapped_event& merged = c.emit(ev::TOPIC_PATIENT);
+    ev::Envelope& e = *merged.envelope;
+    identifier_list& surviving = *e.mutable_subject()->mutable_identifiers();
+    if (auto read = patient_identifiers(c, pid, /*required=*/true, surviving); !read) return read;
     auto* body = e.mutable_patient_identifiers_merged();
+    c.add_identifiers(mrg->field(1), *body->mutable_retired());
+    if (body->retired().empty()) return missing(path_of(*mrg, 1), "prior patient identifier list");
+    merged.key = identifier_key(surviving);
     body->set_hospital(c.hospital());
-    for (auto& id : *surviving) *body->add_surviving() = std::move(id);
-    for (auto& id : retired) *body->add_retired() = std::move(id);
+    *body->mutable_surviving() = surviving;
     any = true;
   }
   if (!any) return missing("PID", "patient identification segment");

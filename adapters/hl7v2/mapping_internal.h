@@ -113,12 +113,62 @@ struct compiled_profile {
 // decoded only when the escape character occurs.
 std::string text_of(std::string_view raw, const delimiters& d);
 
-// Component c (1-based) of a raw repetition/field value, as sent.
-std::string_view component_of(std::string_view raw, std::size_t c, const delimiters& d);
+// Component c (1-based; 0 reads as 1) of a raw repetition/field value, as sent.
+inline std::string_view component_of(std::string_view raw, std::size_t c, const delimiters& d) {
+  return nth_piece(raw, d.component, c == 0 ? 1 : c);
+}
 // Subcomponent s of a raw component.
-std::string_view subcomponent_of(std::string_view raw_component, std::size_t s, const delimiters& d);
+inline std::string_view subcomponent_of(std::string_view raw_component, std::size_t s, const delimiters& d) {
+  return nth_piece(raw_component, d.subcomponent, s == 0 ? 1 : s);
+}
 
-inline bool is_null(std::string_view raw) { return raw == "\"\""; }
+// Equality of short strings (codes, segment ids) without a memcmp call.
+inline bool same(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+inline bool is_null(std::string_view raw) { return raw.size() == 2 && raw[0] == '"' && raw[1] == '"'; }
+
+// Sets a string field only when the value is not empty: in proto3 an empty
+// string and an unset field read the same, and setting one still puts a
+// string on the arena. `field` is the mutable accessor (&ev::Coding::mutable_code).
+template <class M>
+inline void put(M& m, std::string* (M::*field)(), std::string&& value) {
+  if (!value.empty()) *(m.*field)() = std::move(value);
+}
+template <class M>
+inline void put(M& m, std::string* (M::*field)(), const std::string& value) {
+  if (!value.empty()) (m.*field)()->assign(value);
+}
+// The decoded text of a raw value (see text_of), set when not empty; values
+// without escape sequences are copied straight from the message.
+template <class M>
+inline void put_text(M& m, std::string* (M::*field)(), std::string_view raw, const delimiters& d) {
+  if (raw.empty() || is_null(raw)) return;
+  if (find_char(raw, d.escape) == std::string_view::npos) {
+    (m.*field)()->assign(raw.data(), raw.size());
+  } else {
+    put(m, field, unescape(raw, d));
+  }
+}
+
+// Calls fn(repetition) for each repetition of a raw field, in one pass (as
+// field_view::repetition(i) for i < repetition_count(), without rescanning).
+template <class F>
+void each_repetition(std::string_view raw, const delimiters& d, F&& fn) {
+  if (raw.empty()) return;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t p = find_char(raw, d.repetition, start);
+    fn(raw.substr(start, p == std::string_view::npos ? std::string_view::npos : p - start));
+    if (p == std::string_view::npos) return;
+    start = p + 1;
+  }
+}
 
 // "PID-3", "PID-3[2]", "OBR[2]-25.1" (segment occurrence shown when > 1,
 // repetition when > 1).
@@ -130,21 +180,46 @@ struct group_range {
   std::size_t end = 0;
 };
 
+// A place in the message ("PID-3", "OBR[2]-25.1"), spelled out by path()
+// only when an error message needs it; or a fixed text ("AIS-3") when the
+// segment is absent.
+struct field_ref {
+  field_ref() = default;
+  field_ref(const segment_view& s, std::size_t f, std::size_t r = 0, std::size_t c = 0)
+      : seg(s), field(f), rep(r), comp(c), present(true) {}
+  // Implicit: a fixed path ("RF1-1") may stand where a place is expected.
+  field_ref(const char* fixed) : text(fixed) {}
+  std::string path() const { return present ? path_of(seg, field, rep, comp) : std::string(text); }
+
+  segment_view seg;
+  std::size_t field = 0;
+  std::size_t rep = 0;
+  std::size_t comp = 0;
+  std::string_view text;
+  bool present = false;
+};
+
 // One value read through a quirk location (or its standard place).
 struct located_value {
   std::string_view raw;  // the component/subcomponent, or the whole repetition when no component was given
   bool whole_repetition = false;
-  std::string where;
+  field_ref where;
   bool found = false;
 };
 
 // ---------------------------------------------------------------------------
 // The per-message context
 
+using identifier_list = google::protobuf::RepeatedPtrField<ev::Identifier>;
+
+// Every event is built in place on the batch's arena: the mappings fill the
+// envelope emit() returns (sub-messages through mutable_x() / add_x()), never
+// a temporary message copied in afterwards (a heap message moved into an
+// arena message is a deep copy).
 class map_context {
  public:
-  map_context(const compiled_profile& p, const message& m, const ev::ClaimCheck& raw_ref,
-              google::protobuf::Timestamp recorded_at);
+  map_context(const compiled_profile& p, const message& m, const ev::ClaimCheck& raw_ref, instant recorded_at,
+              mapped_batch& out);
 
   const compiled_profile& profile() const { return p_; }
   const message& msg() const { return msg_; }
@@ -157,14 +232,17 @@ class map_context {
   // Sets up the source fields common to every event; checks MSH.
   result<void> start();
 
-  // A new event with the common envelope fields; the caller fills the body.
-  ev::Envelope& emit(ev::Topic topic, std::string key);
-  std::vector<mapped_event> take_events();
-  std::size_t event_count() const { return events_.size(); }
+  // A new event with the common envelope fields; the caller fills the body
+  // through `*event.envelope` and may set `event.key` until the next emit
+  // (the reference is not valid after it; the envelope is).
+  mapped_event& emit(ev::Topic topic, std::string key = {});
+  // Finishes the events (type names, empty sub-messages dropped).
+  void finish();
+  std::size_t event_count() const { return out_.size(); }
 
   // occurred_at for the events emitted from now on (default MSH-7).
-  void set_occurred_at(const google::protobuf::Timestamp& t) { occurred_at_ = t; }
-  const google::protobuf::Timestamp& msh_time() const { return msh_time_; }
+  void set_occurred_at(instant t) { occurred_at_ = t; }
+  instant msh_time() const { return msh_time_; }
 
   // -- segments
   // The segments of the message other than the profile's ignored ones.
@@ -179,7 +257,8 @@ class map_context {
   // -- reading
   std::string text(std::string_view raw) const { return text_of(raw, delims()); }
   std::string_view comp(const segment_view& s, std::size_t field, std::size_t c) const {
-    return s.field(field).repetition(0).component_raw(c);
+    const field_view f = s.field(field);
+    return c == 1 ? f.first_component() : f.repetition(0).component_raw(c);
   }
   std::string comp_text(const segment_view& s, std::size_t field, std::size_t c) const {
     return text(comp(s, field, c));
@@ -191,33 +270,38 @@ class map_context {
   // `fallback` (already read from the standard place).
   std::string id_item(config::v1::LocatedItem item, group_range r, std::string_view fallback_raw) const;
 
-  // Timestamp of a DTM/TS value (first component of `raw`); empty -> nullopt.
-  result<std::optional<google::protobuf::Timestamp>> time_of(std::string_view raw, const std::string& where) const;
-  result<std::optional<google::protobuf::Timestamp>> time_at(const segment_view& s, std::size_t field) const;
+  // Instant of a DTM/TS value (first component of `raw`); empty -> nullopt.
+  result<std::optional<instant>> time_of(std::string_view raw, const field_ref& where) const;
+  result<std::optional<instant>> time_at(const segment_view& s, std::size_t field) const;
 
   // -- profile lookups
   // Hospital id of a facility (HD-1); in the generic profile the value as sent.
   std::string facility_hospital(std::string_view facility) const;
   const equipment* resource(std::string_view code) const;
-  // Identifier from a CX repetition; nullopt when CX-1 is empty.
-  std::optional<ev::Identifier> identifier(const repetition_view& cx) const;
+  // Appends the identifier of a CX repetition to `out`; nothing when CX-1 is
+  // empty.
+  void add_identifier(const repetition_view& cx, identifier_list& out) const;
   // Every identifier of a CX field.
-  std::vector<ev::Identifier> identifiers(const field_view& f) const;
-  // Catalogue coding for a local coding; `known` false when the system has a
-  // map that lacks the code.
+  void add_identifiers(const field_view& f, identifier_list& out) const;
+  // Catalogue coding for a local coding; `mapped` false when the system has
+  // a map that lacks the code. The strings are the compiled profile's.
   struct catalogue_lookup {
-    ev::Coding coding;
+    const std::string* system = nullptr;
+    const std::string* code = nullptr;
+    const std::string* display = nullptr;  // the catalogue name, when known
     bool mapped = false;
     bool system_has_map = false;
+    void write(ev::Coding& out) const;
   };
-  catalogue_lookup catalogue(const ev::Coding& local) const;
+  catalogue_lookup catalogue(std::string_view system, std::string_view code) const;
+  catalogue_lookup catalogue(const ev::Coding& local) const { return catalogue(local.system(), local.code()); }
   // The report section ("findings", "conclusion" or "") of an OBX-3 coding.
   std::string_view report_section(const ev::Coding& code) const;
   int tier(std::string_view hospital) const;
 
-  // -- value builders
-  ev::Coding coding(std::string_view cwe_raw) const;
-  ev::ProviderRef provider_xcn(std::string_view xcn_raw) const;
+  // -- value builders (in place)
+  void coding(std::string_view cwe_raw, ev::Coding& out) const;
+  void provider_xcn(std::string_view xcn_raw, ev::ProviderRef& out) const;
   // "张" + "三" -> "张三", "ZHANG" + "SAN" -> "ZHANG SAN".
   static std::string join_name(std::string family, std::string_view given);
 
@@ -225,16 +309,17 @@ class map_context {
   const compiled_profile& p_;
   const message& msg_;
   const ev::ClaimCheck& raw_ref_;
-  google::protobuf::Timestamp recorded_at_;
-  google::protobuf::Timestamp msh_time_;
-  google::protobuf::Timestamp occurred_at_;
+  mapped_batch& out_;
+  instant recorded_at_;
+  instant msh_time_;
+  instant occurred_at_;
   std::string code_;
   std::string trigger_;
   std::string hospital_;
   std::string facility_;
   std::string control_id_;
-  ev::Source source_;
-  std::vector<mapped_event> events_;
+  std::string system_;
+  std::string message_type_;
 };
 
 // Errors with the conventions the ACK mapping relies on.
@@ -252,16 +337,12 @@ result<void> map_schedule(map_context& c);
 result<void> map_referral(map_context& c);
 
 // Subject identifiers from a PID segment (PID-3, plus quirk resident_id /
-// insurance_card locations).
-result<std::vector<ev::Identifier>> patient_identifiers(const map_context& c, const segment_view& pid,
-                                                        bool required);
+// insurance_card locations), appended to `out` (empty before).
+result<void> patient_identifiers(const map_context& c, const segment_view& pid, bool required, identifier_list& out);
 // "system|value" of the first identifier (the patient topic key).
-std::string identifier_key(const std::vector<ev::Identifier>& ids);
-void set_subject(ev::Envelope& e, const std::vector<ev::Identifier>& ids);
-// PID-5, 7, 8, 11, 13, 14, ... as Demographics; `registration` requires a name.
-result<ev::Demographics> demographics(const map_context& c, const segment_view& pid, bool registration);
-// The same for the last use of `ids`: moved, not copied.
-void set_subject(ev::Envelope& e, std::vector<ev::Identifier>&& ids);
+std::string identifier_key(const identifier_list& ids);
+// PID-5, 7, 8, 11, 13, 14, ... into `d`; `registration` requires a name.
+result<void> demographics(const map_context& c, const segment_view& pid, bool registration, ev::Demographics& d);
 
 // Hospital id named by an XON (ORC-21, PRD-10): XON-10, else XON-3, else
 // XON-1, through facility_ids; empty when none resolves.
@@ -272,8 +353,10 @@ std::string xon_hospital(const map_context& c, std::string_view xon_raw);
 // a higher tier is UP); UNSPECIFIED when a tier is unknown or equal.
 result<ev::ReferralDirection> referral_direction(const map_context& c, const std::string& from, const std::string& to);
 
-// Claim-check of an ED/RP OBX-5 (documents stay in the raw store).
-result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type);
+// Claim-check of an ED/RP OBX-5 (documents stay in the raw store), into
+// `claim`.
+result<void> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type,
+                            ev::ClaimCheck& claim);
 // An OBX of value type ED or RP as a claim-check appended to `out`; other
 // OBX are left alone (REF and order messages carry documents this way).
 result<void> attach_document(const map_context& c, const segment_view& obx,
@@ -281,7 +364,7 @@ result<void> attach_document(const map_context& c, const segment_view& obx,
 // The lines of an NTE-3 appended to `text`, one per line.
 void append_notes(const map_context& c, const segment_view& nte, std::string& text);
 
-// Observation from an OBX; `section` receives its report section.
-result<ev::Observation> observation(const map_context& c, const segment_view& obx);
+// Observation from an OBX, into `o`.
+result<void> observation(const map_context& c, const segment_view& obx, ev::Observation& o);
 
 }  // namespace yilian::hl7v2::detail

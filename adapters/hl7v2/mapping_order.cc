@@ -66,31 +66,31 @@ constexpr std::array<status_entry, 9> order_statuses{{
 
 // Table 0485/0027 priority (TQ1-9, TQ-6): S, A, R; P, C, T, PRN carry no
 // event value.
-result<ev::Priority> priority_of(std::string_view code, const std::string& where) {
+result<ev::Priority> priority_of(std::string_view code, const field_ref& where) {
   if (code.empty() || is_null(code)) return ev::PRIORITY_UNSPECIFIED;
   if (code == "S") return ev::PRIORITY_STAT;
   if (code == "A") return ev::PRIORITY_ASAP;
   if (code == "R") return ev::PRIORITY_ROUTINE;
   if (code == "P" || code == "C" || code == "T" || code == "PRN") return ev::PRIORITY_UNSPECIFIED;
-  return unknown_code(where, "priority", code, "table 0485: S, A, R, P, C, T, PRN");
+  return unknown_code(where.path(), "priority", code, "table 0485: S, A, R, P, C, T, PRN");
 }
 
 // An order's priority: TQ1-9, else ORC-7.6, else OBR-27.6.
 result<ev::Priority> order_priority(const map_context& c, const std::optional<segment_view>& tq1,
                                     const segment_view& orc, const std::optional<segment_view>& obr) {
   std::string_view prio;
-  std::string where;
+  field_ref where;
   if (tq1) {
     prio = c.comp(*tq1, 9, 1);
-    where = path_of(*tq1, 9);
+    where = field_ref(*tq1, 9);
   }
   if (prio.empty()) {
     prio = c.comp(orc, 7, 6);
-    where = path_of(orc, 7, 0, 6);
+    where = field_ref(orc, 7, 0, 6);
   }
   if (prio.empty() && obr) {
     prio = c.comp(*obr, 27, 6);
-    where = path_of(*obr, 27, 0, 6);
+    where = field_ref(*obr, 27, 0, 6);
   }
   return priority_of(prio, where);
 }
@@ -167,33 +167,24 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
   } else if (xcn.empty() && o.obr) {
     xcn = o.obr->field(16).repetition(0).raw();
   }
-  ev::ProviderRef referrer;
-  if (!xcn.empty() && !is_null(xcn)) referrer = c.provider_xcn(xcn);
+  const bool referrer_named = !xcn.empty() && !is_null(xcn);
 
-  std::vector<ev::Identifier> ids;
-  std::optional<ev::Demographics> patient;
+  ev::Envelope& e = *c.emit(ev::TOPIC_REFERRAL, o.referral_id).envelope;
+  identifier_list& ids = *e.mutable_subject()->mutable_identifiers();
   const auto pid = c.find_first("PID");
   if (o.kind == referral_order_kind::request) {
     // The hospital referred to needs to know whom it receives, as with REF^I12.
     if (!pid) return missing("PID", "patient identification segment (a referral order names its patient)");
-    auto read = patient_identifiers(c, *pid, /*required=*/true);
-    if (!read) return std::unexpected(std::move(read.error()));
-    ids = std::move(*read);
-    auto d = demographics(c, *pid, /*registration=*/false);
-    if (!d) return std::unexpected(std::move(d.error()));
-    patient = std::move(*d);
+    if (auto read = patient_identifiers(c, *pid, /*required=*/true, ids); !read) return read;
+    auto d = demographics(c, *pid, /*registration=*/false, *e.mutable_referral_requested()->mutable_patient());
+    if (!d) return d;
   } else if (pid) {
-    auto read = patient_identifiers(c, *pid, /*required=*/false);
-    if (!read) return std::unexpected(std::move(read.error()));
-    ids = std::move(*read);
+    if (auto read = patient_identifiers(c, *pid, /*required=*/false, ids); !read) return read;
   }
-
-  ev::Envelope& e = c.emit(ev::TOPIC_REFERRAL, o.referral_id);
-  set_subject(e, std::move(ids));
   auto* corr = e.mutable_correlation();
-  corr->set_referral_id(o.referral_id);
-  corr->set_placer_order(o.placer);
-  corr->set_filler_order(o.filler);
+  put(*corr, &ev::Correlation::mutable_referral_id, o.referral_id);
+  put(*corr, &ev::Correlation::mutable_placer_order, o.placer);
+  put(*corr, &ev::Correlation::mutable_filler_order, o.filler);
 
   if (o.kind == referral_order_kind::cancel) {
     auto* body = e.mutable_referral_state_changed();
@@ -203,13 +194,18 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
     body->set_source_status("ORC-1 " + c.text(o.control_code));
     // ORC-16 order control code reason: why the referrer withdrew it.
     if (const std::string_view raw = o.orc.field(16).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-      *body->mutable_reason() = c.coding(raw);
+      c.coding(raw, *body->mutable_reason());
       body->set_reason_text(!body->reason().display().empty() ? body->reason().display() : body->reason().code());
     }
     body->set_actor_hospital(sender);
-    if (has_person(referrer)) {
-      *body->mutable_actor() = referrer;
-      body->mutable_actor()->set_hospital(from);
+    if (referrer_named) {
+      ev::ProviderRef& actor = *body->mutable_actor();
+      c.provider_xcn(xcn, actor);
+      if (has_person(actor)) {
+        actor.set_hospital(from);
+      } else {
+        body->clear_actor();
+      }
     }
     body->set_from_hospital(from);
     body->set_to_hospital(o.to_hospital);
@@ -222,41 +218,44 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
   body->set_referral_id(o.referral_id);
   body->set_state(ev::REFERRAL_STATE_REQUESTED);
   body->set_direction(*direction);
-  if (patient) *body->mutable_patient() = std::move(*patient);
   body->set_from_hospital(from);
   body->set_to_hospital(o.to_hospital);
-  if (has_person(referrer)) {
-    *body->mutable_referring_provider() = std::move(referrer);
-    body->mutable_referring_provider()->set_hospital(from);
+  if (referrer_named) {
+    ev::ProviderRef& referrer = *body->mutable_referring_provider();
+    c.provider_xcn(xcn, referrer);
+    if (has_person(referrer)) {
+      referrer.set_hospital(from);
+    } else {
+      body->clear_referring_provider();
+    }
   }
   body->set_priority(o.priority);
   // What is asked for: the exam (OBR-4, or the quirk exam_code location).
-  ev::Coding exam;
+  ev::Coding& exam = *body->add_requested_services();
   if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
     const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, o.g);
     if (v.found) {
       if (v.whole_repetition) {
-        exam = c.coding(v.raw);
+        c.coding(v.raw, exam);
       } else {
         exam.set_code(c.text(v.raw));
       }
     }
   } else if (const std::string_view raw = obr.field(4).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-    exam = c.coding(raw);
+    c.coding(raw, exam);
   }
-  if (!exam.code().empty()) *body->add_requested_services() = std::move(exam);
+  if (exam.code().empty()) body->mutable_requested_services()->RemoveLast();
   // Why: OBR-31 reason for study (the first repetition is the reason, every
   // repetition a diagnosis too unless DG1 segments give them).
   const field_view reasons = obr.field(31);
-  std::vector<ev::Coding> reason_codes;
-  for (std::size_t r = 0; r < reasons.repetition_count(); ++r) {
+  const std::size_t reason_count = reasons.repetition_count();
+  for (std::size_t r = 0; r < reason_count; ++r) {
     const std::string_view raw = reasons.repetition(r).raw();
-    if (!raw.empty() && !is_null(raw)) reason_codes.push_back(c.coding(raw));
-  }
-  if (!reason_codes.empty()) {
-    *body->mutable_reason() = reason_codes.front();
-    body->set_reason_text(!reason_codes.front().display().empty() ? reason_codes.front().display()
-                                                                  : reason_codes.front().code());
+    if (raw.empty() || is_null(raw)) continue;
+    ev::Coding& reason = *body->mutable_reason();
+    c.coding(raw, reason);
+    body->set_reason_text(!reason.display().empty() ? reason.display() : reason.code());
+    break;
   }
   std::string summary = c.text(obr.field(13).repetition(0).raw());  // relevant clinical information
   for (std::size_t i = o.g.begin; i < o.g.end; ++i) {
@@ -264,18 +263,19 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
     if (c.skip(s)) continue;
     if (s.id() == "DG1") {
       if (const std::string_view raw = s.field(3).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-        *body->add_diagnoses() = c.coding(raw);
+        c.coding(raw, *body->add_diagnoses());
       }
     } else if (s.id() == "NTE") {
       append_notes(c, s, summary);
     } else if (s.id() == "OBX") {
-      if (auto attached = attach_document(c, s, *body->mutable_attachments()); !attached) {
-        return std::unexpected(std::move(attached.error()));
-      }
+      if (auto attached = attach_document(c, s, *body->mutable_attachments()); !attached) return attached;
     }
   }
   if (body->diagnoses().empty()) {
-    for (auto& r : reason_codes) *body->add_diagnoses() = std::move(r);
+    for (std::size_t r = 0; r < reason_count; ++r) {
+      const std::string_view raw = reasons.repetition(r).raw();
+      if (!raw.empty() && !is_null(raw)) c.coding(raw, *body->add_diagnoses());
+    }
   }
   body->set_clinical_summary(std::move(summary));
   // When it was asked: ORC-15 order effective date/time, else ORC-9.
@@ -285,7 +285,7 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
     effective = c.time_at(o.orc, 9);
     if (!effective) return std::unexpected(std::move(effective.error()));
   }
-  if (*effective) *body->mutable_effective_at() = **effective;
+  if (*effective) set_timestamp(*body->mutable_effective_at(), **effective);
   return {};
 }
 
@@ -305,14 +305,11 @@ std::string xon_hospital(const map_context& c, std::string_view xon_raw) {
 
 result<void> map_order(map_context& c) {
   const std::size_t n = c.size();
-  std::vector<ev::Identifier> ids;
-  if (const auto pid = c.find_first("PID")) {
-    auto read = patient_identifiers(c, *pid, /*required=*/false);
-    if (!read) return std::unexpected(std::move(read.error()));
-    ids = std::move(*read);
-  }
+  // The patient of every order (its identifiers are read into each event;
+  // they cannot fail when not required).
+  const auto pid = c.find_first("PID");
   const segment_view msh = c.msg().msh();
-  const std::string receiver = c.facility_hospital(msh.field(6).repetition(0).component_raw(1));
+  const std::string receiver = c.facility_hospital(msh.field(6).first_component());
   const delimiters& dl = c.delims();
   bool any = false;
   for (std::size_t i = 0; i < n; ++i) {
@@ -330,7 +327,7 @@ result<void> map_order(map_context& c) {
     if (control_code.empty()) return missing(path_of(orc, 1), "order control");
     const control_entry* control = nullptr;
     for (const auto& e : order_controls) {
-      if (e.code == control_code) control = &e;
+      if (same(e.code, control_code)) control = &e;
     }
     if (control == nullptr) return unknown_code(path_of(orc, 1), "order control", control_code, "table 0119");
 
@@ -385,7 +382,7 @@ result<void> map_order(map_context& c) {
         std::string referral_id = c.profile().location(cfg::LOCATED_ITEM_REFERRAL_ID) != nullptr ? referral : placer;
         if (referral_id.empty()) {
           return missing(c.profile().location(cfg::LOCATED_ITEM_REFERRAL_ID) != nullptr
-                             ? c.located(cfg::LOCATED_ITEM_REFERRAL_ID, g).where
+                             ? c.located(cfg::LOCATED_ITEM_REFERRAL_ID, g).where.path()
                              : path_of(orc, 2),
                          "placer order number (the referral's id)");
         }
@@ -417,21 +414,26 @@ result<void> map_order(map_context& c) {
 
     ev::Envelope* e = nullptr;
     if (eq != nullptr) {
-      e = &c.emit(ev::TOPIC_BOOKING, eq->id);
+      e = c.emit(ev::TOPIC_BOOKING, eq->id).envelope;
     } else if (!referral.empty()) {
-      e = &c.emit(ev::TOPIC_REFERRAL, referral);
+      e = c.emit(ev::TOPIC_REFERRAL, referral).envelope;
     } else {
       std::string key = !accession.empty() ? accession : !placer.empty() ? placer : filler;
       if (key.empty()) return missing(path_of(orc, 2), "placer order number (or accession, filler order number)");
-      e = &c.emit(ev::TOPIC_REPORT, std::move(key));
+      e = c.emit(ev::TOPIC_REPORT, std::move(key)).envelope;
     }
-    set_subject(*e, ids);
+    if (pid) {
+      if (auto read = patient_identifiers(c, *pid, /*required=*/false, *e->mutable_subject()->mutable_identifiers());
+          !read) {
+        return read;
+      }
+    }
     auto* corr = e->mutable_correlation();
-    corr->set_placer_order(placer);
-    corr->set_filler_order(filler);
-    corr->set_accession(accession);
-    corr->set_study_uid(study_uid);
-    corr->set_referral_id(referral);
+    put(*corr, &ev::Correlation::mutable_placer_order, placer);
+    put(*corr, &ev::Correlation::mutable_filler_order, filler);
+    put(*corr, &ev::Correlation::mutable_accession, accession);
+    put(*corr, &ev::Correlation::mutable_study_uid, study_uid);
+    put(*corr, &ev::Correlation::mutable_referral_id, referral);
 
     auto ordered_at = c.time_at(orc, 9);
     if (!ordered_at) return std::unexpected(std::move(ordered_at.error()));
@@ -440,32 +442,32 @@ result<void> map_order(map_context& c) {
       if (!obr) return missing("OBR", "observation request of the new order " + path_of(orc, 0));
       auto* body = e->mutable_order_placed();
       body->set_control(control->control);
-      body->set_placer_order(placer);
-      body->set_filler_order(filler);
-      body->set_placer_group(c.comp_text(orc, 4, 1));
-      body->set_accession(accession);
+      put(*body, &ev::OrderPlaced::mutable_placer_order, placer);
+      put(*body, &ev::OrderPlaced::mutable_filler_order, filler);
+      put(*body, &ev::OrderPlaced::mutable_placer_group, c.comp_text(orc, 4, 1));
+      put(*body, &ev::OrderPlaced::mutable_accession, accession);
       // The exam.
-      std::string exam_where = path_of(*obr, 4);
+      field_ref exam_where(*obr, 4);
       if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
         const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, g);
         if (v.found) {
           exam_where = v.where;
           if (v.whole_repetition) {
-            *body->mutable_service() = c.coding(v.raw);
+            c.coding(v.raw, *body->mutable_service());
           } else {
             body->mutable_service()->set_code(c.text(v.raw));
           }
         }
       } else {
-        *body->mutable_service() = c.coding(obr->field(4).repetition(0).raw());
+        c.coding(obr->field(4).repetition(0).raw(), *body->mutable_service());
       }
-      if (body->service().code().empty()) return missing(exam_where, "universal service identifier");
+      if (body->service().code().empty()) return missing(exam_where.path(), "universal service identifier");
       const auto cat = c.catalogue(body->service());
       if (cat.system_has_map && !cat.mapped) {
-        return unknown_code(exam_where, "exam", body->service().code(),
+        return unknown_code(exam_where.path(), "exam", body->service().code(),
                             "not in the profile's code map for " + body->service().system());
       }
-      if (cat.mapped) *body->mutable_catalogue_code() = cat.coding;
+      if (cat.mapped) cat.write(*body->mutable_catalogue_code());
       // Modality: quirk, IPC-5, OBR-24, the machine's.
       std::string modality;
       if (c.profile().location(cfg::LOCATED_ITEM_MODALITY) != nullptr) {
@@ -490,8 +492,9 @@ result<void> map_order(map_context& c) {
       std::string ordering_hospital = xon_hospital(c, orc.field(21).repetition(0).raw());
       if (ordering_hospital.empty()) ordering_hospital = c.hospital();
       if (!xcn.empty() && !is_null(xcn)) {
-        *body->mutable_ordering_provider() = c.provider_xcn(xcn);
-        body->mutable_ordering_provider()->set_hospital(ordering_hospital);
+        ev::ProviderRef& ordering = *body->mutable_ordering_provider();
+        c.provider_xcn(xcn, ordering);
+        ordering.set_hospital(ordering_hospital);
       }
       body->set_ordering_hospital(ordering_hospital);
       if (eq != nullptr) {
@@ -500,9 +503,9 @@ result<void> map_order(map_context& c) {
       } else if (receiver != ordering_hospital) {
         body->set_performing_hospital(receiver);
       }
-      if (*ordered_at) *body->mutable_ordered_at() = **ordered_at;
+      if (*ordered_at) set_timestamp(*body->mutable_ordered_at(), **ordered_at);
       // When: TQ1-7, OBR-27.4, ORC-7.4, OBR-36.
-      std::optional<google::protobuf::Timestamp> when;
+      std::optional<instant> when;
       if (tq1) {
         auto t = c.time_at(*tq1, 7);
         if (!t) return std::unexpected(std::move(t.error()));
@@ -517,29 +520,29 @@ result<void> map_order(map_context& c) {
         if (when) break;
         const std::string_view raw = c.comp(*pl.seg, pl.field, pl.comp);
         if (raw.empty()) continue;
-        auto t = c.time_of(raw, path_of(*pl.seg, pl.field, 0, pl.comp));
+        auto t = c.time_of(raw, field_ref(*pl.seg, pl.field, 0, pl.comp));
         if (!t) return std::unexpected(std::move(t.error()));
         when = *t;
       }
-      if (when) *body->mutable_requested_for() = *when;
+      if (when) set_timestamp(*body->mutable_requested_for(), *when);
       const field_view reasons = obr->field(31);
       for (std::size_t r = 0; r < reasons.repetition_count(); ++r) {
         const std::string_view raw = reasons.repetition(r).raw();
-        if (!raw.empty() && !is_null(raw)) *body->add_reasons() = c.coding(raw);
+        if (!raw.empty() && !is_null(raw)) c.coding(raw, *body->add_reasons());
       }
-      body->set_clinical_info(c.text(obr->field(13).repetition(0).raw()));
-      body->set_referral_id(referral);
+      put(*body, &ev::OrderPlaced::mutable_clinical_info, c.text(obr->field(13).repetition(0).raw()));
+      put(*body, &ev::OrderPlaced::mutable_referral_id, referral);
     } else {
       auto* body = e->mutable_order_status_changed();
       body->set_control(control->control);
       body->set_control_code(std::string(control_code));
-      body->set_placer_order(placer);
-      body->set_filler_order(filler);
+      put(*body, &ev::OrderStatusChanged::mutable_placer_order, placer);
+      put(*body, &ev::OrderStatusChanged::mutable_filler_order, filler);
       const std::string_view status = orc.field(5).repetition(0).raw();
       if (!status.empty() && !is_null(status)) {
         const status_entry* st = nullptr;
         for (const auto& s : order_statuses) {
-          if (s.code == status) st = &s;
+          if (same(s.code, status)) st = &s;
         }
         if (st == nullptr) {
           return unknown_code(path_of(orc, 5), "order status", status, "table 0038: A, CA, CM, DC, ER, HD, IP, RP, SC");
@@ -548,10 +551,10 @@ result<void> map_order(map_context& c) {
         body->set_status_code(std::string(status));
       }
       if (const std::string_view raw = orc.field(16).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-        *body->mutable_reason() = c.coding(raw);
+        c.coding(raw, *body->mutable_reason());
       }
-      if (*ordered_at) *body->mutable_changed_at() = **ordered_at;
-      body->set_accession(accession);
+      if (*ordered_at) set_timestamp(*body->mutable_changed_at(), **ordered_at);
+      put(*body, &ev::OrderStatusChanged::mutable_accession, accession);
     }
   }
   if (!any) return missing("ORC", "common order segment");

@@ -13,7 +13,17 @@ namespace {
 struct provider {
   std::optional<segment_view> prd;
   std::string hospital;
-  ev::ProviderRef ref;
+  // The ProviderRef fields, written into the event when it names a person.
+  std::string id;
+  std::string name;
+  std::string department;
+  bool has_person() const { return !id.empty() || !name.empty(); }
+  void write(ev::ProviderRef& out, std::string at_hospital) const {
+    out.set_id(id);
+    out.set_name(name);
+    put(out, &ev::ProviderRef::mutable_department, department);
+    out.set_hospital(std::move(at_hospital));
+  }
 };
 
 // PRD -> provider: PRD-2 name (XPN), PRD-7.1 id (PLN), PRD-4.1 point of
@@ -26,14 +36,12 @@ provider read_prd(const map_context& c, const segment_view& prd) {
   p.hospital = xon_hospital(c, prd.field(10).repetition(0).raw());
   if (p.hospital.empty()) p.hospital = c.facility_hospital(prd.field(4).repetition(0).subcomponent_raw(4, 1));
   const std::string_view name = prd.field(2).repetition(0).raw();
-  p.ref.set_id(c.text(prd.field(7).repetition(0).component_raw(1)));
-  p.ref.set_name(map_context::join_name(c.text(subcomponent_of(component_of(name, 1, dl), 1, dl)),
-                                        c.text(component_of(name, 2, dl))));
-  p.ref.set_department(c.text(prd.field(4).repetition(0).component_raw(1)));
+  p.id = c.text(prd.field(7).first_component());
+  p.name = map_context::join_name(c.text(subcomponent_of(component_of(name, 1, dl), 1, dl)),
+                                  c.text(component_of(name, 2, dl)));
+  p.department = c.text(prd.field(4).first_component());
   return p;
 }
-
-bool has_person(const ev::ProviderRef& r) { return !r.id().empty() || !r.name().empty(); }
 
 }  // namespace
 
@@ -43,7 +51,7 @@ result<ev::ReferralDirection> referral_direction(const map_context& c, const std
     const std::string value = c.text(v.whole_repetition ? component_of(v.raw, 1, c.delims()) : v.raw);
     if (value == "UP" || value == "U" || value == "up" || value == "上转") return ev::REFERRAL_DIRECTION_UP;
     if (value == "DOWN" || value == "D" || value == "down" || value == "下转") return ev::REFERRAL_DIRECTION_DOWN;
-    if (!value.empty()) return unknown_code(v.where, "referral direction", value, "UP, DOWN, U, D, 上转, 下转");
+    if (!value.empty()) return unknown_code(v.where.path(), "referral direction", value, "UP, DOWN, U, D, 上转, 下转");
   }
   // Tier numbers: 1 tertiary (highest) .. 3 primary.
   const int f = c.tier(from);
@@ -56,20 +64,20 @@ namespace {
 
 // RF1-1 (table 0283). `response` = the receiver answering (RRI): its
 // "pending" means it has the referral.
-result<ev::ReferralState> rf1_state(std::string_view code, bool response, const std::string& where) {
+result<ev::ReferralState> rf1_state(std::string_view code, bool response, const field_ref& where) {
   if (code == "A") return ev::REFERRAL_STATE_ACCEPTED;
   if (code == "P") return response ? ev::REFERRAL_STATE_RECEIVED : ev::REFERRAL_STATE_REQUESTED;
   if (code == "R") return ev::REFERRAL_STATE_REJECTED;
   if (code == "E") return ev::REFERRAL_STATE_EXPIRED;
-  return unknown_code(where, "referral status", code, "table 0283: A, P, R, E");
+  return unknown_code(where.path(), "referral status", code, "table 0283: A, P, R, E");
 }
 
-result<ev::Priority> referral_priority(std::string_view code, const std::string& where) {
+result<ev::Priority> referral_priority(std::string_view code, const field_ref& where) {
   if (code.empty() || is_null(code)) return ev::PRIORITY_UNSPECIFIED;
   if (code == "S") return ev::PRIORITY_STAT;
   if (code == "A") return ev::PRIORITY_ASAP;
   if (code == "R") return ev::PRIORITY_ROUTINE;
-  return unknown_code(where, "referral priority", code, "table 0280: S, A, R");
+  return unknown_code(where.path(), "referral priority", code, "table 0280: S, A, R");
 }
 
 }  // namespace
@@ -85,19 +93,17 @@ result<void> map_referral(map_context& c) {
     return missing(rf1 ? path_of(*rf1, 6) : std::string("RF1-6"), "originating referral identifier");
   }
 
-  std::vector<ev::Identifier> ids;
-  std::optional<ev::Demographics> patient;
+  const bool request = !response && trigger == "I12";
+  ev::Envelope& e = *c.emit(ev::TOPIC_REFERRAL, referral).envelope;
   if (const auto pid = c.find_first("PID")) {
-    auto read = patient_identifiers(c, *pid, /*required=*/!response && trigger == "I12");
-    if (!read) return std::unexpected(std::move(read.error()));
-    ids = std::move(*read);
-    if (!response && trigger == "I12") {
+    auto read = patient_identifiers(c, *pid, /*required=*/request, *e.mutable_subject()->mutable_identifiers());
+    if (!read) return read;
+    if (request) {
       // The hospital referred to needs to know whom it receives (its REF^I12 PID).
-      auto d = demographics(c, *pid, /*registration=*/false);
-      if (!d) return std::unexpected(std::move(d.error()));
-      patient = std::move(*d);
+      auto d = demographics(c, *pid, /*registration=*/false, *e.mutable_referral_requested()->mutable_patient());
+      if (!d) return d;
     }
-  } else if (!response && trigger == "I12") {
+  } else if (request) {
     return missing("PID", "patient identification segment");
   }
 
@@ -107,13 +113,13 @@ result<void> map_referral(map_context& c) {
   for (std::size_t i = 0; i < c.size(); ++i) {
     const segment_view s = c.seg(i);
     if (s.id() != "PRD" || c.skip(s)) continue;
-    const std::string_view role = s.field(1).repetition(0).component_raw(1);
+    const std::string_view role = s.field(1).first_component();
     if (role == "RP" && !referring.prd) referring = read_prd(c, s);
     if (role == "RT" && !referred_to.prd) referred_to = read_prd(c, s);
   }
   const segment_view msh = c.msg().msh();
   const std::string sender = c.hospital();
-  std::string receiver = c.facility_hospital(msh.field(6).repetition(0).component_raw(1));
+  std::string receiver = c.facility_hospital(msh.field(6).first_component());
   std::string from = referring.hospital;
   std::string to = referred_to.hospital;
   if (from.empty()) from = response ? receiver : sender;
@@ -121,16 +127,14 @@ result<void> map_referral(map_context& c) {
   auto direction = referral_direction(c, from, to);
   if (!direction) return std::unexpected(std::move(direction.error()));
 
-  std::string_view status_code = rf1 ? rf1->field(1).repetition(0).component_raw(1) : std::string_view{};
+  std::string_view status_code = rf1 ? rf1->field(1).first_component() : std::string_view{};
   if (is_null(status_code)) status_code = {};
-  const std::string status_where = rf1 ? path_of(*rf1, 1) : std::string("RF1-1");
+  const field_ref status_where = rf1 ? field_ref(*rf1, 1) : field_ref("RF1-1");
   const std::string reason_raw(rf1 ? rf1->field(10).repetition(0).raw() : std::string_view{});
 
-  ev::Envelope& e = c.emit(ev::TOPIC_REFERRAL, referral);
-  set_subject(e, std::move(ids));
   e.mutable_correlation()->set_referral_id(referral);
 
-  if (!response && trigger == "I12") {
+  if (request) {
     auto* body = e.mutable_referral_requested();
     body->set_referral_id(referral);
     if (!status_code.empty()) {
@@ -139,26 +143,19 @@ result<void> map_referral(map_context& c) {
     }
     body->set_state(ev::REFERRAL_STATE_REQUESTED);
     body->set_direction(*direction);
-    if (patient) *body->mutable_patient() = std::move(*patient);
     body->set_from_hospital(from);
     body->set_to_hospital(to);
-    if (has_person(referring.ref)) {
-      *body->mutable_referring_provider() = referring.ref;
-      body->mutable_referring_provider()->set_hospital(from);
-    }
-    if (has_person(referred_to.ref)) {
-      *body->mutable_referred_to_provider() = referred_to.ref;
-      body->mutable_referred_to_provider()->set_hospital(to);
-    }
+    if (referring.has_person()) referring.write(*body->mutable_referring_provider(), from);
+    if (referred_to.has_person()) referred_to.write(*body->mutable_referred_to_provider(), to);
     if (rf1) {
-      auto priority = referral_priority(rf1->field(2).repetition(0).component_raw(1), path_of(*rf1, 2));
+      auto priority = referral_priority(rf1->field(2).first_component(), field_ref(*rf1, 2));
       if (!priority) return std::unexpected(std::move(priority.error()));
       body->set_priority(*priority);
       if (const std::string_view raw = rf1->field(3).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-        *body->mutable_referral_type() = c.coding(raw);
+        c.coding(raw, *body->mutable_referral_type());
       }
       if (!reason_raw.empty() && !is_null(reason_raw)) {
-        *body->mutable_reason() = c.coding(reason_raw);
+        c.coding(reason_raw, *body->mutable_reason());
         body->set_reason_text(body->reason().display());
       }
       // RF1-11: for a downward referral the upward one it follows (by
@@ -171,10 +168,10 @@ result<void> map_referral(map_context& c) {
       }
       auto effective = c.time_at(*rf1, 7);
       if (!effective) return std::unexpected(std::move(effective.error()));
-      if (*effective) *body->mutable_effective_at() = **effective;
+      if (*effective) set_timestamp(*body->mutable_effective_at(), **effective);
       auto expires = c.time_at(*rf1, 8);
       if (!expires) return std::unexpected(std::move(expires.error()));
-      if (*expires) *body->mutable_expires_at() = **expires;
+      if (*expires) set_timestamp(*body->mutable_expires_at(), **expires);
     }
     std::string summary;
     for (std::size_t i = 0; i < c.size(); ++i) {
@@ -182,22 +179,20 @@ result<void> map_referral(map_context& c) {
       if (c.skip(s)) continue;
       if (s.id() == "DG1") {
         if (const std::string_view raw = s.field(3).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-          *body->add_diagnoses() = c.coding(raw);
+          c.coding(raw, *body->add_diagnoses());
         }
       } else if (s.id() == "PR1") {
         if (const std::string_view raw = s.field(3).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-          *body->add_requested_services() = c.coding(raw);
+          c.coding(raw, *body->add_requested_services());
         }
       } else if (s.id() == "OBR") {
         if (const std::string_view raw = s.field(4).repetition(0).raw(); !raw.empty() && !is_null(raw)) {
-          *body->add_requested_services() = c.coding(raw);
+          c.coding(raw, *body->add_requested_services());
         }
       } else if (s.id() == "NTE") {
         append_notes(c, s, summary);
       } else if (s.id() == "OBX") {
-        if (auto attached = attach_document(c, s, *body->mutable_attachments()); !attached) {
-          return std::unexpected(std::move(attached.error()));
-        }
+        if (auto attached = attach_document(c, s, *body->mutable_attachments()); !attached) return attached;
       }
     }
     body->set_clinical_summary(std::move(summary));
@@ -225,7 +220,7 @@ result<void> map_referral(map_context& c) {
     const auto msa = c.find_first("MSA");
     const std::string_view ack = msa ? msa->field(1).repetition(0).raw() : std::string_view{};
     if (trigger == "I15" || ack.empty()) {
-      return missing(status_where, "referral status (the response carries no RF1-1 and no MSA-1)");
+      return missing(status_where.path(), "referral status (the response carries no RF1-1 and no MSA-1)");
     }
     if (ack == "AA" || ack == "CA") {
       body->set_state(trigger == "I14" ? ev::REFERRAL_STATE_CANCELLED : ev::REFERRAL_STATE_RECEIVED);
@@ -238,16 +233,13 @@ result<void> map_referral(map_context& c) {
     body->set_source_status("MSA-1 " + std::string(ack));
   }
   if (!reason_raw.empty() && !is_null(reason_raw)) {
-    *body->mutable_reason() = c.coding(reason_raw);
+    c.coding(reason_raw, *body->mutable_reason());
     if (reason_text.empty()) reason_text = body->reason().display();
   }
   body->set_reason_text(std::move(reason_text));
   body->set_actor_hospital(sender);
   const provider& actor = response ? referred_to : referring;
-  if (has_person(actor.ref)) {
-    *body->mutable_actor() = actor.ref;
-    body->mutable_actor()->set_hospital(actor.hospital.empty() ? sender : actor.hospital);
-  }
+  if (actor.has_person()) actor.write(*body->mutable_actor(), actor.hospital.empty() ? sender : actor.hospital);
   return {};
 }
 

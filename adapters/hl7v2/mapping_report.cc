@@ -64,13 +64,54 @@ class chunk_sink {
 
  private:
   sha256_stream& h_;
-  std::array<unsigned char, 16384> buf_{};
+  std::array<unsigned char, 16384> buf_;  // not zeroed: only what put() wrote is read
   std::size_t n_ = 0;
 };
 
+// hl7v2::decode_base64 (encapsulated.h) with a lookup table: the same
+// alphabets (standard and URL), whitespace skipped, nothing but padding after
+// '='; an embedded PDF is the longest thing a message carries.
+constexpr signed char b64_space = -2;
+constexpr signed char b64_pad = -3;
+constexpr std::array<signed char, 256> b64_table = [] {
+  std::array<signed char, 256> t{};
+  for (auto& v : t) v = -1;
+  for (int i = 0; i < 26; ++i) {
+    t[static_cast<std::size_t>('A' + i)] = static_cast<signed char>(i);
+    t[static_cast<std::size_t>('a' + i)] = static_cast<signed char>(26 + i);
+  }
+  for (int i = 0; i < 10; ++i) t[static_cast<std::size_t>('0' + i)] = static_cast<signed char>(52 + i);
+  t['+'] = t['-'] = 62;
+  t['/'] = t['_'] = 63;
+  t[' '] = t['\r'] = t['\n'] = t['\t'] = b64_space;
+  t['='] = b64_pad;
+  return t;
+}();
+
 bool decode_base64(std::string_view s, sha256_stream& h) {
   chunk_sink out(h);
-  const bool ok = hl7v2::decode_base64(s, [&out](unsigned char b) { out.put(b); });
+  std::uint32_t acc = 0;
+  int bits = 0;
+  bool padding = false;
+  bool ok = true;
+  for (const char ch : s) {
+    const signed char v = b64_table[static_cast<unsigned char>(ch)];
+    if (v >= 0 && !padding) {
+      acc = (acc << 6) | static_cast<std::uint32_t>(v);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out.put(static_cast<unsigned char>((acc >> bits) & 0xff));
+      }
+    } else if (v == b64_space) {
+      continue;
+    } else if (v == b64_pad) {
+      padding = true;
+    } else {
+      ok = false;  // not Base64, or data after the padding
+      break;
+    }
+  }
   out.flush();
   return ok;
 }
@@ -121,12 +162,12 @@ std::string content_type(std::string_view type, std::string_view subtype) {
   return "application/octet-stream";
 }
 
-result<ev::ReportStatus> report_status(std::string_view code, const std::string& where) {
+result<ev::ReportStatus> report_status(std::string_view code, const field_ref& where) {
   if (code == "P" || code == "R" || code == "A") return ev::REPORT_STATUS_PRELIMINARY;
   if (code == "F") return ev::REPORT_STATUS_FINAL;
   if (code == "C") return ev::REPORT_STATUS_CORRECTED;
   if (code == "X") return ev::REPORT_STATUS_CANCELLED;
-  return unknown_code(where, "result status", code,
+  return unknown_code(where.path(), "result status", code,
                       "table 0123 report statuses: P, F, C, X (R and A read as preliminary)");
 }
 
@@ -146,10 +187,7 @@ result<void> attach_document(const map_context& c, const segment_view& obx,
                              google::protobuf::RepeatedPtrField<ev::ClaimCheck>& out) {
   const std::string_view type = obx.field(2).repetition(0).raw();
   if (type != "ED" && type != "RP") return {};
-  auto claim = document_claim(c, obx, type);
-  if (!claim) return std::unexpected(std::move(claim.error()));
-  *out.Add() = std::move(*claim);
-  return {};
+  return document_claim(c, obx, type, *out.Add());
 }
 
 void append_notes(const map_context& c, const segment_view& nte, std::string& text) {
@@ -162,10 +200,10 @@ void append_notes(const map_context& c, const segment_view& nte, std::string& te
   }
 }
 
-result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type) {
+result<void> document_claim(const map_context& c, const segment_view& obx, std::string_view value_type,
+                            ev::ClaimCheck& claim) {
   const delimiters& dl = c.delims();
   const std::string_view raw = obx.field(5).repetition(0).raw();
-  ev::ClaimCheck claim;
   claim.set_title(c.text(component_of(obx.field(3).repetition(0).raw(), 2, dl)));
   const std::string where = path_of(obx, 5);
   if (value_type == "RP") {
@@ -173,7 +211,7 @@ result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& 
     claim.set_uri(c.text(component_of(raw, 1, dl)));
     claim.set_content_type(content_type(component_of(raw, 3, dl), component_of(raw, 4, dl)));
     if (claim.uri().empty()) return missing(where + ".1", "reference pointer");
-    return claim;
+    return {};
   }
   const std::string_view encoding = component_of(raw, 4, dl);
   std::string_view data = component_of(raw, 5, dl);
@@ -198,17 +236,16 @@ result<ev::ClaimCheck> document_claim(const map_context& c, const segment_view& 
   claim.set_size_bytes(h.size());
   claim.set_sha256(h.hex());
   claim.set_content_type(content_type(component_of(raw, 2, dl), component_of(raw, 3, dl)));
-  return claim;
+  return {};
 }
 
-result<ev::Observation> observation(const map_context& c, const segment_view& obx) {
-  ev::Observation o;
+result<void> observation(const map_context& c, const segment_view& obx, ev::Observation& o) {
   const delimiters& dl = c.delims();
   o.set_set_id(c.text(obx.field(1).raw()));
   const std::string_view type = obx.field(2).repetition(0).raw();
   o.set_value_type(std::string(type));
-  *o.mutable_code() = c.coding(obx.field(3).repetition(0).raw());
-  o.set_sub_id(c.text(obx.field(4).raw()));
+  c.coding(obx.field(3).repetition(0).raw(), *o.mutable_code());
+  put_text(o, &ev::Observation::mutable_sub_id, obx.field(4).raw(), dl);
   const field_view value = obx.field(5);
   if (!value.empty() && !value.is_null()) {
     if (type == "NM") {
@@ -224,11 +261,9 @@ result<ev::Observation> observation(const map_context& c, const segment_view& ob
       }
       o.set_number(number);
     } else if (type == "CWE" || type == "CE" || type == "CNE" || type == "CF") {
-      *o.mutable_coded() = c.coding(value.repetition(0).raw());
+      c.coding(value.repetition(0).raw(), *o.mutable_coded());
     } else if (type == "ED" || type == "RP") {
-      auto claim = document_claim(c, obx, type);
-      if (!claim) return std::unexpected(std::move(claim.error()));
-      *o.mutable_attachment() = std::move(*claim);
+      if (auto claim = document_claim(c, obx, type, *o.mutable_attachment()); !claim) return claim;
     } else {
       o.set_text(joined_text(c, value));
     }
@@ -236,8 +271,8 @@ result<ev::Observation> observation(const map_context& c, const segment_view& ob
   const std::string_view units = obx.field(6).repetition(0).raw();
   std::string u = c.text(component_of(units, 1, dl));
   if (u.empty()) u = c.text(component_of(units, 2, dl));
-  o.set_units(std::move(u));
-  o.set_reference_range(c.text(obx.field(7).repetition(0).raw()));
+  put(o, &ev::Observation::mutable_units, std::move(u));
+  put_text(o, &ev::Observation::mutable_reference_range, obx.field(7).repetition(0).raw(), dl);
   const field_view flags = obx.field(8);
   for (std::size_t i = 0; i < flags.repetition_count(); ++i) {
     std::string f = c.text(flags.repetition(i).component_raw(1));
@@ -246,18 +281,20 @@ result<ev::Observation> observation(const map_context& c, const segment_view& ob
   o.set_result_status(c.text(obx.field(11).raw()));
   auto t = c.time_at(obx, 14);
   if (!t) return std::unexpected(std::move(t.error()));
-  if (*t) *o.mutable_observed_at() = **t;
-  return o;
+  if (*t) set_timestamp(*o.mutable_observed_at(), **t);
+  return {};
 }
 
 result<void> map_report(map_context& c) {
   const std::size_t n = c.size();
   const segment_view msh = c.msg().msh();
-  std::string performing = c.facility_hospital(msh.field(4).repetition(0).component_raw(1));
+  std::string performing = c.facility_hospital(msh.field(4).first_component());
   if (performing.empty()) performing = c.hospital();
-  const std::string receiver = c.facility_hospital(msh.field(6).repetition(0).component_raw(1));
+  const std::string receiver = c.facility_hospital(msh.field(6).first_component());
   const delimiters& dl = c.delims();
-  std::vector<ev::Identifier> ids;
+  // The patient of the OBRs that follow (its identifiers are read into each
+  // event; they cannot fail when not required).
+  std::optional<segment_view> pid;
   constexpr std::size_t no_orc = static_cast<std::size_t>(-1);
   std::size_t pending_orc = no_orc;  // index of an ORC not yet paired with its OBR
   bool any = false;
@@ -265,9 +302,7 @@ result<void> map_report(map_context& c) {
     const segment_view s = c.seg(i);
     if (c.skip(s)) continue;
     if (s.id() == "PID") {
-      auto read = patient_identifiers(c, s, /*required=*/false);
-      if (!read) return std::unexpected(std::move(read.error()));
-      ids = std::move(*read);
+      pid = s;
       pending_orc = no_orc;
       continue;
     }
@@ -320,34 +355,42 @@ result<void> map_report(map_context& c) {
 
     const std::string_view status_code = obr.field(25).repetition(0).raw();
     if (status_code.empty() || is_null(status_code)) return missing(path_of(obr, 25), "result status");
-    auto status = report_status(status_code, path_of(obr, 25));
+    auto status = report_status(status_code, field_ref(obr, 25));
     if (!status) return std::unexpected(std::move(status.error()));
 
     std::string referring;
     if (orc) referring = xon_hospital(c, orc->field(21).repetition(0).raw());
     if (referring.empty() && receiver != performing) referring = receiver;
 
-    ev::ReportIssued body;
-    body.set_report_id(report_id);
+    mapped_event& event = c.emit(ev::TOPIC_REPORT);
+    ev::Envelope& e = *event.envelope;
+    if (pid) {
+      if (auto read = patient_identifiers(c, *pid, /*required=*/false, *e.mutable_subject()->mutable_identifiers());
+          !read) {
+        return read;
+      }
+    }
+    ev::ReportIssued& body = *e.mutable_report_issued();
+    body.set_report_id(std::move(report_id));
     body.set_status(*status);
-    body.set_status_code(std::string(status_code));
+    body.set_status_code(status_code.data(), status_code.size());
     body.set_placer_order(placer);
     body.set_filler_order(filler);
-    body.set_accession(accession);
-    body.set_study_uid(study_uid);
+    put(body, &ev::ReportIssued::mutable_accession, accession);
+    put(body, &ev::ReportIssued::mutable_study_uid, study_uid);
     if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
       const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, g);
       if (v.whole_repetition) {
-        *body.mutable_exam() = c.coding(v.raw);
+        c.coding(v.raw, *body.mutable_exam());
       } else {
         body.mutable_exam()->set_code(c.text(v.raw));
       }
     } else {
-      *body.mutable_exam() = c.coding(obr.field(4).repetition(0).raw());
+      c.coding(obr.field(4).repetition(0).raw(), *body.mutable_exam());
     }
-    if (const auto cat = c.catalogue(body.exam()); cat.mapped) *body.mutable_catalogue_code() = cat.coding;
+    if (const auto cat = c.catalogue(body.exam()); cat.mapped) cat.write(*body.mutable_catalogue_code());
     body.set_performing_hospital(performing);
-    body.set_referring_hospital(referring);
+    put(body, &ev::ReportIssued::mutable_referring_hospital, referring);
     std::string_view xcn = obr.field(16).repetition(0).raw();
     if (c.profile().location(cfg::LOCATED_ITEM_REFERRING_DOCTOR) != nullptr) {
       xcn = c.located(cfg::LOCATED_ITEM_REFERRING_DOCTOR, g).raw;
@@ -355,11 +398,12 @@ result<void> map_report(map_context& c) {
       xcn = orc->field(12).repetition(0).raw();
     }
     if (!xcn.empty() && !is_null(xcn)) {
-      *body.mutable_ordering_provider() = c.provider_xcn(xcn);
-      body.mutable_ordering_provider()->set_hospital(referring);
+      ev::ProviderRef& ordering = *body.mutable_ordering_provider();
+      c.provider_xcn(xcn, ordering);
+      ordering.set_hospital(referring);
     }
     // OBR-32 (NDL): the name is a CNN in component 1: id & family & given.
-    if (const std::string_view ndl = obr.field(32).repetition(0).component_raw(1); !ndl.empty() && !is_null(ndl)) {
+    if (const std::string_view ndl = obr.field(32).first_component(); !ndl.empty() && !is_null(ndl)) {
       auto* interp = body.mutable_interpreter();
       interp->set_id(c.text(subcomponent_of(ndl, 1, dl)));
       interp->set_name(map_context::join_name(c.text(subcomponent_of(ndl, 2, dl)), c.text(subcomponent_of(ndl, 3, dl))));
@@ -367,43 +411,39 @@ result<void> map_report(map_context& c) {
     }
     auto observed = c.time_at(obr, 7);
     if (!observed) return std::unexpected(std::move(observed.error()));
-    if (*observed) *body.mutable_observed_at() = **observed;
+    if (*observed) set_timestamp(*body.mutable_observed_at(), **observed);
     auto issued = c.time_at(obr, 22);
     if (!issued) return std::unexpected(std::move(issued.error()));
-    if (*issued) *body.mutable_issued_at() = **issued;
+    if (*issued) set_timestamp(*body.mutable_issued_at(), **issued);
 
     for (std::size_t j = i + 1; j < end; ++j) {
       const segment_view obx = c.seg(j);
       if (obx.id() != "OBX" || c.skip(obx)) continue;
-      auto o = observation(c, obx);
-      if (!o) return std::unexpected(std::move(o.error()));
-      if (o->has_attachment()) *body.add_documents() = o->attachment();
-      if (o->value_case() == ev::Observation::kText) {
-        const std::string_view section = c.report_section(o->code());
+      ev::Observation& o = *body.add_observations();
+      if (auto read = observation(c, obx, o); !read) return read;
+      if (o.has_attachment()) *body.add_documents() = o.attachment();
+      if (o.value_case() == ev::Observation::kText) {
+        const std::string_view section = c.report_section(o.code());
         std::string* target = section == "findings"     ? body.mutable_findings()
                               : section == "conclusion" ? body.mutable_conclusion()
                                                         : nullptr;
         if (target != nullptr) {
           if (!target->empty()) *target += '\n';
-          *target += o->text();
+          *target += o.text();
         }
       }
-      *body.add_observations() = std::move(*o);
     }
-    body.set_referral_id(referral);
-    body.set_appointment_id(appointment);
+    put(body, &ev::ReportIssued::mutable_referral_id, referral);
+    put(body, &ev::ReportIssued::mutable_appointment_id, appointment);
 
-    std::string key = !accession.empty() ? accession : !placer.empty() ? placer : report_id;
-    ev::Envelope& e = c.emit(ev::TOPIC_REPORT, std::move(key));
-    set_subject(e, ids);
     auto* corr = e.mutable_correlation();
-    corr->set_placer_order(placer);
-    corr->set_filler_order(filler);
-    corr->set_accession(accession);
-    corr->set_study_uid(study_uid);
-    corr->set_referral_id(referral);
-    corr->set_appointment_id(appointment);
-    *e.mutable_report_issued() = std::move(body);
+    put(*corr, &ev::Correlation::mutable_placer_order, placer);
+    put(*corr, &ev::Correlation::mutable_filler_order, filler);
+    put(*corr, &ev::Correlation::mutable_accession, accession);
+    put(*corr, &ev::Correlation::mutable_study_uid, std::move(study_uid));
+    put(*corr, &ev::Correlation::mutable_referral_id, referral);
+    put(*corr, &ev::Correlation::mutable_appointment_id, appointment);
+    event.key = !accession.empty() ? std::move(accession) : !placer.empty() ? std::move(placer) : body.report_id();
   }
   if (!any) return missing("OBR", "observation request");
   return {};

@@ -24,7 +24,7 @@ bool iequals(std::string_view a, std::string_view b) {
 
 // SCH-25 filler status (table 0278) -> booking state; case-insensitive
 // because senders write "BOOKED" as often as "Booked".
-result<ev::BookingState> booking_state(std::string_view code, const std::string& where) {
+result<ev::BookingState> booking_state(std::string_view code, const field_ref& where) {
   struct entry {
     std::string_view code;
     ev::BookingState state;
@@ -44,7 +44,7 @@ result<ev::BookingState> booking_state(std::string_view code, const std::string&
   for (const auto& e : table) {
     if (iequals(e.code, code)) return e.state;
   }
-  return unknown_code(where, "filler status", code,
+  return unknown_code(where.path(), "filler status", code,
                       "table 0278: Pending, Waitlist, Booked, Overbook, Started, Complete, Cancelled, Dc, Deleted, "
                       "Noshow");
 }
@@ -57,7 +57,7 @@ ev::BookingState state_of_trigger(std::string_view trigger) {
 
 // Seconds per unit of a duration-units CE (AIS-8, AIG-12, SCH-10); minutes
 // when not given (the chapter 10 default).
-result<std::int64_t> unit_seconds(const map_context& c, std::string_view ce_raw, const std::string& where) {
+result<std::int64_t> unit_seconds(const map_context& c, std::string_view ce_raw, const field_ref& where) {
   std::string_view u = component_of(ce_raw, 1, c.delims());
   if (u.empty()) u = component_of(ce_raw, 2, c.delims());
   if (u.empty() || is_null(u)) return 60;
@@ -73,7 +73,7 @@ result<std::int64_t> unit_seconds(const map_context& c, std::string_view ce_raw,
   for (std::string_view d : {"d", "day", "days", "天"}) {
     if (iequals(u, d)) return 86400;
   }
-  return unknown_code(where, "duration units", u, "min, s, h, d");
+  return unknown_code(where.path(), "duration units", u, "min, s, h, d");
 }
 
 result<std::optional<std::int64_t>> number_at(const map_context& c, const segment_view& s, std::size_t field) {
@@ -94,7 +94,7 @@ result<std::optional<std::int64_t>> duration_of(const map_context& c, const segm
   auto n = number_at(c, s, number_field);
   if (!n) return std::unexpected(std::move(n.error()));
   if (!*n) return std::optional<std::int64_t>{};
-  auto unit = unit_seconds(c, s.field(units_field).repetition(0).raw(), path_of(s, units_field));
+  auto unit = unit_seconds(c, s.field(units_field).repetition(0).raw(), field_ref(s, units_field));
   if (!unit) return std::unexpected(std::move(unit.error()));
   return std::optional<std::int64_t>(**n * *unit / 1000);
 }
@@ -117,11 +117,23 @@ std::optional<std::int64_t> tq_duration(std::string_view v) {
   return n * unit;
 }
 
-google::protobuf::Timestamp plus(const google::protobuf::Timestamp& t, std::int64_t seconds) {
-  google::protobuf::Timestamp out = t;
-  out.set_seconds(t.seconds() + seconds);
-  return out;
+instant plus(instant t, std::int64_t seconds) {
+  t.seconds += seconds;
+  return t;
 }
+
+// A CWE's code, text and coding system, decoded (the exam is looked up in
+// the code map before the event it goes into exists).
+struct coding_text {
+  std::string code;
+  std::string display;
+  std::string system;
+  void write(ev::Coding& out) && {
+    out.set_code(std::move(code));
+    out.set_display(std::move(display));
+    out.set_system(std::move(system));
+  }
+};
 
 struct resolved_equipment {
   std::string id;
@@ -137,25 +149,22 @@ result<void> map_schedule(map_context& c) {
   const group_range whole{0, c.size()};
   const delimiters& dl = c.delims();
 
-  std::vector<ev::Identifier> ids;
-  if (const auto pid = c.find_first("PID")) {
-    auto read = patient_identifiers(c, *pid, /*required=*/false);
-    if (!read) return std::unexpected(std::move(read.error()));
-    ids = std::move(*read);
-  }
+  // The patient (its identifiers, which cannot fail when not required, are
+  // read into the event).
+  const auto pid = c.find_first("PID");
 
   // The machine: quirk location, any AIG-3, any AIL-3.
   resolved_equipment eq;
   std::optional<segment_view> first_aig;
   std::string first_unresolved_where;
   std::string first_unresolved;
-  auto consider = [&](std::string_view code, const std::string& where, std::optional<segment_view> aig) {
+  auto consider = [&](std::string_view code, const field_ref& where, std::optional<segment_view> aig) {
     if (!eq.id.empty() || code.empty() || is_null(code)) return;
     if (const equipment* e = c.resource(code)) {
       eq = {.id = e->id, .hospital = e->hospital, .aig = aig};
     } else if (first_unresolved.empty()) {
       first_unresolved = c.text(code);
-      first_unresolved_where = where;
+      first_unresolved_where = where.path();
     }
   };
   if (c.profile().location(cfg::LOCATED_ITEM_EQUIPMENT_ID) != nullptr) {
@@ -167,9 +176,9 @@ result<void> map_schedule(map_context& c) {
     if (c.skip(s)) continue;
     if (s.id() == "AIG") {
       if (!first_aig) first_aig = s;
-      consider(c.comp(s, 3, 1), path_of(s, 3), s);
+      consider(c.comp(s, 3, 1), field_ref(s, 3), s);
     } else if (s.id() == "AIL") {
-      consider(c.comp(s, 3, 1), path_of(s, 3), std::nullopt);
+      consider(c.comp(s, 3, 1), field_ref(s, 3), std::nullopt);
     }
   }
   if (eq.id.empty()) {
@@ -195,34 +204,42 @@ result<void> map_schedule(map_context& c) {
   const std::string_view tq = sch->field(11).repetition(0).raw();
 
   // The exam (AIS-3, or the quirk's place) through the code map.
-  ev::Coding exam;
-  std::string exam_where = ais ? path_of(*ais, 3) : std::string("AIS-3");
+  coding_text exam;
+  auto read_coding = [&](std::string_view cwe) {
+    exam.code = c.text(component_of(cwe, 1, dl));
+    exam.display = c.text(component_of(cwe, 2, dl));
+    exam.system = c.text(component_of(cwe, 3, dl));
+  };
+  std::optional<field_ref> exam_where_located;
   if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
     const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, whole);
     if (v.found) {
-      exam_where = v.where;
+      exam_where_located = v.where;
       if (v.whole_repetition) {
-        exam = c.coding(v.raw);
+        read_coding(v.raw);
       } else {
-        exam.set_code(c.text(v.raw));
+        exam.code = c.text(v.raw);
       }
     }
   } else if (ais) {
-    exam = c.coding(ais->field(3).repetition(0).raw());
+    read_coding(ais->field(3).repetition(0).raw());
   }
-  ev::Coding catalogue;
-  if (!exam.code().empty()) {
-    const auto cat = c.catalogue(exam);
-    if (cat.system_has_map && !cat.mapped) {
-      return unknown_code(exam_where, "exam", exam.code(), "not in the profile's code map for " + exam.system());
+  map_context::catalogue_lookup catalogue;
+  if (!exam.code.empty()) {
+    catalogue = c.catalogue(exam.system, exam.code);
+    if (catalogue.system_has_map && !catalogue.mapped) {
+      std::string exam_where = exam_where_located ? exam_where_located->path()
+                               : ais              ? path_of(*ais, 3)
+                                                  : std::string("AIS-3");
+      return unknown_code(std::move(exam_where), "exam", exam.code,
+                          "not in the profile's code map for " + exam.system);
     }
-    if (cat.mapped) catalogue = cat.coding;
   }
 
   // Start: AIS-4, SCH-11.4, AIG-8, AIL-6 (slots: AIG-8 first).
   const bool slot = c.trigger() == "S23" || c.trigger() == "S24";
-  std::optional<google::protobuf::Timestamp> start;
-  auto take_start = [&](std::string_view raw, const std::string& where) -> result<void> {
+  std::optional<instant> start;
+  auto take_start = [&](std::string_view raw, const field_ref& where) -> result<void> {
     if (start || raw.empty()) return {};
     auto t = c.time_of(raw, where);
     if (!t) return std::unexpected(std::move(t.error()));
@@ -231,23 +248,23 @@ result<void> map_schedule(map_context& c) {
   };
   auto start_from_aig = [&]() -> result<void> {
     if (!eq.aig) return {};
-    return take_start(eq.aig->field(8).repetition(0).raw(), path_of(*eq.aig, 8));
+    return take_start(eq.aig->field(8).repetition(0).raw(), field_ref(*eq.aig, 8));
   };
   auto start_from_ais = [&]() -> result<void> {
     if (!ais) return {};
-    return take_start(ais->field(4).repetition(0).raw(), path_of(*ais, 4));
+    return take_start(ais->field(4).repetition(0).raw(), field_ref(*ais, 4));
   };
   if (slot) {
     if (auto r = start_from_aig(); !r) return r;
-    if (auto r = take_start(component_of(tq, 4, dl), path_of(*sch, 11, 0, 4)); !r) return r;
+    if (auto r = take_start(component_of(tq, 4, dl), field_ref(*sch, 11, 0, 4)); !r) return r;
     if (auto r = start_from_ais(); !r) return r;
   } else {
     if (auto r = start_from_ais(); !r) return r;
-    if (auto r = take_start(component_of(tq, 4, dl), path_of(*sch, 11, 0, 4)); !r) return r;
+    if (auto r = take_start(component_of(tq, 4, dl), field_ref(*sch, 11, 0, 4)); !r) return r;
     if (auto r = start_from_aig(); !r) return r;
   }
   if (const auto ail = c.find_first("AIL"); ail && !start) {
-    if (auto r = take_start(ail->field(6).repetition(0).raw(), path_of(*ail, 6)); !r) return r;
+    if (auto r = take_start(ail->field(6).repetition(0).raw(), field_ref(*ail, 6)); !r) return r;
   }
 
   // Duration: AIS-7/8 (appointments) or AIG-11/12 (slots) first, then the
@@ -267,14 +284,14 @@ result<void> map_schedule(map_context& c) {
     if (auto r = take_duration(ais, 7, 8); !r) return r;
     if (auto r = take_duration(eq.aig, 11, 12); !r) return r;
   }
-  std::optional<google::protobuf::Timestamp> end;
+  std::optional<instant> end;
   if (!seconds && start) {
     if (const std::string_view raw = component_of(tq, 5, dl); !raw.empty()) {
-      auto t = c.time_of(raw, path_of(*sch, 11, 0, 5));
+      auto t = c.time_of(raw, field_ref(*sch, 11, 0, 5));
       if (!t) return std::unexpected(std::move(t.error()));
       if (*t) {
         end = *t;
-        seconds = (*t)->seconds() - start->seconds();
+        seconds = (*t)->seconds - start->seconds;
       }
     }
   }
@@ -284,11 +301,16 @@ result<void> map_schedule(map_context& c) {
   if (auto r = take_duration(sch, 9, 10); !r) return r;
   if (start && seconds && !end) end = plus(*start, *seconds);
 
-  ev::Envelope& e = c.emit(ev::TOPIC_BOOKING, eq.id);
-  set_subject(e, std::move(ids));
+  ev::Envelope& e = *c.emit(ev::TOPIC_BOOKING, eq.id).envelope;
+  if (pid) {
+    if (auto read = patient_identifiers(c, *pid, /*required=*/false, *e.mutable_subject()->mutable_identifiers());
+        !read) {
+      return read;
+    }
+  }
   auto* corr = e.mutable_correlation();
-  corr->set_appointment_id(!appointment.empty() ? appointment : filler_appointment);
-  corr->set_referral_id(referral);
+  put(*corr, &ev::Correlation::mutable_appointment_id, !appointment.empty() ? appointment : filler_appointment);
+  put(*corr, &ev::Correlation::mutable_referral_id, referral);
 
   if (slot) {
     if (!start) return missing(eq.aig ? path_of(*eq.aig, 8) : std::string("AIG-8"), "start date/time of the slot");
@@ -297,10 +319,10 @@ result<void> map_schedule(map_context& c) {
     body->set_equipment_id(eq.id);
     body->set_hospital(eq.hospital);
     body->set_slot_id(!filler_appointment.empty() ? filler_appointment : appointment);
-    *body->mutable_start() = *start;
-    *body->mutable_end() = *end;
+    set_timestamp(*body->mutable_start(), *start);
+    set_timestamp(*body->mutable_end(), *end);
     body->set_status(c.trigger() == "S23" ? ev::SLOT_STATUS_BUSY_UNAVAILABLE : ev::SLOT_STATUS_FREE);
-    if (!catalogue.code().empty()) body->add_exam_codes(catalogue.code());
+    if (catalogue.mapped && !catalogue.code->empty()) body->add_exam_codes(*catalogue.code);
     if (eq.aig) {
       auto q = number_at(c, *eq.aig, 6);
       if (!q) return std::unexpected(std::move(q.error()));
@@ -317,9 +339,9 @@ result<void> map_schedule(map_context& c) {
   auto* body = e.mutable_appointment_changed();
   body->set_appointment_id(appointment);
   body->set_filler_appointment_id(filler_appointment);
-  const std::string_view status = sch->field(25).repetition(0).component_raw(1);
+  const std::string_view status = sch->field(25).first_component();
   if (!status.empty() && !is_null(status)) {
-    auto st = booking_state(status, path_of(*sch, 25));
+    auto st = booking_state(status, field_ref(*sch, 25));
     if (!st) return std::unexpected(std::move(st.error()));
     body->set_state(*st);
     body->set_filler_status_code(c.text(status));
@@ -334,20 +356,20 @@ result<void> map_schedule(map_context& c) {
   // rest.
   std::string requesting = c.facility_hospital(subcomponent_of(component_of(sch->field(15).repetition(0).raw(), 4, dl), 1, dl));
   if (requesting.empty() && c.hospital() != eq.hospital) requesting = c.hospital();
-  body->set_requesting_hospital(std::move(requesting));
-  if (start) *body->mutable_start() = *start;
-  if (end) *body->mutable_end() = *end;
+  put(*body, &ev::AppointmentChanged::mutable_requesting_hospital, std::move(requesting));
+  if (start) set_timestamp(*body->mutable_start(), *start);
+  if (end) set_timestamp(*body->mutable_end(), *end);
   if (seconds) body->set_duration_minutes(static_cast<std::uint32_t>(*seconds / 60));
-  if (!exam.code().empty()) *body->mutable_exam() = exam;
-  if (!catalogue.code().empty()) *body->mutable_catalogue_code() = catalogue;
-  body->set_placer_order(c.comp_text(*sch, 26, 1));
-  body->set_filler_order(c.comp_text(*sch, 27, 1));
-  body->set_referral_id(referral);
+  if (!exam.code.empty()) std::move(exam).write(*body->mutable_exam());
+  if (catalogue.mapped && !catalogue.code->empty()) catalogue.write(*body->mutable_catalogue_code());
+  put(*body, &ev::AppointmentChanged::mutable_placer_order, c.comp_text(*sch, 26, 1));
+  put(*body, &ev::AppointmentChanged::mutable_filler_order, c.comp_text(*sch, 27, 1));
+  put(*body, &ev::AppointmentChanged::mutable_referral_id, referral);
   if (const std::string_view reason = sch->field(6).repetition(0).raw(); !reason.empty() && !is_null(reason)) {
-    *body->mutable_reason() = c.coding(reason);
+    c.coding(reason, *body->mutable_reason());
   }
-  corr->set_placer_order(body->placer_order());
-  corr->set_filler_order(body->filler_order());
+  put(*corr, &ev::Correlation::mutable_placer_order, body->placer_order());
+  put(*corr, &ev::Correlation::mutable_filler_order, body->filler_order());
   return {};
 }
 

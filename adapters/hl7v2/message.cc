@@ -1,32 +1,20 @@
 #include "adapters/hl7v2/message.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <limits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace yilian::hl7v2 {
 namespace {
 
-// Position of `c` in [from, s.size()), or npos.
-std::size_t find_char(std::string_view s, char c, std::size_t from = 0) {
-  if (from >= s.size()) return std::string_view::npos;
-  const void* p = std::memchr(s.data() + from, c, s.size() - from);
-  return p ? static_cast<std::size_t>(static_cast<const char*>(p) - s.data()) : std::string_view::npos;
-}
-
-// The n-th (1-based) piece of `s` split on `sep`; empty when absent.
-std::string_view nth_piece(std::string_view s, char sep, std::size_t n) {
-  if (n == 0) return {};
-  std::size_t start = 0;
-  for (std::size_t i = 1; i < n; ++i) {
-    const auto p = find_char(s, sep, start);
-    if (p == std::string_view::npos) return {};
-    start = p + 1;
-  }
-  const auto end = find_char(s, sep, start);
-  return s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-}
+using detail::find_char;
+using detail::nth_piece;
 
 std::size_t count_pieces(std::string_view s, char sep) {
   if (s.empty()) return 0;
@@ -42,9 +30,129 @@ int hex_value(char c) {
 
 bool is_segment_id_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 
+// The field separators and segment ends (CR, LF) of sixteen bytes at a
+// time, as bit masks: parse()'s one scan over a message. SSE2 (every x86-64)
+// compares a block in a few instructions; elsewhere, and for a text shorter
+// than a block, the bytes are looked at one by one.
+class block_scanner {
+ public:
+  block_scanner(const char* data, std::size_t size, char field) : p_(data), n_(size), field_(field) {
+#if defined(__SSE2__)
+    vf_ = _mm_set1_epi8(field);
+    vcr_ = _mm_set1_epi8('\r');
+    vlf_ = _mm_set1_epi8('\n');
+#endif
+  }
+
+  // Bit k set: byte b + k (b + k < size) is a separator, CR or LF;
+  // `fields` gets the separators alone.
+  unsigned masks(std::size_t b, unsigned& fields) const {
+#if defined(__SSE2__)
+    if (n_ >= 16) {
+      // The last block is read as the sixteen bytes that end the text and
+      // shifted down to start at b.
+      const std::size_t at = b + 16 <= n_ ? b : n_ - 16;
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p_ + at));
+      const auto f = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, vf_)));
+      const auto e =
+          static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, vcr_), _mm_cmpeq_epi8(x, vlf_))));
+      const std::size_t shift = b - at;
+      fields = f >> shift;
+      return (f | e) >> shift;
+    }
+#endif
+    unsigned all = 0;
+    fields = 0;
+    const std::size_t end = b + 16 < n_ ? b + 16 : n_;
+    for (std::size_t i = b; i < end; ++i) {
+      const char c = p_[i];
+      const unsigned bit = 1u << (i - b);
+      if (c == field_) {
+        fields |= bit;
+        all |= bit;
+      } else if (c == '\r' || c == '\n') {
+        all |= bit;
+      }
+    }
+    return all;
+  }
+
+ private:
+  const char* p_;
+  std::size_t n_;
+  char field_;
+#if defined(__SSE2__)
+  __m128i vf_;
+  __m128i vcr_;
+  __m128i vlf_;
+#endif
+};
+
+// A segment id of three characters as one number (segment ids are compared
+// often: find() on every lookup of the mapping); 0 for any other length.
+std::uint32_t segment_key(std::string_view id) {
+  if (id.size() != 3) return 0;
+  return std::uint32_t{1} << 24 | static_cast<std::uint32_t>(static_cast<unsigned char>(id[0])) |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(id[1])) << 8 |
+         static_cast<std::uint32_t>(static_cast<unsigned char>(id[2])) << 16;
+}
+
+// Occurrence numbers of segment ids (PID 1, OBX 1, OBX 2, ...): a small
+// table on the stack, a vector only past 32 distinct ids.
+class segment_counter {
+ public:
+  std::uint32_t next(std::uint32_t key) {
+    for (std::size_t i = 0; i < used_; ++i) {
+      if (small_[i].key == key) return ++small_[i].count;
+    }
+    for (auto& e : more_) {
+      if (e.key == key) return ++e.count;
+    }
+    if (used_ < small_.size()) {
+      small_[used_++] = entry{key, 1};
+    } else {
+      more_.push_back(entry{key, 1});
+    }
+    return 1;
+  }
+
+ private:
+  struct entry {
+    std::uint32_t key = 0;
+    std::uint32_t count = 0;
+  };
+  std::array<entry, 32> small_{};
+  std::size_t used_ = 0;
+  std::vector<entry> more_;
+};
+
 std::string at_byte(std::size_t offset) { return " at byte " + std::to_string(offset); }
 
 }  // namespace
+
+namespace detail {
+
+std::size_t next_separator(const char* p, std::size_t from, std::size_t n, char field) {
+#if defined(__SSE2__)
+  const __m128i vf = _mm_set1_epi8(field);
+  const __m128i vcr = _mm_set1_epi8('\r');
+  const __m128i vlf = _mm_set1_epi8('\n');
+  while (from + 16 <= n) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + from));
+    const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, vf), _mm_cmpeq_epi8(x, vcr)), _mm_cmpeq_epi8(x, vlf));
+    const auto mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+    if (mask != 0) return from + static_cast<std::size_t>(__builtin_ctz(mask));
+    from += 16;
+  }
+#endif
+  for (; from < n; ++from) {
+    const char c = p[from];
+    if (c == field || c == '\r' || c == '\n') return from;
+  }
+  return n;
+}
+
+}  // namespace detail
 
 std::string unescape(std::string_view raw, const delimiters& d) {
   if (raw == "\"\"") return {};
@@ -140,17 +248,6 @@ std::string location::path() const {
 
 // --- repetition_view / field_view -------------------------------------------
 
-std::string_view repetition_view::component_raw(std::size_t c) const {
-  if (d_ == nullptr) return c == 1 ? raw_ : std::string_view{};
-  return nth_piece(raw_, d_->component, c);
-}
-
-std::string_view repetition_view::subcomponent_raw(std::size_t c, std::size_t s) const {
-  const auto comp = component_raw(c);
-  if (d_ == nullptr) return s <= 1 ? comp : std::string_view{};
-  return nth_piece(comp, d_->subcomponent, s);
-}
-
 std::string repetition_view::component(std::size_t c, std::size_t s) const {
   if (d_ == nullptr) return std::string(s == 0 ? component_raw(c) : subcomponent_raw(c, s));
   return unescape(s == 0 ? component_raw(c) : subcomponent_raw(c, s), *d_);
@@ -166,11 +263,6 @@ std::string repetition_view::text() const {
 
 std::size_t field_view::repetition_count() const {
   return d_ == nullptr ? (raw_.empty() ? 0 : 1) : count_pieces(raw_, d_->repetition);
-}
-
-repetition_view field_view::repetition(std::size_t i) const {
-  if (d_ == nullptr) return i == 0 ? repetition_view{raw_, nullptr} : repetition_view{};
-  return repetition_view{nth_piece(raw_, d_->repetition, i + 1), d_};
 }
 
 std::vector<repetition_view> field_view::repetitions() const {
@@ -193,41 +285,32 @@ std::vector<repetition_view> field_view::repetitions() const {
 // --- segment_view ------------------------------------------------------------
 
 namespace {
+bool entry_is_msh(std::string_view id) { return id.size() == 3 && id[0] == 'M' && id[1] == 'S' && id[2] == 'H'; }
+
 // MSH and the batch/file headers number their fields from the separator:
 // MSH-1 is the separator itself and MSH-2 the encoding characters.
-bool is_header_segment(std::string_view id) { return id == "MSH" || id == "BHS" || id == "FHS"; }
+bool is_header_segment(std::string_view id) {
+  if (id.size() != 3) return false;
+  const char a = id[0], b = id[1], c = id[2];
+  return (a == 'M' && b == 'S' && c == 'H') || ((a == 'B' || a == 'F') && b == 'H' && c == 'S');
+}
 }  // namespace
 
-std::size_t segment_view::field_count() const {
-  return is_header_segment(id_) ? field_total_ + 1 : field_total_;
-}
-
-field_view segment_view::field(std::size_t n) const {
-  if (msg_ == nullptr || n == 0) return {};
-  const bool header = is_header_segment(id_);
-  if (header && n == 1) return field_view{raw_.substr(3, 1), nullptr};
-  const std::size_t k = header ? n - 2 : n - 1;  // 0-based stored field
-  if (k >= field_total_) return {};
-  const auto& starts = msg_->field_starts_;
-  const std::size_t begin = starts[first_field_ + k];
-  const std::size_t end = starts[first_field_ + k + 1] - 1;
-  const std::string_view raw{msg_->text_.data() + begin, end - begin};
-  if (header && n == 2) return field_view{raw, nullptr};  // encoding characters are literal
-  return field_view{raw, &msg_->delims_};
-}
+std::size_t segment_view::field_count() const { return header_ ? field_total_ + 1 : field_total_; }
 
 std::size_t segment_view::field_offset(std::size_t n) const {
   if (msg_ == nullptr) return 0;
-  const bool header = is_header_segment(id_);
-  if (n == 0) return offset_;
-  if (header && n == 1) return offset_ + 3;
+  const bool header = header_;
+  const std::size_t at = offset();
+  if (n == 0) return at;
+  if (header && n == 1) return at + 3;
   const std::size_t k = header ? n - 2 : n - 1;
-  if (k >= field_total_) return offset_ + raw_.size();
+  if (k >= field_total_) return at + raw_.size();
   return msg_->field_starts_[first_field_ + k];
 }
 
 location segment_view::at(std::size_t field_no, std::size_t rep, std::size_t comp) const {
-  return location{.segment = std::string(id_),
+  return location{.segment = std::string(id()),
                   .segment_seq = seq_,
                   .field = static_cast<std::uint32_t>(field_no),
                   .repetition = static_cast<std::uint32_t>(rep),
@@ -308,33 +391,29 @@ result<message> message::parse(std::string text, const parse_options& options) {
   m.delims_ = d;
 
   m.segments_.reserve(16);
-  m.field_starts_.reserve(s.size() / 6 + 16);
-  // Occurrence counters for segment ids seen so far (small linear table).
-  std::vector<std::pair<std::string_view, std::uint32_t>> seen;
-  // Segment terminator: CR, tolerating LF and CRLF. The next CR and the next
-  // LF are each found with memchr and remembered until passed, so a message
-  // that uses only one of them is still scanned once, not once per segment.
-  const char* const base = s.data();
-  const char* const stop = base + s.size();
-  const char* next_cr = nullptr;  // nullptr: not looked for yet; stop: none left
-  const char* next_lf = nullptr;
-  const auto next_of = [stop](char c, const char*& cached, const char* from) {
-    if (cached == nullptr || cached < from) {
-      const void* hit = std::memchr(from, c, static_cast<std::size_t>(stop - from));
-      cached = hit == nullptr ? stop : static_cast<const char*>(hit);
-    }
-    return cached;
+  // Field starts are written through an index into a buffer sized for a
+  // typical message (a field per three or four bytes: runs of empty fields
+  // are common) and grown when needed; a big message (an embedded document)
+  // has long fields and starts smaller.
+  std::vector<std::uint32_t>& starts = m.field_starts_;
+  starts.resize(s.size() < 65536 ? s.size() / 3 + 32 : s.size() / 16);
+  std::size_t n_starts = 0;
+  const auto push_start = [&starts, &n_starts](std::size_t at) {
+    if (n_starts == starts.size()) starts.resize(starts.size() * 2);
+    starts[n_starts++] = static_cast<std::uint32_t>(at);
   };
-  while (pos < s.size()) {
-    const std::size_t end =
-        static_cast<std::size_t>(std::min(next_of('\r', next_cr, base + pos), next_of('\n', next_lf, base + pos)) - base);
-    if (end == pos) {  // blank line
-      ++pos;
-      continue;
-    }
-    const auto line = s.substr(pos, end - pos);
-    const auto sep = find_char(line, d.field);
-    const auto id = line.substr(0, sep == std::string_view::npos ? line.size() : sep);
+  segment_counter seen;
+  // One pass over the text, sixteen bytes at a time: a block gives the
+  // positions of its field separators and segment ends (CR, or LF: LF and
+  // CRLF are tolerated, the LF after a CR reading as a blank line) as bits,
+  // and each bit is a field start or a segment end.
+  const std::size_t size = s.size();
+  std::size_t seg_start = pos;  // the current segment (or blank line)
+  bool in_fields = false;       // its id has been read
+  segment_entry entry;
+  // The id of the segment at seg_start, ending at `id_end`.
+  const auto begin_segment = [&](std::size_t id_end) -> result<void> {
+    const auto id = s.substr(seg_start, id_end - seg_start);
     bool id_ok = id.size() == 3;
     if (options.strict_segment_ids) {
       for (const char c : id) id_ok = id_ok && is_segment_id_char(c);
@@ -342,42 +421,80 @@ result<message> message::parse(std::string text, const parse_options& options) {
     if (!id_ok) {
       return fail(errc::parse_error,
                   "segment " + std::to_string(m.segments_.size() + 1) +
-                      " does not start with a three-character segment id" + at_byte(pos),
+                      " does not start with a three-character segment id" + at_byte(seg_start),
                   std::string(id.substr(0, std::min<std::size_t>(id.size(), 3))));
     }
-    if (!m.segments_.empty() && is_header_segment(id) && id == "MSH") {
-      return fail(errc::parse_error, "a second MSH segment: one message per frame" + at_byte(pos), "MSH");
+    if (!m.segments_.empty() && entry_is_msh(id)) {
+      return fail(errc::parse_error, "a second MSH segment: one message per frame" + at_byte(seg_start), "MSH");
     }
-    std::uint32_t seq = 1;
-    {
-      auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& e) { return e.first == id; });
-      if (it == seen.end()) seen.emplace_back(id, 1);
-      else seq = ++it->second;
-    }
-    segment_entry entry;
-    entry.offset = static_cast<std::uint32_t>(pos);
-    entry.length = static_cast<std::uint32_t>(line.size());
-    entry.seq = seq;
-    entry.first_field = static_cast<std::uint32_t>(m.field_starts_.size());
-    if (sep != std::string_view::npos) {
-      // MSH fields start after "MSH|" (MSH-2 first); others after "SEG|".
-      std::size_t f = sep + 1;
-      m.field_starts_.push_back(static_cast<std::uint32_t>(pos + f));
-      while (true) {
-        const auto p = find_char(line, d.field, f);
-        if (p == std::string_view::npos) break;
-        m.field_starts_.push_back(static_cast<std::uint32_t>(pos + p + 1));
-        f = p + 1;
-      }
-      m.field_starts_.push_back(static_cast<std::uint32_t>(pos + line.size() + 1));
-      entry.field_total = static_cast<std::uint32_t>(m.field_starts_.size() - entry.first_field - 1);
-    } else {
-      m.field_starts_.push_back(static_cast<std::uint32_t>(pos + line.size() + 1));
-      entry.field_total = 0;
-    }
+    entry = segment_entry{};
+    entry.offset = static_cast<std::uint32_t>(seg_start);
+    entry.key = segment_key(id);
+    entry.header = is_header_segment(id);
+    entry.seq = seen.next(entry.key);
+    entry.first_field = static_cast<std::uint32_t>(n_starts);
+    return {};
+  };
+  // The segment ends at `end` (its CR or LF, or the end of the text).
+  const auto end_segment = [&](std::size_t end) {
+    entry.length = static_cast<std::uint32_t>(end - seg_start);
+    push_start(end + 1);
+    entry.field_total = in_fields ? static_cast<std::uint32_t>(n_starts - entry.first_field - 1) : 0;
     m.segments_.push_back(entry);
-    pos = end + 1;
+    seg_start = end + 1;
+    in_fields = false;
+  };
+  const block_scanner scan(s.data(), size, d.field);
+  for (std::size_t b = pos; b < size; b += 16) {
+    unsigned fields = 0;
+    unsigned hits = scan.masks(b, fields);
+    // A block adds at most sixteen starts: room for them once, here.
+    if (n_starts + 16 >= starts.size()) starts.resize(starts.size() * 2 + 32);
+    while (hits != 0) {
+      if (in_fields) {
+        // The separators before the segment's end (or the block's) are
+        // field starts, one after the other.
+        const unsigned ends = hits & ~fields;
+        const unsigned before = ends != 0 ? (ends & (0u - ends)) - 1 : ~0u;
+        unsigned run = hits & before;
+        hits &= ~before;
+        while (run != 0) {
+          starts[n_starts++] = static_cast<std::uint32_t>(b + static_cast<std::size_t>(__builtin_ctz(run)) + 1);
+          run &= run - 1;
+        }
+        if (hits == 0) break;
+        const std::size_t end = b + static_cast<std::size_t>(__builtin_ctz(hits));
+        hits &= hits - 1;
+        end_segment(end);
+        continue;
+      }
+      const std::size_t i = b + static_cast<std::size_t>(__builtin_ctz(hits));
+      const unsigned bit = hits & (0u - hits);
+      hits ^= bit;
+      if ((fields & bit) != 0) {
+        // MSH fields start after "MSH|" (MSH-2 first); others after "SEG|".
+        if (!in_fields) {
+          if (auto ok = begin_segment(i); !ok) return std::unexpected(std::move(ok.error()));
+          in_fields = true;
+        }
+        push_start(i + 1);
+      } else if (in_fields) {
+        end_segment(i);
+      } else if (i == seg_start) {  // blank line
+        ++seg_start;
+      } else {  // a segment without fields
+        if (auto ok = begin_segment(i); !ok) return std::unexpected(std::move(ok.error()));
+        end_segment(i);
+      }
+    }
   }
+  if (in_fields) {
+    end_segment(size);
+  } else if (seg_start < size) {
+    if (auto ok = begin_segment(size); !ok) return std::unexpected(std::move(ok.error()));
+    end_segment(size);
+  }
+  starts.resize(n_starts);
   if (m.msh().field(9).empty()) {
     return fail(errc::parse_error, "required field missing: MSH-9 message type" + at_byte(m.msh().field_offset(9)),
                 "MSH-9");
@@ -385,24 +502,11 @@ result<message> message::parse(std::string text, const parse_options& options) {
   return m;
 }
 
-segment_view message::segment(std::size_t i) const {
-  segment_view v;
-  if (i >= segments_.size()) return v;
-  const auto& e = segments_[i];
-  v.msg_ = this;
-  v.raw_ = std::string_view(text_).substr(e.offset, e.length);
-  v.id_ = v.raw_.substr(0, 3);
-  v.offset_ = e.offset;
-  v.seq_ = e.seq;
-  v.index_ = i;
-  v.first_field_ = e.first_field;
-  v.field_total_ = e.field_total;
-  return v;
-}
-
 std::optional<segment_view> message::find(std::string_view id, std::size_t nth) const {
+  const std::uint32_t key = segment_key(id);
+  if (key == 0) return std::nullopt;  // every segment id has three characters
   for (std::size_t i = 0; i < segments_.size(); ++i) {
-    if (std::string_view(text_).substr(segments_[i].offset, 3) == id && segments_[i].length >= 3) {
+    if (segments_[i].key == key) {
       if (nth == 0) return segment(i);
       --nth;
     }
@@ -412,8 +516,10 @@ std::optional<segment_view> message::find(std::string_view id, std::size_t nth) 
 
 std::vector<segment_view> message::all(std::string_view id) const {
   std::vector<segment_view> out;
+  const std::uint32_t key = segment_key(id);
+  if (key == 0) return out;
   for (std::size_t i = 0; i < segments_.size(); ++i) {
-    if (std::string_view(text_).substr(segments_[i].offset, 3) == id) out.push_back(segment(i));
+    if (segments_[i].key == key) out.push_back(segment(i));
   }
   return out;
 }

@@ -19,6 +19,7 @@
 // Thread-safety: a const message may be read from any thread.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -29,6 +30,61 @@
 #include "engine/core/error.h"
 
 namespace yilian::hl7v2 {
+
+namespace detail {
+
+// Position of `c` in [from, s.size()), or npos. The first bytes are looked at
+// one by one (fields and components are mostly short, and a call to memchr
+// costs more than the loop), the rest with memchr.
+inline std::size_t find_char(std::string_view s, char c, std::size_t from = 0) {
+  const std::size_t n = s.size();
+  if (from >= n) return std::string_view::npos;
+  const std::size_t quick = n - from < 16 ? n : from + 16;
+  for (std::size_t i = from; i < quick; ++i) {
+    if (s[i] == c) return i;
+  }
+  if (quick >= n) return std::string_view::npos;
+  const void* p = __builtin_memchr(s.data() + quick, c, n - quick);
+  return p ? static_cast<std::size_t>(static_cast<const char*>(p) - s.data()) : std::string_view::npos;
+}
+
+// The n-th (1-based) piece of `s` split on `sep`; empty when absent.
+inline std::string_view nth_piece(std::string_view s, char sep, std::size_t n) {
+  if (n == 0) return {};
+  std::size_t start = 0;
+  for (std::size_t i = 1; i < n; ++i) {
+    const std::size_t p = find_char(s, sep, start);
+    if (p == std::string_view::npos) return {};
+    start = p + 1;
+  }
+  const std::size_t end = find_char(s, sep, start);
+  return s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+}
+
+// The first N pieces of `s` split on `sep` (absent ones empty), in one pass:
+// for data types whose components are read together (CX, CWE, XAD, ...).
+template <std::size_t N>
+std::array<std::string_view, N> split_pieces(std::string_view s, char sep) {
+  std::array<std::string_view, N> out{};
+  std::size_t start = 0;
+  for (std::size_t k = 0; k < N; ++k) {
+    const std::size_t p = find_char(s, sep, start);
+    if (p == std::string_view::npos) {
+      out[k] = s.substr(start);
+      break;
+    }
+    out[k] = s.substr(start, p - start);
+    start = p + 1;
+  }
+  return out;
+}
+
+// Position of the first byte in [from, size) that is `field`, CR or LF;
+// `size` when none; sixteen bytes at a time where SSE2 is there (every
+// x86-64). decode_message() finds the end of MSH-18 with it.
+std::size_t next_separator(const char* data, std::size_t from, std::size_t size, char field);
+
+}  // namespace detail
 
 struct delimiters {
   char field = '|';
@@ -76,9 +132,16 @@ class repetition_view {
   bool empty() const { return raw_.empty(); }
   bool is_null() const { return raw_ == "\"\""; }
   // Component `c` (1-based) as sent; empty when absent.
-  std::string_view component_raw(std::size_t c) const;
+  std::string_view component_raw(std::size_t c) const {
+    if (d_ == nullptr) return c == 1 ? raw_ : std::string_view{};
+    return detail::nth_piece(raw_, d_->component, c);
+  }
   // Subcomponent `s` of component `c` as sent.
-  std::string_view subcomponent_raw(std::size_t c, std::size_t s) const;
+  std::string_view subcomponent_raw(std::size_t c, std::size_t s) const {
+    const std::string_view comp = component_raw(c);
+    if (d_ == nullptr) return s <= 1 ? comp : std::string_view{};
+    return detail::nth_piece(comp, d_->subcomponent, s);
+  }
   // Decoded text of component c / subcomponent s ("" when absent, and when the
   // value is the HL7 null `""`).
   std::string component(std::size_t c, std::size_t s = 0) const;
@@ -99,8 +162,23 @@ class field_view {
   bool empty() const { return raw_.empty(); }
   bool is_null() const { return raw_ == "\"\""; }
   std::size_t repetition_count() const;   // 0 for an empty field
-  repetition_view repetition(std::size_t i) const;  // 0-based; empty view when absent
+  // 0-based; empty view when absent.
+  repetition_view repetition(std::size_t i) const {
+    if (d_ == nullptr) return i == 0 ? repetition_view{raw_, nullptr} : repetition_view{};
+    return repetition_view{detail::nth_piece(raw_, d_->repetition, i + 1), d_};
+  }
   std::vector<repetition_view> repetitions() const;
+  // The first component of the first repetition as sent (what most fields
+  // hold): repetition(0).component_raw(1) in one scan.
+  std::string_view first_component() const {
+    if (d_ == nullptr) return raw_;
+    const char rep = d_->repetition;
+    const char comp = d_->component;
+    for (std::size_t i = 0; i < raw_.size(); ++i) {
+      if (raw_[i] == rep || raw_[i] == comp) return raw_.substr(0, i);
+    }
+    return raw_;
+  }
   // Shortcuts on the first repetition.
   std::string_view component_raw(std::size_t c) const { return repetition(0).component_raw(c); }
   std::string component(std::size_t c, std::size_t s = 0) const { return repetition(0).component(c, s); }
@@ -116,15 +194,15 @@ class message;
 class segment_view {
  public:
   segment_view() = default;
-  std::string_view id() const { return id_; }
-  std::string_view raw() const { return raw_; }   // whole segment, without terminator
-  std::size_t offset() const { return offset_; }  // of the segment in the message
-  std::uint32_t seq() const { return seq_; }      // 1-based occurrence of this id
-  std::size_t index() const { return index_; }    // 0-based position in the message
+  std::string_view id() const { return raw_.substr(0, raw_.size() < 3 ? raw_.size() : 3); }
+  std::string_view raw() const { return raw_; }  // whole segment, without terminator
+  inline std::size_t offset() const;             // of the segment in the message
+  std::uint32_t seq() const { return seq_; }     // 1-based occurrence of this id
+  std::size_t index() const { return index_; }   // 0-based position in the message
   // Highest field number present (PID|a|b -> 2).
   std::size_t field_count() const;
   // Field n (1-based). Empty view when absent.
-  field_view field(std::size_t n) const;
+  inline field_view field(std::size_t n) const;
   // Byte offset in the message of field n's first byte (or of the segment end
   // when the field is absent).
   std::size_t field_offset(std::size_t n) const;
@@ -137,14 +215,15 @@ class segment_view {
 
  private:
   friend class message;
+  // Small (views are made and copied for every segment the mapping looks
+  // at): the id and the offset are read from raw_.
   const message* msg_ = nullptr;
-  std::string_view id_;
   std::string_view raw_;
-  std::size_t offset_ = 0;
   std::uint32_t seq_ = 0;
-  std::size_t index_ = 0;
+  std::uint32_t index_ = 0;
   std::uint32_t first_field_ = 0;  // index into message::field_starts_
   std::uint32_t field_total_ = 0;
+  bool header_ = false;  // MSH, BHS, FHS: fields numbered from the separator
 };
 
 struct parse_options {
@@ -169,7 +248,7 @@ class message {
   std::string_view text() const { return text_; }
   const delimiters& delims() const { return delims_; }
   std::size_t segment_count() const { return segments_.size(); }
-  segment_view segment(std::size_t i) const;  // 0-based
+  inline segment_view segment(std::size_t i) const;  // 0-based
   // The nth (0-based) segment with this id.
   std::optional<segment_view> find(std::string_view id, std::size_t nth = 0) const;
   std::vector<segment_view> all(std::string_view id) const;
@@ -197,6 +276,8 @@ class message {
     std::uint32_t seq = 0;
     std::uint32_t first_field = 0;
     std::uint32_t field_total = 0;
+    std::uint32_t key = 0;  // the three id bytes (segment_key), for find()
+    bool header = false;    // MSH, BHS, FHS
   };
   std::string text_;
   delimiters delims_;
@@ -205,5 +286,38 @@ class message {
   // [field_starts_[first+i-1], field_starts_[first+i] - 1) in text_.
   std::vector<std::uint32_t> field_starts_;
 };
+
+// The accessors the mapping calls for every value, inline.
+
+inline field_view segment_view::field(std::size_t n) const {
+  if (msg_ == nullptr || n == 0) return {};
+  if (header_ && n == 1) return field_view{raw_.substr(3, 1), nullptr};
+  const std::size_t k = header_ ? n - 2 : n - 1;  // 0-based stored field
+  if (k >= field_total_) return {};
+  const std::uint32_t* starts = msg_->field_starts_.data() + first_field_;
+  const std::size_t begin = starts[k];
+  const std::size_t end = starts[k + 1] - 1;
+  const std::string_view raw{msg_->text_.data() + begin, end - begin};
+  if (header_ && n == 2) return field_view{raw, nullptr};  // encoding characters are literal
+  return field_view{raw, &msg_->delims_};
+}
+
+inline std::size_t segment_view::offset() const {
+  return msg_ == nullptr ? 0 : static_cast<std::size_t>(raw_.data() - msg_->text_.data());
+}
+
+inline segment_view message::segment(std::size_t i) const {
+  segment_view v;
+  if (i >= segments_.size()) return v;
+  const segment_entry& e = segments_[i];
+  v.msg_ = this;
+  v.raw_ = std::string_view(text_.data() + e.offset, e.length);
+  v.seq_ = e.seq;
+  v.index_ = static_cast<std::uint32_t>(i);
+  v.first_field_ = e.first_field;
+  v.field_total_ = e.field_total;
+  v.header_ = e.header;
+  return v;
+}
 
 }  // namespace yilian::hl7v2

@@ -251,7 +251,7 @@ int run_hl7_parse(const hl7_parse_options& options) {
       }
       for (const auto& e : *events) {
         std::string envelope;
-        if (!google::protobuf::util::MessageToJsonString(e.envelope, &envelope).ok()) {
+        if (!google::protobuf::util::MessageToJsonString(*e.envelope, &envelope).ok()) {
           std::cerr << "yilian: an event could not be written as JSON\n";
           return 2;
         }

@@ -87,7 +87,7 @@ void run(std::string_view input) {
     return;
   }
   for (std::size_t i = 0; i < mapped->size(); ++i) {
-    const auto& env = (*mapped)[i].envelope;
+    const auto& env = *(*mapped)[i].envelope;
     FUZZ_CHECK(hex64(env.event_id()));
     FUZZ_CHECK(env.type().starts_with("yilian.events.v1."));
     FUZZ_CHECK(env.source().control_id() == parsed->control_id());

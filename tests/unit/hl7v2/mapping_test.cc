@@ -64,7 +64,7 @@ ev::ClaimCheck raw_ref(const std::string& uri = "raw://h-test/abc") {
   return c;
 }
 
-std::vector<mapped_event> map_ok(const mapper& m, const std::string& text) {
+mapped_batch map_ok(const mapper& m, const std::string& text) {
   auto events = m.map(parsed(text), raw_ref(), recorded);
   INFO((events ? std::string() : events.error().describe()));
   REQUIRE(events.has_value());
@@ -125,20 +125,20 @@ TEST_CASE("the event id is the SHA-256 of hospital, protocol, facility, control 
       hex += digits[b >> 4];
       hex += digits[b & 15];
     }
-    CHECK(events[i].envelope.event_id() == hex);
-    CHECK(events[i].envelope.event_id() == hl7_event_id("h-test", "HT", "C1", i));
-    CHECK(events[i].envelope.source().event_index() == i);
+    CHECK(events[i].envelope->event_id() == hex);
+    CHECK(events[i].envelope->event_id() == hl7_event_id("h-test", "HT", "C1", i));
+    CHECK(events[i].envelope->source().event_index() == i);
   }
   // Mapping again gives the same events: replays deduplicate.
   const auto again = map_ok(m, join({msh_adt, "PID|1||42^^^HT^MR||张^三^^^^^L^I||19900101|M",
                                      seg("PV1", {{1, "1"}, {2, "O"}, {19, "V9"}})}));
-  CHECK(again[0].envelope.SerializeAsString() == events[0].envelope.SerializeAsString());
-  CHECK(events[0].envelope.type() == "yilian.events.v1.PatientRegistered");
-  CHECK(events[1].envelope.type() == "yilian.events.v1.EncounterEvent");
-  CHECK(events[0].envelope.raw_ref().uri() == "raw://h-test/abc");
-  CHECK(TimeUtil::ToString(events[0].envelope.recorded_at()) == "2026-01-01T00:00:00Z");
+  CHECK(again[0].envelope->SerializeAsString() == events[0].envelope->SerializeAsString());
+  CHECK(events[0].envelope->type() == "yilian.events.v1.PatientRegistered");
+  CHECK(events[1].envelope->type() == "yilian.events.v1.EncounterEvent");
+  CHECK(events[0].envelope->raw_ref().uri() == "raw://h-test/abc");
+  CHECK(TimeUtil::ToString(events[0].envelope->recorded_at()) == "2026-01-01T00:00:00Z");
   // No EVN: MSH-7 in the profile's zone.
-  CHECK(TimeUtil::ToString(events[0].envelope.occurred_at()) == "2025-06-16T01:30:00Z");
+  CHECK(TimeUtil::ToString(events[0].envelope->occurred_at()) == "2025-06-16T01:30:00Z");
 }
 
 TEST_CASE("the generic profile keeps identifiers and resources as sent", "[unit]") {
@@ -148,7 +148,7 @@ TEST_CASE("the generic profile keeps identifiers and resources as sent", "[unit]
   CHECK(m->zone().name() == "UTC");
   const auto events = map_ok(*m, join({msh_adt, "PID|1||42^^^ANY^PI~110^^^CHN^NNCHN~7^^^X^ZZ||张^三||19900101|F"}));
   REQUIRE(events.size() == 1);
-  const auto& e = events[0].envelope;
+  const auto& e = *events[0].envelope;
   CHECK(e.source().hospital() == "HT");  // MSH-4 when no hospital was given
   REQUIRE(e.subject().identifiers_size() == 3);
   CHECK(e.subject().identifiers(0).system() == "urn:yilian:id:source:ANY:PI");
@@ -166,13 +166,13 @@ TEST_CASE("the generic profile keeps identifiers and resources as sent", "[unit]
   REQUIRE(siu.size() == 1);
   CHECK(siu[0].topic == ev::TOPIC_BOOKING);
   CHECK(siu[0].key == "ROOM 7");
-  CHECK(siu[0].envelope.appointment_changed().duration_minutes() == 30);
+  CHECK(siu[0].envelope->appointment_changed().duration_minutes() == 30);
 }
 
 TEST_CASE("an identifier no profile knows is kept under an unmapped system of the sender", "[unit]") {
   const mapper m = compile(test_profile());
   const auto events = map_ok(m, join({msh_adt, "PID|1||42^^^HT^MR~A 1^^^Other Org^XX||张^三||19900101|M"}));
-  const auto& ids = events[0].envelope.subject().identifiers();
+  const auto& ids = events[0].envelope->subject().identifiers();
   REQUIRE(ids.size() == 2);
   CHECK(ids[1].system() == "urn:yilian:id:h-test:unmapped:Other%20Org:XX");
   CHECK(ids[1].type() == ev::IDENTIFIER_TYPE_OTHER);
@@ -188,7 +188,7 @@ TEST_CASE("another hospital's identifiers are recognised through the consortium"
   REQUIRE(m.has_value());
   const auto events = map_ok(*m, join({"MSH|^~\\&|HIS|ZSRMYY|||20250616093000||ADT^A28|C1|P|2.5",
                                        "PID|1||DC1^^^DCSQ^MR~Q1^^^QHXRMYY^PI||张^三"}));
-  const auto& ids = events[0].envelope.subject().identifiers();
+  const auto& ids = events[0].envelope->subject().identifiers();
   REQUIRE(ids.size() == 2);
   CHECK(ids[0].system() == "urn:yilian:id:dc-chc:mrn");
   CHECK(ids[0].assigner() == "dc-chc");
@@ -201,7 +201,7 @@ TEST_CASE("PatientUpdated shows deletions where proto3 can: present but empty", 
   const std::string msh = "MSH|^~\\&|HIS|HT|||20250616093000||ADT^A08|C1|P|2.5";
   SECTION("an empty field is no change and stays unset") {
     const auto e = map_ok(m, join({msh, "PID|1||42^^^HT^MR"}));
-    const auto& d = e[0].envelope.patient_updated().demographics();
+    const auto& d = e[0].envelope->patient_updated().demographics();
     CHECK_FALSE(d.has_name());
     CHECK(d.telecom_size() == 0);
     CHECK(d.addresses_size() == 0);
@@ -209,7 +209,7 @@ TEST_CASE("PatientUpdated shows deletions where proto3 can: present but empty", 
   }
   SECTION("the HL7 null deletes") {
     const auto e = map_ok(m, join({msh, seg("PID", {{1, "1"}, {3, "42^^^HT^MR"}, {5, "\"\""}, {11, "\"\""}, {13, "\"\""}, {14, "\"\""}, {22, "\"\""}})}));
-    const auto& d = e[0].envelope.patient_updated().demographics();
+    const auto& d = e[0].envelope->patient_updated().demographics();
     CHECK(d.has_name());
     CHECK(d.name().hanzi().empty());
     REQUIRE(d.addresses_size() == 1);
@@ -237,12 +237,12 @@ TEST_CASE("quirks move items to where a hospital puts them", "[unit]") {
 
   SECTION("a resident ID in PID-19 and pinyin in PID-9") {
     const auto e = map_ok(m, join({msh_adt, seg("PID", {{1, "1"}, {3, "42^^^HT^MR"}, {5, "张^三"}, {7, "19900101"}, {8, "M"}, {9, "ZHANG^SAN"}, {19, "110101199003077777"}})}));
-    const auto& ids = e[0].envelope.subject().identifiers();
+    const auto& ids = e[0].envelope->subject().identifiers();
     REQUIRE(ids.size() == 2);
     CHECK(ids[1].system() == "urn:yilian:id:cn:resident");
     CHECK(ids[1].value() == "110101199003077777");
     CHECK(ids[1].assigner().empty());
-    CHECK(e[0].envelope.patient_registered().demographics().name().pinyin() == "ZHANG SAN");
+    CHECK(e[0].envelope->patient_registered().demographics().name().pinyin() == "ZHANG SAN");
   }
   SECTION("accession, study UID and report id of each OBR group from its own segments") {
     const auto e = map_ok(m, join({"MSH|^~\\&|RIS|HT|||20250616093000||ORU^R01|C1|P|2.5", "PID|1||42^^^HT^MR",
@@ -250,17 +250,17 @@ TEST_CASE("quirks move items to where a hospital puts them", "[unit]") {
                                    seg("OBR", {{1, "2"}, {2, "P2"}, {3, "F2"}, {4, "CT1^Head^HT-EXAM"}, {19, "R-2"}, {20, "ACC-2"}, {25, "P"}})}));
     REQUIRE(e.size() == 2);
     CHECK(e[0].key == "ACC-1");
-    CHECK(e[0].envelope.report_issued().report_id() == "R-1");
-    CHECK(e[0].envelope.report_issued().study_uid() == "1.2.3");
+    CHECK(e[0].envelope->report_issued().report_id() == "R-1");
+    CHECK(e[0].envelope->report_issued().study_uid() == "1.2.3");
     CHECK(e[1].key == "ACC-2");
-    CHECK(e[1].envelope.report_issued().report_id() == "R-2");
-    CHECK(e[1].envelope.report_issued().status() == ev::REPORT_STATUS_PRELIMINARY);
-    CHECK(e[1].envelope.source().event_index() == 1);
+    CHECK(e[1].envelope->report_issued().report_id() == "R-2");
+    CHECK(e[1].envelope->report_issued().status() == ev::REPORT_STATUS_PRELIMINARY);
+    CHECK(e[1].envelope->source().event_index() == 1);
   }
   SECTION("a referral direction field overrides the tiers") {
     const auto e = map_ok(m, join({"MSH|^~\\&|HIS|HT|||20250616093000||REF^I12|C1|P|2.5", "RF1|P|R||||REF-1",
                                    "PID|1||42^^^HT^MR", "ZRF|下转"}));
-    CHECK(e[0].envelope.referral_requested().direction() == ev::REFERRAL_DIRECTION_DOWN);
+    CHECK(e[0].envelope->referral_requested().direction() == ev::REFERRAL_DIRECTION_DOWN);
     const auto bad = map_error(m, join({"MSH|^~\\&|HIS|HT|||20250616093000||REF^I12|C1|P|2.5", "RF1|P|R||||REF-1",
                                         "PID|1||42^^^HT^MR", "ZRF|SIDEWAYS"}));
     CHECK(bad.where == "ZRF-1");
@@ -276,7 +276,7 @@ TEST_CASE("birth dates with a fake time need the quirk to be read leniently", "[
   CHECK(e.where == "PID-7");
   p.mutable_quirks()->set_birth_date_has_fake_time(true);
   auto lenient = compile(p);
-  CHECK(map_ok(lenient, join({msh_adt, pid}))[0].envelope.patient_registered().demographics().birth_date() ==
+  CHECK(map_ok(lenient, join({msh_adt, pid}))[0].envelope->patient_registered().demographics().birth_date() ==
         "1990-01-01");
 }
 
@@ -366,7 +366,7 @@ TEST_CASE("a large embedded document becomes a claim-check and the event stays s
                                  "OBX|1|TX|&IMP^Impression^IHE||正常", "OBX|2|ED|PDF^报告^L||^AP^PDF^Base64^" + b64});
   const auto events = m.map(parsed(text), raw_ref("raw://h-test/big"), recorded);
   REQUIRE(events.has_value());
-  const auto& r = (*events)[0].envelope.report_issued();
+  const auto& r = (*events)[0].envelope->report_issued();
   REQUIRE(r.documents_size() == 1);
   const auto& doc = r.documents(0);
   unsigned char d[SHA256_DIGEST_LENGTH];
@@ -383,7 +383,7 @@ TEST_CASE("a large embedded document becomes a claim-check and the event stays s
   CHECK(doc.content_type() == "application/pdf");
   CHECK(doc.title() == "报告");
   CHECK(r.conclusion() == "正常");
-  CHECK((*events)[0].envelope.ByteSizeLong() < 4096);
+  CHECK((*events)[0].envelope->ByteSizeLong() < 4096);
 }
 
 TEST_CASE("a compiled profile refuses settings it cannot use", "[unit]") {

@@ -46,7 +46,7 @@ mapper mapper_of(const std::string& hospital) {
   return std::move(*m);
 }
 
-result<std::vector<mapped_event>> map_text(const mapper& m, const std::string& text) {
+result<mapped_batch> map_text(const mapper& m, const std::string& text) {
   auto msg = message::parse(text);
   REQUIRE(msg.has_value());
   ev::ClaimCheck raw;
@@ -127,8 +127,8 @@ TEST_CASE("an OMG^O19 the profile marks as a referral becomes the referral reque
   const auto& e = got->front();
   CHECK(e.topic == ev::TOPIC_REFERRAL);
   CHECK(e.key == "NH-ORD-0311");
-  REQUIRE(e.envelope.has_referral_requested());
-  const auto& q = e.envelope.referral_requested();
+  REQUIRE(e.envelope->has_referral_requested());
+  const auto& q = e.envelope->referral_requested();
   CHECK(q.referral_id() == "NH-ORD-0311");
   CHECK(q.state() == ev::REFERRAL_STATE_REQUESTED);
   CHECK(q.direction() == ev::REFERRAL_DIRECTION_UP);
@@ -146,9 +146,9 @@ TEST_CASE("an OMG^O19 the profile marks as a referral becomes the referral reque
   CHECK(q.clinical_summary() == "胸闷两周");
   CHECK(q.referring_provider().id() == "NH12");
   CHECK(q.referring_provider().hospital() == "nh-chc");
-  CHECK(e.envelope.correlation().referral_id() == "NH-ORD-0311");
-  CHECK(e.envelope.correlation().placer_order() == "NH-ORD-0311");
-  CHECK(e.envelope.subject().identifiers_size() == 2);
+  CHECK(e.envelope->correlation().referral_id() == "NH-ORD-0311");
+  CHECK(e.envelope->correlation().placer_order() == "NH-ORD-0311");
+  CHECK(e.envelope->subject().identifiers_size() == 2);
 }
 
 TEST_CASE("ORC-1 CA on a referral order cancels the referral; XO changes it", "[unit]") {
@@ -157,7 +157,7 @@ TEST_CASE("ORC-1 CA on a referral order cancels the referral; XO changes it", "[
                                       "OBR|1|NH-ORD-0311^NHSQ||US0501^心脏彩超^ZSRMYY-EXAM"));
   REQUIRE(cancel.has_value());
   REQUIRE(cancel->size() == 1);
-  const auto& c = cancel->front().envelope;
+  const auto& c = *cancel->front().envelope;
   REQUIRE(c.has_referral_state_changed());
   CHECK(c.referral_state_changed().referral_id() == "NH-ORD-0311");
   CHECK(c.referral_state_changed().state() == ev::REFERRAL_STATE_CANCELLED);
@@ -167,8 +167,8 @@ TEST_CASE("ORC-1 CA on a referral order cancels the referral; XO changes it", "[
 
   const auto change = map_text(m, omg("ZSRMYY", "XO", "|NH-ORD-0311^NHSQ", "OBR|1|NH-ORD-0311^NHSQ||US0301^甲状腺彩超^ZSRMYY-EXAM"));
   REQUIRE(change.has_value());
-  REQUIRE(change->front().envelope.has_referral_requested());  // the feed makes it a MODIFY
-  CHECK(change->front().envelope.referral_requested().requested_services(0).code() == "US0301");
+  REQUIRE(change->front().envelope->has_referral_requested());  // the feed makes it a MODIFY
+  CHECK(change->front().envelope->referral_requested().requested_services(0).code() == "US0301");
 }
 
 TEST_CASE("orders that are not referral orders keep their booking and report meaning", "[unit]") {
@@ -178,14 +178,14 @@ TEST_CASE("orders that are not referral orders keep their booking and report mea
                                   "OBR|1|NH-ORD-0400^NHSQ||CT0101^头颅CT平扫^ZSRMYY-EXAM|||||||||||||||||zs-ct-1"));
     REQUIRE(got.has_value());
     CHECK(got->front().topic == ev::TOPIC_BOOKING);
-    CHECK(got->front().envelope.has_order_placed());
+    CHECK(got->front().envelope->has_order_placed());
   }
   SECTION("an order addressed to no other member (MSH-6 its own facility) stays an order") {
     const auto got = map_text(mapper_of("nh-chc"),
                               omg("NHSQ", "NW", "|NH-ORD-0401^NHSQ", "OBR|1|NH-ORD-0401^NHSQ||US0501^心脏彩超^ZSRMYY-EXAM"));
     REQUIRE(got.has_value());
     CHECK(got->front().topic == ev::TOPIC_REPORT);
-    CHECK(got->front().envelope.has_order_placed());
+    CHECK(got->front().envelope->has_order_placed());
   }
   SECTION("a hospital whose profile has no referred_to location never sends referral orders") {
     std::string text = omg("ZSRMYY", "NW", "|DC-ORD-1^DCSQ", "OBR|1|DC-ORD-1^DCSQ||JC010^腹部超声^DCSQ-JC");
@@ -193,15 +193,15 @@ TEST_CASE("orders that are not referral orders keep their booking and report mea
     const auto got = map_text(mapper_of("dc-chc"), text);
     REQUIRE(got.has_value());
     CHECK(got->front().topic == ev::TOPIC_REPORT);
-    CHECK(got->front().envelope.order_placed().performing_hospital() == "zs-tertiary");
+    CHECK(got->front().envelope->order_placed().performing_hospital() == "zs-tertiary");
   }
   SECTION("another ORC-1 (a status change) on a referral order is about the order: referral topic") {
     const auto got = map_text(mapper_of("nh-chc"), omg("ZSRMYY", "SC", "|NH-ORD-0311^NHSQ|||IP",
                                                        "OBR|1|NH-ORD-0311^NHSQ||US0501^心脏彩超^ZSRMYY-EXAM"));
     REQUIRE(got.has_value());
     CHECK(got->front().topic == ev::TOPIC_REFERRAL);
-    CHECK(got->front().envelope.has_order_status_changed());
-    CHECK(got->front().envelope.correlation().referral_id() == "NH-ORD-0311");
+    CHECK(got->front().envelope->has_order_status_changed());
+    CHECK(got->front().envelope->correlation().referral_id() == "NH-ORD-0311");
   }
 }
 

@@ -724,7 +724,7 @@ ev::Envelope through_the_hospital(const ev::Envelope& e, const std::string& hosp
   INFO(decoded->utf8);
   if (!events) FAIL(events.error().describe());
   REQUIRE(events->size() >= 1);
-  return events->front().envelope;
+  return *events->front().envelope;
 }
 
 ev::Envelope dc_patient_event() {
