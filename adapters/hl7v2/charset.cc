@@ -140,6 +140,12 @@ std::size_t invalid_utf8_at(std::string_view s, std::size_t from) {
   return std::string_view::npos;
 }
 
+// Bytes of a GBK / GB 18030 character whose lead byte (0x81-0xFE) is
+// followed by `second`: GB 18030 four-byte sequences have a digit there.
+std::size_t multibyte_length(unsigned char second, bool gb18030) {
+  return gb18030 && second >= 0x30 && second <= 0x39 ? 4 : 2;
+}
+
 // MSH-18 as sent (first repetition), read from the MSH line without
 // splitting a double-byte character of `fallback` on a trail byte. The first
 // `ascii` bytes are ASCII.
@@ -158,36 +164,6 @@ std::string_view find_msh18(std::string_view bytes, Charset fallback, std::size_
   // ASCII text, or in any text of a charset whose multi-byte characters are
   // all bytes above 0x7F.
   const std::size_t quick = dbcs ? std::min(ascii, bytes.size()) : bytes.size();
-#if defined(__SSE2__)
-  // Sixteen bytes at a time, counting separators, up to the block that
-  // holds MSH-18's or the end of MSH.
-  {
-    const __m128i vsep = _mm_set1_epi8(sep);
-    const __m128i vcr = _mm_set1_epi8('\r');
-    const __m128i vlf = _mm_set1_epi8('\n');
-    while (i + 16 <= quick) {
-      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes.data() + i));
-      auto seps = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, vsep)));
-      const auto ends =
-          static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(x, vcr), _mm_cmpeq_epi8(x, vlf))));
-      if (ends != 0) seps &= (ends & (0u - ends)) - 1;  // the separators before the end of MSH
-      const auto count = static_cast<std::size_t>(__builtin_popcount(seps));
-      if (field + count >= 18) {
-        for (std::size_t k = field; k < 17; ++k) seps &= seps - 1;
-        start = i + static_cast<std::size_t>(__builtin_ctz(seps)) + 1;  // after the separator opening MSH-18
-        field = 18;
-        i = start;
-        break;
-      }
-      field += count;
-      if (ends != 0) {
-        i += static_cast<std::size_t>(__builtin_ctz(ends));  // at the CR or LF
-        break;
-      }
-      i += 16;
-    }
-  }
-#endif
   while (i < quick) {
     i = detail::next_separator(bytes.data(), i, quick, sep);
     if (i == quick) break;
@@ -200,9 +176,7 @@ std::string_view find_msh18(std::string_view bytes, Charset fallback, std::size_
     const auto c = static_cast<unsigned char>(bytes[i]);
     if (c == '\r' || c == '\n') break;
     if (dbcs && c >= 0x81 && c <= 0xFE && i + 1 < bytes.size()) {
-      const auto c2 = static_cast<unsigned char>(bytes[i + 1]);
-      // GB 18030 four-byte sequences have a digit as second byte.
-      i += (fallback == config::v1::CHARSET_GB18030 && c2 >= 0x30 && c2 <= 0x39) ? 4 : 2;
+      i += multibyte_length(static_cast<unsigned char>(bytes[i + 1]), fallback == config::v1::CHARSET_GB18030);
       continue;
     }
     if (bytes[i] == sep) {
@@ -301,9 +275,8 @@ result<std::string> icu_to_utf8(std::string_view bytes, Charset cs) {
         while (stop < end && static_cast<unsigned char>(*stop) >= 0x80) {
           const auto lead = static_cast<unsigned char>(*stop);
           if (dbcs && lead >= 0x81 && lead <= 0xFE && end - stop >= 2) {
-            const auto second = static_cast<unsigned char>(stop[1]);
-            // GB 18030 four-byte sequences have a digit as second byte.
-            stop += four_byte && second >= 0x30 && second <= 0x39 ? std::min<std::ptrdiff_t>(4, end - stop) : 2;
+            const auto len = static_cast<std::ptrdiff_t>(multibyte_length(static_cast<unsigned char>(stop[1]), four_byte));
+            stop += std::min(len, end - stop);
           } else {
             ++stop;
           }

@@ -4,19 +4,34 @@
 // authorized reader.
 #pragma once
 
+#include <array>
+#include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace yilian::hl7v2 {
 
 namespace encapsulated_detail {
-inline int base64_value(char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+' || ch == '-') return 62;
-  if (ch == '/' || ch == '_') return 63;
-  return -1;
-}
+// Base64 value of each byte (standard and URL alphabets), or one of the
+// markers: a byte table, because an embedded PDF is the longest thing a
+// message carries.
+inline constexpr signed char base64_invalid = -1;
+inline constexpr signed char base64_space = -2;
+inline constexpr signed char base64_pad = -3;
+inline constexpr std::array<signed char, 256> base64_table = [] {
+  std::array<signed char, 256> t{};
+  for (auto& v : t) v = base64_invalid;
+  for (int i = 0; i < 26; ++i) {
+    t[static_cast<std::size_t>('A' + i)] = static_cast<signed char>(i);
+    t[static_cast<std::size_t>('a' + i)] = static_cast<signed char>(26 + i);
+  }
+  for (int i = 0; i < 10; ++i) t[static_cast<std::size_t>('0' + i)] = static_cast<signed char>(52 + i);
+  t['+'] = t['-'] = 62;
+  t['/'] = t['_'] = 63;
+  t[' '] = t['\r'] = t['\n'] = t['\t'] = base64_space;
+  t['='] = base64_pad;
+  return t;
+}();
 inline bool is_space(char ch) { return ch == ' ' || ch == '\r' || ch == '\n' || ch == '\t'; }
 }  // namespace encapsulated_detail
 
@@ -27,20 +42,20 @@ bool decode_base64(std::string_view s, Put&& put) {
   std::uint32_t acc = 0;
   int bits = 0;
   bool padding = false;
-  for (char ch : s) {
-    if (encapsulated_detail::is_space(ch)) continue;
-    if (ch == '=') {
+  for (const char ch : s) {
+    const signed char v = encapsulated_detail::base64_table[static_cast<unsigned char>(ch)];
+    if (v >= 0) {
+      if (padding) return false;  // data after padding
+      acc = (acc << 6) | static_cast<std::uint32_t>(v);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        put(static_cast<unsigned char>((acc >> bits) & 0xff));
+      }
+    } else if (v == encapsulated_detail::base64_pad) {
       padding = true;
-      continue;
-    }
-    if (padding) return false;  // data after padding
-    const int v = encapsulated_detail::base64_value(ch);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      put(static_cast<unsigned char>((acc >> bits) & 0xff));
+    } else if (v != encapsulated_detail::base64_space) {
+      return false;
     }
   }
   return true;

@@ -417,7 +417,7 @@ result<void> mapper::map_events(const message& msg, const ev::ClaimCheck& raw_re
   }
   // The version is checked after the type so that a message of a kind we do
   // not take is answered as such whatever its version.
-  const std::string version = c.text(msh.field(12).first_component());
+  const std::string version = msg.version();
   if (version.empty()) return detail::missing(detail::path_of(msh, 12), "version id");
   if (!version_supported(version)) {
     return fail(errc::unsupported, "unsupported HL7 version " + version + " (2.3 to 2.8)", detail::path_of(msh, 12));
@@ -504,16 +504,11 @@ result<void> map_context::start() {
     for (std::size_t i = 1;; ++i) {
       const std::size_t cut = type.find(d.component, from);
       const std::string_view piece = type.substr(from, cut == std::string_view::npos ? cut : cut - from);
+      std::string decoded = text(piece);
       if (i > 1) message_type_ += '^';
-      if (!piece.empty() && !is_null(piece)) {
-        if (piece.find(d.escape) == std::string_view::npos) {
-          message_type_ += piece;
-        } else {
-          message_type_ += unescape(piece, d);
-        }
-      }
-      if (i == 1) code_ = text(piece);
-      if (i == 2) trigger_ = text(piece);
+      message_type_ += decoded;
+      if (i == 1) code_ = std::move(decoded);
+      if (i == 2) trigger_ = std::move(decoded);
       if (cut == std::string_view::npos) break;
       from = cut + 1;
     }

@@ -299,10 +299,8 @@ result<void> map_adt(map_context& c) {
   if (!pid) return missing("PID", "patient identification segment");
   mapped_event& person = c.emit(ev::TOPIC_PATIENT);
   ev::Envelope& e = *person.envelope;
-  const identifier_list& ids = *e.mutable_subject()->mutable_identifiers();
-  if (auto read = patient_identifiers(c, *pid, /*required=*/true, *e.mutable_subject()->mutable_identifiers()); !read) {
-    return read;
-  }
+  identifier_list& ids = *e.mutable_subject()->mutable_identifiers();
+  if (auto read = patient_identifiers(c, *pid, /*required=*/true, ids); !read) return read;
   person.key = identifier_key(ids);
   const bool registration = is_registration(c.trigger());
   if (registration) {

@@ -135,7 +135,14 @@ referral_order_kind referral_order_kind_of(std::string_view control_code) {
   return referral_order_kind::none;
 }
 
-bool has_person(const ev::ProviderRef& r) { return !r.id().empty() || !r.name().empty(); }
+// The referrer's XCN read into `p` as a provider of hospital `from`; false
+// when it names nobody (id and name empty), for the caller to drop `p`.
+bool read_referrer(const map_context& c, std::string_view xcn, const std::string& from, ev::ProviderRef& p) {
+  c.provider_xcn(xcn, p);
+  if (p.id().empty() && p.name().empty()) return false;
+  p.set_hospital(from);
+  return true;
+}
 
 struct referral_order {
   const segment_view& orc;
@@ -198,15 +205,7 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
       body->set_reason_text(!body->reason().display().empty() ? body->reason().display() : body->reason().code());
     }
     body->set_actor_hospital(sender);
-    if (referrer_named) {
-      ev::ProviderRef& actor = *body->mutable_actor();
-      c.provider_xcn(xcn, actor);
-      if (has_person(actor)) {
-        actor.set_hospital(from);
-      } else {
-        body->clear_actor();
-      }
-    }
+    if (referrer_named && !read_referrer(c, xcn, from, *body->mutable_actor())) body->clear_actor();
     body->set_from_hospital(from);
     body->set_to_hospital(o.to_hospital);
     return {};
@@ -220,14 +219,8 @@ result<void> map_referral_order(map_context& c, const referral_order& o) {
   body->set_direction(*direction);
   body->set_from_hospital(from);
   body->set_to_hospital(o.to_hospital);
-  if (referrer_named) {
-    ev::ProviderRef& referrer = *body->mutable_referring_provider();
-    c.provider_xcn(xcn, referrer);
-    if (has_person(referrer)) {
-      referrer.set_hospital(from);
-    } else {
-      body->clear_referring_provider();
-    }
+  if (referrer_named && !read_referrer(c, xcn, from, *body->mutable_referring_provider())) {
+    body->clear_referring_provider();
   }
   body->set_priority(o.priority);
   // What is asked for: the exam (OBR-4, or the quirk exam_code location).

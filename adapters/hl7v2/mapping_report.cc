@@ -68,50 +68,9 @@ class chunk_sink {
   std::size_t n_ = 0;
 };
 
-// hl7v2::decode_base64 (encapsulated.h) with a lookup table: the same
-// alphabets (standard and URL), whitespace skipped, nothing but padding after
-// '='; an embedded PDF is the longest thing a message carries.
-constexpr signed char b64_space = -2;
-constexpr signed char b64_pad = -3;
-constexpr std::array<signed char, 256> b64_table = [] {
-  std::array<signed char, 256> t{};
-  for (auto& v : t) v = -1;
-  for (int i = 0; i < 26; ++i) {
-    t[static_cast<std::size_t>('A' + i)] = static_cast<signed char>(i);
-    t[static_cast<std::size_t>('a' + i)] = static_cast<signed char>(26 + i);
-  }
-  for (int i = 0; i < 10; ++i) t[static_cast<std::size_t>('0' + i)] = static_cast<signed char>(52 + i);
-  t['+'] = t['-'] = 62;
-  t['/'] = t['_'] = 63;
-  t[' '] = t['\r'] = t['\n'] = t['\t'] = b64_space;
-  t['='] = b64_pad;
-  return t;
-}();
-
 bool decode_base64(std::string_view s, sha256_stream& h) {
   chunk_sink out(h);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  bool ok = true;
-  for (const char ch : s) {
-    const signed char v = b64_table[static_cast<unsigned char>(ch)];
-    if (v >= 0 && !padding) {
-      acc = (acc << 6) | static_cast<std::uint32_t>(v);
-      bits += 6;
-      if (bits >= 8) {
-        bits -= 8;
-        out.put(static_cast<unsigned char>((acc >> bits) & 0xff));
-      }
-    } else if (v == b64_space) {
-      continue;
-    } else if (v == b64_pad) {
-      padding = true;
-    } else {
-      ok = false;  // not Base64, or data after the padding
-      break;
-    }
-  }
+  const bool ok = hl7v2::decode_base64(s, [&out](unsigned char b) { out.put(b); });
   out.flush();
   return ok;
 }

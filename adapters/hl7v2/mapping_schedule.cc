@@ -122,19 +122,6 @@ instant plus(instant t, std::int64_t seconds) {
   return t;
 }
 
-// A CWE's code, text and coding system, decoded (the exam is looked up in
-// the code map before the event it goes into exists).
-struct coding_text {
-  std::string code;
-  std::string display;
-  std::string system;
-  void write(ev::Coding& out) && {
-    out.set_code(std::move(code));
-    out.set_display(std::move(display));
-    out.set_system(std::move(system));
-  }
-};
-
 struct resolved_equipment {
   std::string id;
   std::string hospital;
@@ -204,35 +191,28 @@ result<void> map_schedule(map_context& c) {
   const std::string_view tq = sch->field(11).repetition(0).raw();
 
   // The exam (AIS-3, or the quirk's place) through the code map.
-  coding_text exam;
-  auto read_coding = [&](std::string_view cwe) {
-    exam.code = c.text(component_of(cwe, 1, dl));
-    exam.display = c.text(component_of(cwe, 2, dl));
-    exam.system = c.text(component_of(cwe, 3, dl));
-  };
-  std::optional<field_ref> exam_where_located;
+  // Read before the event exists (it is looked up in the code map first)
+  // and copied into it.
+  ev::Coding exam;
+  field_ref exam_where = ais ? field_ref(*ais, 3) : field_ref("AIS-3");
   if (c.profile().location(cfg::LOCATED_ITEM_EXAM_CODE) != nullptr) {
     const located_value v = c.located(cfg::LOCATED_ITEM_EXAM_CODE, whole);
     if (v.found) {
-      exam_where_located = v.where;
+      exam_where = v.where;
       if (v.whole_repetition) {
-        read_coding(v.raw);
+        c.coding(v.raw, exam);
       } else {
-        exam.code = c.text(v.raw);
+        exam.set_code(c.text(v.raw));
       }
     }
   } else if (ais) {
-    read_coding(ais->field(3).repetition(0).raw());
+    c.coding(ais->field(3).repetition(0).raw(), exam);
   }
   map_context::catalogue_lookup catalogue;
-  if (!exam.code.empty()) {
-    catalogue = c.catalogue(exam.system, exam.code);
+  if (!exam.code().empty()) {
+    catalogue = c.catalogue(exam);
     if (catalogue.system_has_map && !catalogue.mapped) {
-      std::string exam_where = exam_where_located ? exam_where_located->path()
-                               : ais              ? path_of(*ais, 3)
-                                                  : std::string("AIS-3");
-      return unknown_code(std::move(exam_where), "exam", exam.code,
-                          "not in the profile's code map for " + exam.system);
+      return unknown_code(exam_where.path(), "exam", exam.code(), "not in the profile's code map for " + exam.system());
     }
   }
 
@@ -360,7 +340,7 @@ result<void> map_schedule(map_context& c) {
   if (start) set_timestamp(*body->mutable_start(), *start);
   if (end) set_timestamp(*body->mutable_end(), *end);
   if (seconds) body->set_duration_minutes(static_cast<std::uint32_t>(*seconds / 60));
-  if (!exam.code.empty()) std::move(exam).write(*body->mutable_exam());
+  if (!exam.code().empty()) *body->mutable_exam() = exam;
   if (catalogue.mapped && !catalogue.code->empty()) catalogue.write(*body->mutable_catalogue_code());
   put(*body, &ev::AppointmentChanged::mutable_placer_order, c.comp_text(*sch, 26, 1));
   put(*body, &ev::AppointmentChanged::mutable_filler_order, c.comp_text(*sch, 27, 1));

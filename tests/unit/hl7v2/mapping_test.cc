@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include <openssl/sha.h>
 
 #include "adapters/hl7v2/charset.h"
+#include "adapters/hl7v2/encapsulated.h"
 #include "adapters/hl7v2/mapping.h"
 #include "adapters/hl7v2/message.h"
 #include "engine/config/config.h"
@@ -464,4 +466,60 @@ TEST_CASE("parse and map cost per message over the golden fixtures (informative)
   const auto n = static_cast<double>(rounds) * static_cast<double>(corpus.size());
   WARN("parse+map over " << corpus.size() << " fixtures: " << us / n << " us per message, "
                          << static_cast<double>(events) / n << " events per message");
+}
+
+TEST_CASE("map_into reuses one batch: the same events as map(), and none after an error", "[unit]") {
+  const mapper m = compile(test_profile());
+  const std::string adt = join({msh_adt, "PID|1||42^^^HT^MR||张^三^^^^^L^I||19900101|M",
+                                seg("PV1", {{1, "1"}, {2, "O"}, {19, "V9"}})});
+  const std::string report = join({"MSH|^~\\&|RIS|HT|||20250616093000||ORU^R01|C2|P|2.5", "PID|1||42^^^HT^MR",
+                                   seg("OBR", {{1, "1"}, {2, "P1"}, {3, "F1"}, {4, "CT1^Head^HT-EXAM"}, {25, "F"}}),
+                                   "OBX|1|TX|&IMP^Impression^IHE||正常"});
+  const std::string bad = join({msh_adt});  // no PID
+  const auto fresh_adt = map_ok(m, adt);
+  const auto fresh_report = map_ok(m, report);
+
+  // A small first block, so that the batch also grows past it and is reset.
+  mapped_batch batch(256);
+  const message adt_msg = parsed(adt);
+  const message report_msg = parsed(report);
+  const message bad_msg = parsed(bad);
+  for (int round = 0; round < 3; ++round) {
+    REQUIRE(m.map_into(adt_msg, raw_ref(), recorded, batch).has_value());
+    REQUIRE(batch.size() == fresh_adt.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      CHECK(batch[i].topic == fresh_adt[i].topic);
+      CHECK(batch[i].key == fresh_adt[i].key);
+      CHECK(batch[i].envelope->SerializeAsString() == fresh_adt[i].envelope->SerializeAsString());
+    }
+    const auto failed = m.map_into(bad_msg, raw_ref(), recorded, batch);
+    REQUIRE_FALSE(failed.has_value());
+    CHECK(failed.error().describe().find("PID") != std::string::npos);
+    CHECK(batch.empty());
+    REQUIRE(m.map_into(report_msg, raw_ref(), recorded, batch).has_value());
+    REQUIRE(batch.size() == 1);
+    CHECK(batch[0].envelope->SerializeAsString() == fresh_report[0].envelope->SerializeAsString());
+  }
+  // Moving the batch keeps its envelopes where they are.
+  const ev::Envelope* before = batch[0].envelope;
+  mapped_batch moved = std::move(batch);
+  CHECK(moved[0].envelope == before);
+  CHECK(moved[0].envelope->report_issued().exam().code() == "CT1");
+}
+
+TEST_CASE("Base64 of encapsulated data: both alphabets, whitespace, padding last", "[unit]") {
+  const auto decode = [](std::string_view s) -> std::optional<std::string> {
+    std::string out;
+    if (!decode_base64(s, [&out](unsigned char b) { out += static_cast<char>(b); })) return std::nullopt;
+    return out;
+  };
+  CHECK(decode("aGVsbG8=") == std::optional<std::string>("hello"));
+  CHECK(decode("aGVs\r\nbG8 =\n") == std::optional<std::string>("hello"));
+  CHECK(decode("+/8=") == decode("-_8="));
+  CHECK(decode("+/8=") == std::optional<std::string>("\xfb\xff"));
+  CHECK(decode("") == std::optional<std::string>(""));
+  CHECK(decode("aGVsbG8==") == std::optional<std::string>("hello"));
+  CHECK_FALSE(decode("aGVs=bG8").has_value());  // data after the padding
+  CHECK_FALSE(decode("aGVs*bG8").has_value());
+  CHECK_FALSE(decode("aGVs\x80" "bG8").has_value());
 }
