@@ -7,6 +7,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "engine/api/json_out.h"
 
 namespace yilian::api {
 
@@ -54,33 +55,11 @@ audit_log::~audit_log() {
 
 namespace {
 
-void append_quoted(std::string& out, std::string_view v) {
-  out += '"';
-  for (const char c : v) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 void append_field(std::string& out, std::string_view key, std::string_view value) {
   out += ',';
-  append_quoted(out, key);
+  append_json_string(out, key);
   out += ':';
-  append_quoted(out, value);
+  append_json_string(out, value);
 }
 
 void write_all(int fd, const std::string& data) {
@@ -103,13 +82,13 @@ void write_all(int fd, const std::string& data) {
 namespace {
 std::string begin_line(std::string_view action, std::string_view resource, std::span<const std::string> ids) {
   std::string line = "{\"ts\":";
-  append_quoted(line, utc_now());
+  append_json_string(line, utc_now());
   append_field(line, "action", action);
   append_field(line, "resource", resource);
   line += ",\"ids\":[";
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i > 0) line += ',';
-    append_quoted(line, ids[i]);
+    append_json_string(line, ids[i]);
   }
   line += ']';
   return line;

@@ -65,6 +65,10 @@ response response::json(const nlohmann::json& j, http::status s) {
                   .headers = {}};
 }
 
+response response::json_text(std::string body, http::status s) {
+  return response{.status = s, .content_type = std::string(json_content_type), .body = std::move(body), .headers = {}};
+}
+
 response response::fhir(const nlohmann::json& j, http::status s) {
   return response{.status = s,
                   .content_type = std::string(fhir_content_type),

@@ -76,6 +76,7 @@ struct response {
 
   static response text(std::string body, http::status s = http::status::ok);
   static response json(const nlohmann::json& j, http::status s = http::status::ok);  // application/json
+  static response json_text(std::string body, http::status s = http::status::ok);  // written by json_out
   static response fhir(const nlohmann::json& j, http::status s = http::status::ok);  // application/fhir+json
   static response empty(http::status s = http::status::no_content);
   response& with_header(std::string name, std::string value) {

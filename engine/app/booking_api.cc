@@ -29,52 +29,58 @@ using api::http::status;
 using api::http::verb;
 using json = nlohmann::json;
 
-json time_json(bk::seconds t, const time_zone& zone) {
-  if (t == bk::seconds{}) return nullptr;
-  return bk::format_local(t, zone);
-}
-
-json booking_json(const bk::booking_view& b, const bk::ledger& l) {
+// A booking as the REST endpoints show it, written straight as text (it is
+// the answer to every booking command).
+void write_booking(api::json_out& j, const bk::booking_view& b, const bk::ledger& l) {
   const auto* cal = l.equipment(b.equipment_id);
   const time_zone zone = cal != nullptr ? cal->zone() : time_zone();
-  json history = json::array();
-  for (const auto& s : b.history) {
-    history.push_back({{"version", s.version},
-                       {"state", bk::state_name(s.to)},
-                       {"action", bk::action_name(s.act)},
-                       {"at", time_json(s.at, zone)},
-                       {"actor", s.actor},
-                       {"start", s.slot.end > s.slot.start ? time_json(s.slot.start, zone) : json(nullptr)},
-                       {"reason", s.reason}});
-  }
-  json j{{"id", b.id},
-         {"state", bk::state_name(b.st)},
-         {"fhir_status", bk::fhir_appointment_status(b.st)},
-         {"version", b.version},
-         {"equipment_id", b.equipment_id},
-         {"owner", b.owner},
-         {"requesting_hospital", b.requesting_hospital},
-         {"exam_code", b.exam_code},
-         {"start", b.has_slot() ? time_json(b.slot.start, zone) : json(nullptr)},
-         {"end", b.has_slot() ? time_json(b.slot.end, zone) : json(nullptr)},
-         {"hold_expires_at", b.st == ev::BOOKING_STATE_HELD ? time_json(b.hold_expires_at, zone) : json(nullptr)},
-         {"requested_at", time_json(b.requested_at, zone)},
-         {"updated_at", time_json(b.updated_at, zone)},
-         {"placer_order", b.placer_order},
-         {"referral_id", b.referral_id},
-         {"booked_by", b.booked_by},
-         {"conflict", b.conflict},
-         {"patient", booking::demographics_json(b.patient)},
-         {"identifiers", booking::identifiers_json(b.subject)},
-         {"history", std::move(history)}};
-  if (cal != nullptr) {
-    if (const auto* e = cal->exam(b.exam_code)) j["exam_name"] = e->name();
-  }
+  auto time = [&](std::string_view key, bk::seconds t, bool shown = true) {
+    j.key(key);
+    if (shown && t != bk::seconds{}) {
+      j.value(bk::format_local(t, zone));
+    } else {
+      j.null();
+    }
+  };
+  j.begin_object();
+  j.field("id", b.id).field("state", bk::state_name(b.st)).field("fhir_status", bk::fhir_appointment_status(b.st));
+  j.field("version", b.version).field("equipment_id", b.equipment_id);
   if (const auto* eq = l.config().equipment(b.equipment_id)) {
-    j["equipment_name"] = eq->name();
-    j["location"] = eq->location();
+    j.field("equipment_name", eq->name()).field("location", eq->location());
   }
-  return j;
+  j.field("owner", b.owner).field("requesting_hospital", b.requesting_hospital).field("exam_code", b.exam_code);
+  if (cal != nullptr) {
+    if (const auto* e = cal->exam(b.exam_code)) j.field("exam_name", e->name());
+  }
+  time("start", b.slot.start, b.has_slot());
+  time("end", b.slot.end, b.has_slot());
+  time("hold_expires_at", b.hold_expires_at, b.st == ev::BOOKING_STATE_HELD);
+  time("requested_at", b.requested_at);
+  time("updated_at", b.updated_at);
+  j.field("placer_order", b.placer_order).field("referral_id", b.referral_id).field("booked_by", b.booked_by);
+  j.field("conflict", b.conflict);
+  j.key("patient");
+  booking::write_demographics(j, b.patient);
+  j.key("identifiers");
+  booking::write_identifiers(j, b.subject);
+  j.key("history").begin_array();
+  for (const auto& s : b.history) {
+    j.begin_object().field("version", s.version).field("state", bk::state_name(s.to));
+    j.field("action", bk::action_name(s.act));
+    time("at", s.at);
+    j.field("actor", s.actor);
+    time("start", s.slot.start, s.slot.end > s.slot.start);
+    j.field("reason", s.reason).end_object();
+  }
+  j.end_array().end_object();
+}
+
+std::string booking_text(const bk::booking_view& b, const bk::ledger& l) {
+  std::string out;
+  out.reserve(1024);
+  api::json_out j(out);
+  write_booking(j, b, l);
+  return out;
 }
 
 // Sends the command, waits for its decision and answers with the booking.
@@ -94,8 +100,8 @@ asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_
         json{{"command_id", cmd.booking_command().command_id()}, {"id", cmd.booking_command().booking_id()}},
         ok_status);
   }
-  auto body = svc.read([&](const bk::ledger& l) { return booking_json(*d->booking, l); });
-  auto resp = api::response::json(body, ok_status);
+  auto body = svc.read([&](const bk::ledger& l) { return booking_text(*d->booking, l); });
+  auto resp = api::response::json_text(std::move(body), ok_status);
   resp.with_header("Location", "/api/v1/bookings/" + d->booking->id);
   co_return resp;
 }
@@ -394,29 +400,32 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
     const auto limit = req.count_param("limit", 100, 1000);
     const std::string want_state(req.query_param("state").value_or(""));
     std::vector<std::string> ids;
-    auto out = svc.read([&](const bk::ledger& l) {
-      json list = json::array();
+    std::string out;
+    api::json_out j(out);
+    j.begin_object().key("bookings").begin_array();
+    svc.read([&](const bk::ledger& l) {
       const bool filtered = !want_state.empty() || *person;
       for (const auto* b : l.bookings_of(hospital, filtered ? 100000 : limit)) {
         if (!want_state.empty() && bk::state_name(b->st) != want_state) continue;
         if (*person && !(*person)->matches(b->subject)) continue;
-        if (list.size() >= limit) break;
+        if (ids.size() >= limit) break;
         ids.push_back(b->id);
-        list.push_back(booking_json(*b, l));
+        write_booking(j, *b, l);
       }
-      return list;
+      return 0;
     });
+    j.end_array().end_object();
     audit.record(req, "search", "Booking", ids);
-    return api::response::json(json{{"bookings", std::move(out)}});
+    return api::response::json_text(std::move(out));
   });
 
   routes.add(verb::get, "/api/v1/bookings/{id}", [&svc, &audit](api::request& req) -> result<api::response> {
     const std::string id(req.path_param("id"));
     const auto& p = *req.principal;
-    auto out = svc.read([&](const bk::ledger& l) -> std::optional<json> {
+    auto out = svc.read([&](const bk::ledger& l) -> std::optional<std::string> {
       const auto* b = l.find(id);
       if (b == nullptr || !booking::sees(p, *b)) return std::nullopt;
-      return booking_json(*b, l);
+      return booking_text(*b, l);
     });
     const std::vector<std::string> ids{id};
     if (!out) {
@@ -424,7 +433,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
       return fail(errc::not_found, "no booking " + id + " of your hospital", "id");
     }
     audit.record(req, "read", "Booking", ids);
-    return api::response::json(*out);
+    return api::response::json_text(std::move(*out));
   });
 
   routes.add(

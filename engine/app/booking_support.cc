@@ -67,46 +67,66 @@ result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::str
   return std::make_tuple(std::string(id.substr(0, a)), std::move(local), std::string(id.substr(b + 1)));
 }
 
-nlohmann::json demographics_json(const ev::Demographics& d) {
-  nlohmann::json j = nlohmann::json::object();
-  nlohmann::json name = nlohmann::json::object();
-  for (const auto& [key, value] : {std::pair{"hanzi", &d.name().hanzi()}, std::pair{"pinyin", &d.name().pinyin()},
-                                   std::pair{"family", &d.name().family()}, std::pair{"given", &d.name().given()}}) {
-    if (!value->empty()) name[key] = *value;
+void write_demographics(api::json_out& j, const ev::Demographics& d) {
+  j.begin_object();
+  const auto& n = d.name();
+  if (!n.hanzi().empty() || !n.pinyin().empty() || !n.family().empty() || !n.given().empty()) {
+    j.key("name").begin_object();
+    j.field_if("hanzi", n.hanzi()).field_if("pinyin", n.pinyin()).field_if("family", n.family()).field_if("given", n.given());
+    j.end_object();
   }
-  if (!name.empty()) j["name"] = std::move(name);
-  if (!d.birth_date().empty()) j["birth_date"] = d.birth_date();
-  if (d.sex() != ev::SEX_UNSPECIFIED) j["sex"] = ev::Sex_Name(d.sex());
+  j.field_if("birth_date", d.birth_date());
+  if (d.sex() != ev::SEX_UNSPECIFIED) j.field("sex", ev::Sex_Name(d.sex()));
   if (d.telecom_size() > 0) {
-    auto& t = j["telecom"] = nlohmann::json::array();
+    j.key("telecom").begin_array();
     for (const auto& c : d.telecom()) {
-      nlohmann::json item{{"system", c.system()}, {"value", c.value()}};
-      if (c.use() != ev::CONTACT_USE_UNSPECIFIED) item["use"] = ev::ContactUse_Name(c.use());
-      t.push_back(std::move(item));
+      j.begin_object().field("system", c.system()).field("value", c.value());
+      if (c.use() != ev::CONTACT_USE_UNSPECIFIED) j.field("use", ev::ContactUse_Name(c.use()));
+      j.end_object();
     }
+    j.end_array();
   }
   if (d.addresses_size() > 0) {
-    auto& list = j["addresses"] = nlohmann::json::array();
+    j.key("addresses").begin_array();
     for (const auto& a : d.addresses()) {
-      nlohmann::json item = nlohmann::json::object();
-      for (const auto& [key, value] : {std::pair{"text", &a.text()}, std::pair{"province", &a.province()},
-                                       std::pair{"city", &a.city()}, std::pair{"district", &a.district()},
-                                       std::pair{"line", &a.line()}, std::pair{"postal_code", &a.postal_code()}}) {
-        if (!value->empty()) item[key] = *value;
-      }
-      list.push_back(std::move(item));
+      j.begin_object().field_if("text", a.text()).field_if("province", a.province()).field_if("city", a.city());
+      j.field_if("district", a.district()).field_if("line", a.line()).field_if("postal_code", a.postal_code());
+      j.end_object();
     }
+    j.end_array();
   }
-  if (d.deceased()) j["deceased"] = true;
-  if (d.has_deceased_at()) j["deceased_at"] = google::protobuf::util::TimeUtil::ToString(d.deceased_at());
-  if (!d.ethnic_group().code().empty() || !d.ethnic_group().display().empty()) {
-    nlohmann::json e = nlohmann::json::object();
-    if (!d.ethnic_group().system().empty()) e["system"] = d.ethnic_group().system();
-    if (!d.ethnic_group().code().empty()) e["code"] = d.ethnic_group().code();
-    if (!d.ethnic_group().display().empty()) e["display"] = d.ethnic_group().display();
-    j["ethnic_group"] = std::move(e);
+  if (d.deceased()) j.field("deceased", true);
+  if (d.has_deceased_at()) j.field("deceased_at", google::protobuf::util::TimeUtil::ToString(d.deceased_at()));
+  if (const auto& e = d.ethnic_group(); !e.code().empty() || !e.display().empty()) {
+    j.key("ethnic_group").begin_object();
+    j.field_if("system", e.system()).field_if("code", e.code()).field_if("display", e.display());
+    j.end_object();
   }
-  return j;
+  j.end_object();
+}
+
+nlohmann::json demographics_json(const ev::Demographics& d) {
+  std::string text;
+  api::json_out j(text);
+  write_demographics(j, d);
+  return nlohmann::json::parse(text);
+}
+
+void write_identifiers(api::json_out& j, const ev::Subject& s) {
+  j.begin_array();
+  for (const auto& id : s.identifiers()) {
+    j.begin_object().field("system", id.system()).field("value", id.value());
+    if (id.type() != ev::IDENTIFIER_TYPE_UNSPECIFIED) j.field("type", ev::IdentifierType_Name(id.type()));
+    j.end_object();
+  }
+  j.end_array();
+}
+
+nlohmann::json identifiers_json(const ev::Subject& s) {
+  std::string text;
+  api::json_out j(text);
+  write_identifiers(j, s);
+  return nlohmann::json::parse(text);
 }
 
 namespace {
@@ -157,16 +177,6 @@ result<void> read_demographics(const nlohmann::json& j, ev::Demographics& out) {
     }
   }
   return {};
-}
-
-nlohmann::json identifiers_json(const ev::Subject& s) {
-  auto out = nlohmann::json::array();
-  for (const auto& id : s.identifiers()) {
-    nlohmann::json j{{"system", id.system()}, {"value", id.value()}};
-    if (id.type() != ev::IDENTIFIER_TYPE_UNSPECIFIED) j["type"] = ev::IdentifierType_Name(id.type());
-    out.push_back(std::move(j));
-  }
-  return out;
 }
 
 result<void> read_identifiers(const nlohmann::json& j, ev::Subject& out) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/api/http.h"
+#include "engine/api/json_out.h"
 #include "engine/workflows/booking/service.h"
 
 namespace yilian::app::booking {
@@ -44,10 +45,13 @@ result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::str
 // {"name":{"hanzi","pinyin","family","given"},"birth_date","sex":"SEX_FEMALE",
 // "telecom":[{"system","value","use"}],"addresses":[{"text","province","city",
 // "district","line","postal_code"}],"deceased","deceased_at","ethnic_group"}.
-// read_demographics() takes the fields a booking needs.
+// read_demographics() takes the fields a booking needs. The _json forms
+// parse what write_ wrote (one rendering), for answers built as nlohmann trees.
+void write_demographics(api::json_out& j, const events::v1::Demographics& d);
 nlohmann::json demographics_json(const events::v1::Demographics& d);
 result<void> read_demographics(const nlohmann::json& j, events::v1::Demographics& out);
 // [{"system","value"[,"type":"IDENTIFIER_TYPE_MRN"]}]
+void write_identifiers(api::json_out& j, const events::v1::Subject& s);
 nlohmann::json identifiers_json(const events::v1::Subject& s);
 result<void> read_identifiers(const nlohmann::json& j, events::v1::Subject& out);
 

@@ -44,9 +44,22 @@ std::string format_local(seconds t, const time_zone& zone) {
   const std::int64_t sod = local - day * 86400;
   const auto date = civil_from_days(day);
   const std::int32_t aoff = off < 0 ? -off : off;
-  return std::to_string(date.year) + "-" + two(date.month) + "-" + two(date.day) + "T" +
-         two(static_cast<int>(sod / 3600)) + ":" + two(static_cast<int>(sod / 60 % 60)) + ":" +
-         two(static_cast<int>(sod % 60)) + (off < 0 ? "-" : "+") + two(aoff / 3600) + ":" + two(aoff / 60 % 60);
+  // Written into a buffer: this runs for every time in every booking answer.
+  char buf[48];
+  char* p = std::to_chars(buf, buf + 16, date.year).ptr;
+  auto put = [&p](char sep, std::int64_t v) {
+    *p++ = sep;
+    *p++ = static_cast<char>('0' + v / 10 % 10);
+    *p++ = static_cast<char>('0' + v % 10);
+  };
+  put('-', date.month);
+  put('-', date.day);
+  put('T', sod / 3600);
+  put(':', sod / 60 % 60);
+  put(':', sod % 60);
+  put(off < 0 ? '-' : '+', aoff / 3600);
+  put(':', aoff / 60 % 60);
+  return std::string(buf, p);
 }
 
 result<seconds> parse_instant(std::string_view text, const time_zone& zone) {

@@ -27,6 +27,9 @@ struct single_writer::partition_work {
   bool failed = false;
   std::int64_t last_decision = -1;  // highest offset of the batch's decisions
   std::vector<bus::record> batch;   // writer records of the batch (committed when it settles)
+  // The batch's decisions by event id: the view applies these when it reads
+  // their records instead of parsing the bytes it was just given back.
+  std::unordered_map<std::string, ev::Envelope> published;
 };
 
 namespace {
@@ -42,10 +45,14 @@ std::vector<bus::header> record_headers(const ev::Envelope& e) {
 }
 
 bool header_is(const bus::record& r, std::string_view key, std::string_view value) {
+  return header_of(r, key) == std::optional<std::string_view>(value);
+}
+
+std::optional<std::string_view> header_of(const bus::record& r, std::string_view key) {
   for (const auto& h : r.headers) {
-    if (h.key == key) return h.value == value;
+    if (h.key == key) return std::string_view(h.value);
   }
-  return false;
+  return std::nullopt;
 }
 
 single_writer::single_writer(bus::bus& b, fold& f, single_writer_options options, metrics::registry* registry)
@@ -227,8 +234,9 @@ void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<out
     for (const auto& r : *batch) {
       view_next_[r.partition] = r.offset + 1;
       if (header_is(r, "type", options_.command_type)) continue;  // the writer's business
-      if (!e.ParseFromString(r.value)) continue;  // not an envelope: not the fold's (dead letters are the adapters')
-      auto s = fold_.apply(e);
+      const auto own = take_published(r);
+      if (!own && !e.ParseFromString(r.value)) continue;  // not an envelope: not the fold's (dead letters are the adapters')
+      auto s = fold_.apply(own ? *own : e);
       if (s.voided) {
         ++voided;
         lg.warn("workflow decision void at its place in the log",
@@ -366,6 +374,7 @@ void single_writer::settle_batches() {
       // Decide the batch again (commands already decided are skipped by id).
       for (auto r = w.batch.rbegin(); r != w.batch.rend(); ++r) w.queued.push_front(std::move(*r));
       w.batch.clear();
+      w.published.clear();
       w.failed = false;
       w.in_flight = false;
       w.last_decision = -1;
@@ -380,9 +389,21 @@ void single_writer::settle_batches() {
       }
     }
     w.batch.clear();
+    w.published.clear();
     w.in_flight = false;
     w.last_decision = -1;
   }
+}
+
+std::optional<ev::Envelope> single_writer::take_published(const bus::record& r) {
+  const auto w = work_.find(r.partition);
+  if (w == work_.end() || w->second->published.empty()) return std::nullopt;
+  const auto id = header_of(r, "event_id");
+  if (!id) return std::nullopt;
+  auto& published = w->second->published;
+  const auto it = published.find(std::string(*id));
+  if (it == published.end()) return std::nullopt;
+  return std::move(published.extract(it).mapped());
 }
 
 void single_writer::decide_ready() {
@@ -443,6 +464,8 @@ void single_writer::decide_ready() {
                      std::lock_guard lock(box->mu);
                      box->done.push_back(completion{partition, std::move(r)});
                    });
+      std::string id = d.event_id();
+      w.published.emplace(std::move(id), std::move(d));
     }
   }
 }

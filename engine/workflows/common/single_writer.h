@@ -105,6 +105,7 @@ class fold {
 // command), so consumers can skip records without decoding them.
 std::vector<bus::header> record_headers(const ev::Envelope& e);
 bool header_is(const bus::record& r, std::string_view key, std::string_view value);
+std::optional<std::string_view> header_of(const bus::record& r, std::string_view key);
 
 struct single_writer_options {
   std::string name;           // "booking": groups yilian-booking[-view-*], metrics yilian_booking_*
@@ -176,6 +177,8 @@ class single_writer {
   void sweep_timers();
   void resolve(std::vector<outcome>& resolved);
   bool owns(std::int32_t partition) const;
+  // This instance's own decision that `r` carries (taken out of its open batch).
+  std::optional<ev::Envelope> take_published(const bus::record& r);
   bus::message record_of(const ev::Envelope& command) const;
 
   bus::bus& bus_;
