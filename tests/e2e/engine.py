@@ -79,6 +79,15 @@ class Engine:
                 return entry
         raise AssertionError("expected log line did not appear within %ss:\n%s" % (timeout, "".join(self.lines[-30:])))
 
+    def wait_ready(self, timeout=60):
+        """Polls /readyz until 200 (the views read their topics first) and returns the last answer."""
+        deadline = time.monotonic() + timeout
+        r = self.request("GET", "/readyz")
+        while r.status != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            r = self.request("GET", "/readyz")
+        return r
+
     def request(self, method, path, body=None, token=None, headers=None, timeout=10):
         req = urllib.request.Request("http://%s%s" % (self.address, path), method=method,
                                      data=body.encode() if isinstance(body, str) else body)

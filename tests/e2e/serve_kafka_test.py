@@ -28,11 +28,7 @@ class ServeOnKafka(unittest.TestCase):
     def test_ready_on_kafka_and_a_published_event_round_trips(self):
         # Ready once the bus answers and the booking view has read its topic
         # (joining the consumer group takes a few seconds on Kafka).
-        deadline = time.monotonic() + 60
-        r = self.engine.request("GET", "/readyz")
-        while r.status != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            r = self.engine.request("GET", "/readyz")
+        r = self.engine.wait_ready(60)
         self.assertEqual(r.status, 200, r.body)
         self.assertTrue(any(e.get("msg") == "bus open" and e.get("kind") == "kafka" for e in self.engine.log_entries()))
 
