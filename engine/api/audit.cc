@@ -7,7 +7,7 @@
 #include <cstring>
 #include <ctime>
 
-#include "engine/api/json_out.h"
+#include "engine/core/log.h"
 
 namespace yilian::api {
 
@@ -57,9 +57,9 @@ namespace {
 
 void append_field(std::string& out, std::string_view key, std::string_view value) {
   out += ',';
-  append_json_string(out, key);
+  log::append_json_string(out, key);
   out += ':';
-  append_json_string(out, value);
+  log::append_json_string(out, value);
 }
 
 void write_all(int fd, const std::string& data) {
@@ -82,13 +82,13 @@ void write_all(int fd, const std::string& data) {
 namespace {
 std::string begin_line(std::string_view action, std::string_view resource, std::span<const std::string> ids) {
   std::string line = "{\"ts\":";
-  append_json_string(line, utc_now());
+  log::append_json_string(line, utc_now());
   append_field(line, "action", action);
   append_field(line, "resource", resource);
   line += ",\"ids\":[";
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (i > 0) line += ',';
-    append_json_string(line, ids[i]);
+    log::append_json_string(line, ids[i]);
   }
   line += ']';
   return line;

@@ -1,9 +1,9 @@
 // yilian::api::json_out — writes JSON text straight into a string, for the
-// responses on the hot path (a booking's answer) and for JSON lines (the
-// audit log), where building a nlohmann::json tree first costs more than the
-// rest of the request. Strings come out as nlohmann::json::dump() writes them
-// with error_handler_t::replace: UTF-8 kept as is, ", \ and control
-// characters escaped, an invalid UTF-8 sequence replaced by U+FFFD.
+// responses on the hot path (a booking's answer), where building a
+// nlohmann::json tree first costs more than the rest of the request. Strings
+// come out as nlohmann::json::dump() writes them with error_handler_t::replace:
+// UTF-8 kept as is, ", \ and control characters escaped, each byte of invalid
+// UTF-8 replaced by U+FFFD.
 //
 //   std::string s;
 //   json_out j(s);
@@ -15,15 +15,18 @@
 // alternate (tests parse what it wrote back with nlohmann).
 #pragma once
 
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "engine/core/log.h"
+
 namespace yilian::api {
 
-// Appends `v` as a JSON string (with its quotes) to `out`.
-void append_json_string(std::string& out, std::string_view v);
+// The one string escaper (the structured log's): appends `v` as a JSON string.
+using log::append_json_string;
 
 class json_out {
  public:
@@ -49,8 +52,8 @@ class json_out {
   json_out& value(const char* s) { return value(std::string_view(s)); }
   json_out& value(const std::string& s) { return value(std::string_view(s)); }
   json_out& value(bool b) { return raw(b ? "true" : "false"); }
-  json_out& value(std::int64_t n);
-  json_out& value(std::uint64_t n);
+  json_out& value(std::int64_t n) { return number(n); }
+  json_out& value(std::uint64_t n) { return number(n); }
   json_out& value(std::int32_t n) { return value(static_cast<std::int64_t>(n)); }
   json_out& value(std::uint32_t n) { return value(static_cast<std::uint64_t>(n)); }
   json_out& null() { return raw("null"); }
@@ -73,6 +76,12 @@ class json_out {
   }
 
  private:
+  template <class T>
+  json_out& number(T n) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, n);
+    return raw(std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
+  }
   json_out& open(char c) {
     comma();
     out_ += c;

@@ -67,6 +67,19 @@ result<std::tuple<std::string, std::string, std::string>> split_slot_id(std::str
   return std::make_tuple(std::string(id.substr(0, a)), std::move(local), std::string(id.substr(b + 1)));
 }
 
+namespace {
+
+// What `write` writes, as a nlohmann tree (for answers built as trees).
+template <class Message>
+nlohmann::json as_tree(void (*write)(api::json_out&, const Message&), const Message& m) {
+  std::string text;
+  api::json_out j(text);
+  write(j, m);
+  return nlohmann::json::parse(text);
+}
+
+}  // namespace
+
 void write_demographics(api::json_out& j, const ev::Demographics& d) {
   j.begin_object();
   const auto& n = d.name();
@@ -105,12 +118,7 @@ void write_demographics(api::json_out& j, const ev::Demographics& d) {
   j.end_object();
 }
 
-nlohmann::json demographics_json(const ev::Demographics& d) {
-  std::string text;
-  api::json_out j(text);
-  write_demographics(j, d);
-  return nlohmann::json::parse(text);
-}
+nlohmann::json demographics_json(const ev::Demographics& d) { return as_tree(write_demographics, d); }
 
 void write_identifiers(api::json_out& j, const ev::Subject& s) {
   j.begin_array();
@@ -122,12 +130,7 @@ void write_identifiers(api::json_out& j, const ev::Subject& s) {
   j.end_array();
 }
 
-nlohmann::json identifiers_json(const ev::Subject& s) {
-  std::string text;
-  api::json_out j(text);
-  write_identifiers(j, s);
-  return nlohmann::json::parse(text);
-}
+nlohmann::json identifiers_json(const ev::Subject& s) { return as_tree(write_identifiers, s); }
 
 namespace {
 

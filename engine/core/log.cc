@@ -187,37 +187,41 @@ std::string redact(std::string_view value) {
 }
 
 void append_json_string(std::string& out, std::string_view s) {
+  out.reserve(out.size() + s.size() + 2);
   out += '"';
+  std::size_t run = 0;  // start of the bytes not yet copied (they need no escaping)
   std::size_t i = 0;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          if (c < 0x20) {
-            append_hex4(out, c);
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
       ++i;
       continue;
     }
-    if (const auto n = utf8_sequence_length(s, i); n > 0) {
-      out.append(s.substr(i, n));
-      i += n;
-    } else {
-      out += "\xEF\xBF\xBD";  // U+FFFD for each byte that is not valid UTF-8
-      ++i;
+    if (c >= 0x80) {
+      if (const auto n = utf8_sequence_length(s, i); n > 0) {
+        i += n;
+        continue;
+      }
     }
+    out.append(s.substr(run, i - run));
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          append_hex4(out, c);
+        } else {
+          out += "\xEF\xBF\xBD";  // U+FFFD for each byte that is not valid UTF-8
+        }
+    }
+    run = ++i;
   }
+  out.append(s.substr(run));
   out += '"';
 }
 
