@@ -28,11 +28,7 @@ class BookingOnKafka(unittest.TestCase):
         args = ["--kafka-brokers", BROKERS, "--mllp-any-port"]
         cls.engines = [Engine(extra_args=args), Engine(extra_args=args)]
         for e in cls.engines:
-            deadline = time.monotonic() + 90
-            while e.request("GET", "/readyz").status != 200:
-                if time.monotonic() > deadline:
-                    raise AssertionError("engine not ready:\n" + "".join(e.lines[-20:]))
-                time.sleep(0.2)
+            e.wait_ready(90)
         # Both writers hold partitions once the group has rebalanced.
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -40,11 +40,7 @@ class Booking(unittest.TestCase):
                                       "127.0.0.1:6662": "127.0.0.1:%d" % cls.county.port})
         cls.engine = Engine(config=os.path.join(cls.config, "consortium.yaml"), extra_args=["--mllp-any-port"])
         cls.ports = mllp_ports(cls.engine, ["zs-tertiary", "xz-thc"])
-        deadline = time.monotonic() + 30
-        while cls.engine.request("GET", "/readyz").status != 200:
-            if time.monotonic() > deadline:
-                raise AssertionError("engine not ready")
-            time.sleep(0.1)
+        cls.engine.wait_ready(30)
 
     @classmethod
     def tearDownClass(cls):

@@ -80,10 +80,14 @@ class Engine:
         raise AssertionError("expected log line did not appear within %ss:\n%s" % (timeout, "".join(self.lines[-30:])))
 
     def wait_ready(self, timeout=60):
-        """Polls /readyz until 200 (the views read their topics first) and returns the last answer."""
+        """Polls /readyz until 200 (the views read their topics first) and returns that answer;
+        AssertionError, with the last answer and the engine's last log lines, after `timeout` s."""
         deadline = time.monotonic() + timeout
         r = self.request("GET", "/readyz")
-        while r.status != 200 and time.monotonic() < deadline:
+        while r.status != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError("engine not ready within %ss: %s\n%s"
+                                     % (timeout, r.body, "".join(self.lines[-20:])))
             time.sleep(0.1)
             r = self.request("GET", "/readyz")
         return r

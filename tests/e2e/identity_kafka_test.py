@@ -38,11 +38,7 @@ class IdentityOnKafka(unittest.TestCase):
             cls.addClassCleanup(e.close)
         cls.ports = [mllp_ports(e, ["zs-tertiary", "xz-thc"]) for e in cls.engines]
         for e in cls.engines:
-            deadline = time.monotonic() + 90
-            while e.request("GET", "/readyz").status != 200:
-                if time.monotonic() > deadline:
-                    raise AssertionError("engine not ready:\n" + "".join(e.lines[-20:]))
-                time.sleep(0.2)
+            e.wait_ready(90)
 
     def send(self, port, *segments):
         reply = mllp_exchange(port, ("\r".join(segments) + "\r").encode("utf-8"))[0]

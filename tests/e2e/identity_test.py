@@ -56,11 +56,7 @@ class Identity(unittest.TestCase):
         cls.addClassCleanup(cls.tertiary.close)
         cls.addClassCleanup(shutil.rmtree, cls.config, ignore_errors=True)
         cls.ports = mllp_ports(cls.engine, ["zs-tertiary", "xz-thc", "dc-chc"])
-        deadline = time.monotonic() + 30
-        while cls.engine.request("GET", "/readyz").status != 200:
-            if time.monotonic() > deadline:
-                raise AssertionError("engine not ready")
-            time.sleep(0.1)
+        cls.engine.wait_ready(30)
         run = uuid.uuid4().hex[:6].upper()
         cls.zs_mrn = "ZS" + run
         cls.xz_mrn = "XZ" + run

@@ -56,14 +56,6 @@ def start_engine(config, key):
             os.environ[KEY_ENV] = saved
 
 
-def wait_ready(engine):
-    deadline = time.monotonic() + 30
-    while engine.request("GET", "/readyz").status != 200:
-        if time.monotonic() > deadline:
-            raise AssertionError("engine not ready")
-        time.sleep(0.1)
-
-
 class PatientAccess(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -79,7 +71,7 @@ class PatientAccess(unittest.TestCase):
         cls.engine = start_engine(cls.config, base64.b64encode(os.urandom(48)).decode("ascii"))
         cls.addClassCleanup(cls.engine.close)
         cls.ports = mllp_ports(cls.engine, ["zs-tertiary"])
-        wait_ready(cls.engine)
+        cls.engine.wait_ready(30)
 
     # --- helpers -----------------------------------------------------------------------------------
     def call(self, method, path, token, body=None):
@@ -238,7 +230,7 @@ class PatientAccessWithoutKey(unittest.TestCase):
         self.addCleanup(shutil.rmtree, config, True)
         engine = start_engine(config, None)
         self.addCleanup(engine.close)
-        wait_ready(engine)
+        engine.wait_ready(30)
         r = engine.request("POST", "/api/v1/patient-sessions", token=GATEWAY,
                            body=json.dumps({"identifier": {"system": RESIDENT, "value": WANG["resident"]}}),
                            headers={"Content-Type": "application/json"})
