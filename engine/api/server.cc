@@ -8,14 +8,13 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -83,26 +82,111 @@ struct connection {
   bool draining = false;  // shutdown: answer what is in progress, then close
 };
 
+// A response as it goes on the wire: the status line and headers rendered
+// into one string (no Beast serializer: its buffer sequences cost more than
+// the request they answer), then the body. `connection` is the last header,
+// added once the session knows whether the connection stays open.
+struct wire {
+  unsigned version = 11;
+  unsigned status = 0;
+  std::string head;  // status line and every header but Connection, each ending in CRLF
+  std::string body;
+};
+
 // A response ready for the wire plus what metrics and the access log need.
 struct outcome {
-  http::response<http::string_body> res;
+  wire res;
   std::string route{unmatched_route};
   std::string principal;
   std::string request_id;
 };
 
-http::response<http::string_body> to_wire(response r, unsigned version, std::string_view request_id,
-                                          std::string_view server_name, bool head) {
-  http::response<http::string_body> res{r.status, version};
-  res.set(http::field::server, bsv(server_name));
-  if (!r.content_type.empty()) res.set(http::field::content_type, bsv(r.content_type));
-  for (const auto& [k, v] : r.headers) res.insert(bsv(k), bsv(v));
-  res.set(bsv("X-Request-Id"), bsv(request_id));
-  res.body() = std::move(r.body);
-  res.prepare_payload();
-  // HEAD: same headers (Content-Length included) as GET, no body.
-  if (head) res.body().clear();
-  return res;
+// A header name or value as written: CR and LF would end the header early
+// (and let a value smuggle in another header), so they become spaces.
+void append_header_text(std::string& out, std::string_view text) {
+  for (const char ch : text) out += (ch == '\r' || ch == '\n') ? ' ' : ch;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  append_header_text(out, name);
+  out += ": ";
+  append_header_text(out, value);
+  out += "\r\n";
+}
+
+// 1xx, 204 and 304 answers have no body and no Content-Length (RFC 9110 8.6).
+bool bodiless(unsigned status) { return status < 200 || status == 204 || status == 304; }
+
+wire to_wire(response r, unsigned version, std::string_view request_id, std::string_view server_name, bool head) {
+  wire w;
+  w.version = version;
+  w.status = static_cast<unsigned>(r.status);
+  w.head.reserve(192 + r.content_type.size() + request_id.size());
+  w.head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  w.head += std::to_string(w.status);
+  w.head += ' ';
+  w.head += sv(http::obsolete_reason(r.status));
+  w.head += "\r\n";
+  append_header(w.head, "Server", server_name);
+  if (!r.content_type.empty()) append_header(w.head, "Content-Type", r.content_type);
+  for (const auto& [k, v] : r.headers) append_header(w.head, k, v);
+  append_header(w.head, "X-Request-Id", request_id);
+  // HEAD: the same headers (Content-Length included) as GET, no body.
+  if (!bodiless(w.status)) append_header(w.head, "Content-Length", std::to_string(r.body.size()));
+  if (!head && !bodiless(w.status)) w.body = std::move(r.body);
+  return w;
+}
+
+// HTTP/1.1 connections stay open unless told otherwise, HTTP/1.0 ones close
+// unless told otherwise (RFC 9112 9.3).
+std::string_view connection_header(unsigned version, bool keep_alive) {
+  if (version >= 11) return keep_alive ? "\r\n" : "Connection: close\r\n\r\n";
+  return keep_alive ? "Connection: keep-alive\r\n\r\n" : "\r\n";
+}
+
+// Writes the response in one gather write.
+asio::awaitable<void> write_wire(beast::tcp_stream& stream, wire& w, bool keep_alive, beast::error_code& ec) {
+  w.head += connection_header(w.version, keep_alive);
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(w.head), asio::buffer(w.body)};
+  co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
+}
+
+// Reads one request into `parser`: parses what `buffer` already holds first
+// and reads from the socket only when the parser needs more, so a request
+// that arrived whole costs no extra trip through the scheduler. Answers
+// "Expect: 100-continue" once the header is in. Errors as Beast's http::read:
+// end_of_stream when the peer closed before a byte of the request,
+// partial_message when it closed in the middle, the parser's errors
+// (header_limit, body_limit, bad_*), or the socket's.
+asio::awaitable<void> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                   http::request_parser<http::string_body>& parser, beast::error_code& ec) {
+  bool header_seen = false;
+  for (;;) {
+    if (buffer.size() > 0) {
+      const auto used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) {
+        ec = {};
+      } else if (ec) {
+        co_return;
+      }
+      if (parser.is_done()) co_return;
+      if (parser.is_header_done() && !header_seen) {
+        header_seen = true;
+        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+          static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+          co_await asio::async_write(stream, asio::buffer(cont), asio::redirect_error(asio::use_awaitable, ec));
+          if (ec) co_return;
+        }
+      }
+      if (used > 0 && buffer.size() > 0) continue;  // the parser stops after the header; go on with the body
+    }
+    const auto n = co_await stream.async_read_some(buffer.prepare(beast::read_size(buffer, 65536)),
+                                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::eof) ec = parser.got_some() ? http::error::partial_message : http::error::end_of_stream;
+    if (ec) co_return;
+    buffer.commit(n);
+  }
 }
 
 // Half-closes, reads (and drops) what the client still sends for a short
@@ -293,10 +377,9 @@ asio::awaitable<void> server::impl::reject(tcp::socket sock) {
   auto r = problem_response(http::status::service_unavailable, "overloaded", "throttled",
                             "too many open connections; retry later", {}, {}, id, true);
   auto res = to_wire(std::move(r), 11, id, opts.server_name, false);
-  res.keep_alive(false);
   beast::error_code ec;
   stream.expires_after(opts.write_timeout);
-  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  co_await write_wire(stream, res, false, ec);
   co_await graceful_close(stream, linger());
 }
 
@@ -331,14 +414,7 @@ asio::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     parser.header_limit(opts.header_limit);
     parser.body_limit(opts.body_limit);
     c->stream.expires_after(opts.read_timeout);  // the whole request, headers and body
-    co_await http::async_read_header(c->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec && !parser.is_done()) {
-      if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-        http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
-        co_await http::async_write(c->stream, cont, asio::redirect_error(asio::use_awaitable, ec));
-      }
-      if (!ec) co_await http::async_read(c->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-    }
+    co_await read_request(c->stream, buffer, parser, ec);
     if (ec) {
       if (ec == beast::error::timeout) {
         read_timeouts.inc();
@@ -347,9 +423,8 @@ asio::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
       }
       auto o = protocol_error(ec, parser);
       if (!o) break;  // the client went away
-      o->res.keep_alive(false);
       c->stream.expires_after(opts.write_timeout);
-      co_await http::async_write(c->stream, o->res, asio::redirect_error(asio::use_awaitable, ec));
+      co_await write_wire(c->stream, o->res, false, ec);
       if (!ec) {
         record(*o, parser.is_header_done() ? method_label(parser.get().method()) : "OTHER", first_byte);
         co_await graceful_close(c->stream, linger());
@@ -362,9 +437,8 @@ asio::awaitable<void> server::impl::session(std::shared_ptr<connection> c) {
     const auto method = method_label(msg.method());
     auto o = co_await handle(std::move(msg), c->remote);
     const bool keep = client_keeps && !c->draining && !stopping.load();
-    o.res.keep_alive(keep);
     c->stream.expires_after(opts.write_timeout);
-    co_await http::async_write(c->stream, o.res, asio::redirect_error(asio::use_awaitable, ec));
+    co_await write_wire(c->stream, o.res, keep, ec);
     if (ec) {
       lg.debug("response not delivered", {{"request_id", o.request_id}, {"error", ec.message()}});
       break;
@@ -527,7 +601,7 @@ asio::awaitable<response> server::impl::dispatch(request& req, outcome& o) {
 void server::impl::record(const outcome& o, std::string_view method, steady::time_point first_byte) {
   const auto elapsed = steady::now() - first_byte;
   const auto seconds = std::chrono::duration<double>(elapsed).count();
-  const auto status = o.res.result_int();
+  const auto status = o.res.status;
   const auto status_text = std::to_string(status);
   requests.with({method, o.route, status_text}).inc();
   durations.with({method, o.route}).observe(seconds);
@@ -537,7 +611,7 @@ void server::impl::record(const outcome& o, std::string_view method, steady::tim
                       {"status", status},
                       {"duration_ms", std::round(seconds * 1e6) / 1e3},  // microsecond resolution
                       o.principal.empty() ? log::field("principal", nullptr) : log::field("principal", o.principal),
-                      {"bytes_out", o.res.body().size()}});
+                      {"bytes_out", o.res.body.size()}});
 }
 
 // ---- shutdown -----------------------------------------------------------------------

@@ -59,10 +59,12 @@ boost::asio::awaitable<result<typename Service::decision_type>> await_decision(S
 }
 
 // Hands the command to the service (direct: the caller only needs the
-// decision) and resumes once it is taken.
+// decision) and resumes once it is taken: at once when this instance's writer
+// owns the command's partition, else once the command is on the bus.
 template <class Service>
 boost::asio::awaitable<result<void>> publish_command(Service& svc, const events::v1::Envelope& cmd) {
   namespace asio = boost::asio;
+  if (svc.take_direct(cmd)) co_return result<void>{};
   auto start = [&svc, &cmd](auto handler) {
     auto ex = asio::get_associated_executor(handler);
     svc.send(

@@ -129,17 +129,9 @@ bool single_writer::owns(std::int32_t partition) const {
 }
 
 void single_writer::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct) {
-  if (direct && owned_) {
-    const std::int32_t p = partition_for_key(fold_.command_key(command), partitions_);
-    if (owned_[static_cast<std::size_t>(p)].load(std::memory_order_acquire)) {
-      {
-        std::lock_guard lock(inbox_mu_);
-        inbox_.emplace_back(p, command);
-      }
-      inbox_size_.fetch_add(1);
-      done({});
-      return;
-    }
+  if (direct && take_direct(command)) {
+    done({});
+    return;
   }
   bus_.publish(record_of(command), [done = std::move(done)](result<bus::position> r) mutable {
     if (!r) {
@@ -148,6 +140,18 @@ void single_writer::send(const ev::Envelope& command, std::move_only_function<vo
     }
     done({});
   });
+}
+
+bool single_writer::take_direct(const ev::Envelope& command) {
+  if (!owned_) return false;
+  const std::int32_t p = partition_for_key(fold_.command_key(command), partitions_);
+  if (!owned_[static_cast<std::size_t>(p)].load(std::memory_order_acquire)) return false;
+  {
+    std::lock_guard lock(inbox_mu_);
+    inbox_.emplace_back(p, command);
+  }
+  inbox_size_.fetch_add(1);
+  return true;
 }
 
 std::uint64_t single_writer::wait(const std::string& command_id, std::move_only_function<void(outcome)> done) {

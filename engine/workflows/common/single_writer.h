@@ -136,6 +136,10 @@ class single_writer {
   // published for the new owner should the partition move away first.
   // Inputs acknowledged to someone (a hospital's feed) must not use it.
   void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct = false);
+  // The synchronous half of a direct send: true when this instance owns the
+  // command's partition and the command went straight to the writer; false
+  // when it did not (publish it with send).
+  bool take_direct(const ev::Envelope& command);
 
   // Calls `done` once with the outcome for `command_id` (at once when the
   // view already has it). Returns a token for forget().

@@ -49,6 +49,7 @@ class service {
 
   // See single_writer::send / wait / forget.
   void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct = false);
+  bool take_direct(const ev::Envelope& command) { return writer_->take_direct(command); }
   std::uint64_t wait(const std::string& command_id, std::move_only_function<void(decision)> done);
   bool forget(std::uint64_t token);
 

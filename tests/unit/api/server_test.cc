@@ -118,6 +118,26 @@ class client {
     return std::move(res);
   }
 
+  // Whatever arrives within `deadline` until `until` is in it (or the peer closes).
+  std::string read_raw(std::string_view until, std::chrono::milliseconds deadline = 5s) {
+    std::string out(static_cast<const char*>(s_->buffer.data().data()), s_->buffer.size());
+    s_->buffer.consume(s_->buffer.size());
+    s_->stream.expires_after(deadline);
+    std::array<char, 4096> chunk{};
+    while (out.find(until) == std::string::npos) {
+      beast::error_code result = asio::error::would_block;
+      std::size_t n = 0;
+      s_->stream.async_read_some(asio::buffer(chunk), [&](beast::error_code ec, std::size_t got) {
+        result = ec;
+        n = got;
+      });
+      run();
+      out.append(chunk.data(), n);
+      if (result) break;
+    }
+    return out;
+  }
+
   // How long until the server closes the connection (EOF or reset), or
   // nullopt when it is still open at the deadline.
   std::optional<std::chrono::milliseconds> wait_closed(std::chrono::milliseconds deadline) {
@@ -223,6 +243,10 @@ struct fixture {
     r.add(http::verb::post, "/echo", [](request& req) {
       return response::text("q=<" + std::string(req.query_param("q").value_or("-")) + ">;body=<" + req.body() +
                             ">;by=" + req.principal->id.value());
+    });
+    r.add(http::verb::delete_, "/echo", [](request&) { return response::empty(); });
+    r.add(http::verb::get, "/headers", [](request& req) {
+      return response::text("h").with_header("X-Echo", std::string(req.query_param("v").value_or("")));
     });
     r.add(http::verb::get, "/ops/only", [](request&) { return response::text("ops"); }, {.roles = {role::operator_}});
     r.add(http::verb::get, "/throw", [](request&) -> response { throw std::runtime_error("secret internals"); });
@@ -529,6 +553,55 @@ TEST_CASE("keep-alive serves several requests on one connection, pipelined too",
     const auto res = c.request(req);
     CHECK_FALSE(res.keep_alive());
     CHECK(c.wait_closed(5s).has_value());
+  }
+}
+
+TEST_CASE("responses on the wire: status line, headers, framing", "[unit]") {
+  fixture f;
+  auto c = connected(f.port());
+  SECTION("HTTP/1.1: Content-Length, request id, no Connection header while the connection stays open") {
+    REQUIRE_FALSE(c.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: wire-1\r\n\r\n"));
+    const auto raw = c.read_raw("\r\n\r\nok");
+    CHECK(raw.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(raw.find("\r\nServer: yilian\r\n") != std::string::npos);
+    CHECK(raw.find("\r\nContent-Type: text/plain; charset=utf-8\r\n") != std::string::npos);
+    CHECK(raw.find("\r\nX-Request-Id: wire-1\r\n") != std::string::npos);
+    CHECK(raw.find("\r\nContent-Length: 2\r\n") != std::string::npos);
+    CHECK(raw.find("Connection") == std::string::npos);
+    CHECK(raw.ends_with("\r\n\r\nok"));
+  }
+  SECTION("HTTP/1.0 asking for keep-alive is told so and kept; without it the connection closes") {
+    REQUIRE_FALSE(c.send_raw("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    const auto kept = c.read_raw("\r\n\r\nok");
+    CHECK(kept.starts_with("HTTP/1.0 200 OK\r\n"));
+    CHECK(kept.find("\r\nConnection: keep-alive\r\n") != std::string::npos);
+    REQUIRE_FALSE(c.send_raw("GET /healthz HTTP/1.0\r\n\r\n"));
+    const auto closed = c.read_raw("\r\n\r\nok");
+    CHECK(closed.starts_with("HTTP/1.0 200 OK\r\n"));
+    CHECK(closed.find("Connection") == std::string::npos);
+    CHECK(c.wait_closed(5s).has_value());
+  }
+  SECTION("204 has neither body nor Content-Length; HEAD has GET's Content-Length and no body") {
+    REQUIRE_FALSE(c.send_raw("DELETE /echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-op\r\n\r\n"
+                             "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const auto raw = c.read_raw("\r\n\r\nok");
+    const auto second = raw.find("HTTP/1.1 200 OK");
+    REQUIRE(second != std::string::npos);
+    const auto no_content = raw.substr(0, second);
+    CHECK(no_content.starts_with("HTTP/1.1 204 No Content\r\n"));
+    CHECK(no_content.find("Content-Length") == std::string::npos);
+    CHECK(no_content.ends_with("\r\n\r\n"));
+    const auto third = raw.find("HTTP/1.1 200 OK", second + 1);
+    REQUIRE(third != std::string::npos);
+    const auto head = raw.substr(second, third - second);
+    CHECK(head.find("\r\nContent-Length: 2\r\n") != std::string::npos);
+    CHECK(head.ends_with("\r\n\r\n"));  // no body after the headers
+  }
+  SECTION("a header value cannot break the header block") {
+    const auto res = c.request(http::verb::get, "/headers?v=a%0D%0AX-Injected:%20yes", "tok-op");
+    CHECK(header(res, "X-Echo") == "a  X-Injected: yes");
+    CHECK(header(res, "X-Injected").empty());
   }
 }
 
