@@ -114,6 +114,13 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out += "\r\n";
 }
 
+// The server alone frames a response (Content-Length, Connection): a
+// handler's own copy of these is dropped, as Beast's prepare_payload did.
+bool framing_header(std::string_view name) {
+  return beast::iequals(bsv(name), "Content-Length") || beast::iequals(bsv(name), "Connection") ||
+         beast::iequals(bsv(name), "Transfer-Encoding");
+}
+
 // 1xx, 204 and 304 answers have no body and no Content-Length (RFC 9110 8.6).
 bool bodiless(unsigned status) { return status < 200 || status == 204 || status == 304; }
 
@@ -129,7 +136,9 @@ wire to_wire(response r, unsigned version, std::string_view request_id, std::str
   w.head += "\r\n";
   append_header(w.head, "Server", server_name);
   if (!r.content_type.empty()) append_header(w.head, "Content-Type", r.content_type);
-  for (const auto& [k, v] : r.headers) append_header(w.head, k, v);
+  for (const auto& [k, v] : r.headers) {
+    if (!framing_header(k)) append_header(w.head, k, v);
+  }
   append_header(w.head, "X-Request-Id", request_id);
   // HEAD: the same headers (Content-Length included) as GET, no body.
   if (!bodiless(w.status)) append_header(w.head, "Content-Length", std::to_string(r.body.size()));

@@ -246,7 +246,10 @@ struct fixture {
     });
     r.add(http::verb::delete_, "/echo", [](request&) { return response::empty(); });
     r.add(http::verb::get, "/headers", [](request& req) {
-      return response::text("h").with_header("X-Echo", std::string(req.query_param("v").value_or("")));
+      return response::text("h")
+          .with_header("X-Echo", std::string(req.query_param("v").value_or("")))
+          .with_header("content-length", "999")
+          .with_header("Connection", "close");
     });
     r.add(http::verb::get, "/ops/only", [](request&) { return response::text("ops"); }, {.roles = {role::operator_}});
     r.add(http::verb::get, "/throw", [](request&) -> response { throw std::runtime_error("secret internals"); });
@@ -602,6 +605,14 @@ TEST_CASE("responses on the wire: status line, headers, framing", "[unit]") {
     const auto res = c.request(http::verb::get, "/headers?v=a%0D%0AX-Injected:%20yes", "tok-op");
     CHECK(header(res, "X-Echo") == "a  X-Injected: yes");
     CHECK(header(res, "X-Injected").empty());
+  }
+  SECTION("the server frames the response: a handler's Content-Length and Connection are dropped") {
+    REQUIRE_FALSE(c.send_raw("GET /headers?v=x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-op\r\n\r\n"));
+    const auto raw = c.read_raw("\r\n\r\nh");
+    CHECK(raw.find("999") == std::string::npos);
+    CHECK(raw.find("Connection") == std::string::npos);
+    CHECK(raw.find("\r\nContent-Length: 1\r\n") != std::string::npos);
+    CHECK(c.request(http::verb::get, "/healthz").keep_alive());
   }
 }
 
