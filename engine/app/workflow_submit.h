@@ -58,21 +58,18 @@ boost::asio::awaitable<result<typename Service::decision_type>> await_decision(S
   co_return std::move(*st->d);
 }
 
-// Hands the command to the service (direct: the caller only needs the
-// decision) and resumes once it is taken: at once when this instance's writer
-// owns the command's partition, else once the command is on the bus.
+// Hands the command to the service (the caller only needs the decision) and
+// resumes once it is taken: at once when this instance's writer owns the
+// command's partition (take_direct), else once the command is on the bus.
 template <class Service>
 boost::asio::awaitable<result<void>> publish_command(Service& svc, const events::v1::Envelope& cmd) {
   namespace asio = boost::asio;
   if (svc.take_direct(cmd)) co_return result<void>{};
   auto start = [&svc, &cmd](auto handler) {
     auto ex = asio::get_associated_executor(handler);
-    svc.send(
-        cmd,
-        [h = std::move(handler), ex](result<void> r) mutable {
-          asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
-        },
-        /*direct=*/true);
+    svc.send(cmd, [h = std::move(handler), ex](result<void> r) mutable {
+      asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+    });
   };
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(result<void>)>(start,
                                                                                              asio::use_awaitable);

@@ -215,13 +215,21 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
     }
     c.sent = clock_type::now();
   };
+  unsigned open = 0;  // connections still running
   auto close_conn = [&](conn& c) {
     if (c.fd >= 0) {
       ::epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
       ::close(c.fd);
+      --open;
     }
     c.fd = -1;
     c.done = true;
+  };
+  auto watch = [&](conn& c, int op, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = &c;
+    ::epoll_ctl(ep, op, c.fd, &ev);
   };
   // Writes what is left of c.out; arms EPOLLOUT only when the socket is full.
   auto flush = [&](conn& c) -> bool {
@@ -233,10 +241,7 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        epoll_event ev{};
-        ev.events = EPOLLIN | EPOLLOUT;
-        ev.data.ptr = &c;
-        ::epoll_ctl(ep, EPOLL_CTL_MOD, c.fd, &ev);
+        watch(c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
         return true;
       }
       note_error(st, std::string("send: ") + std::strerror(errno));
@@ -244,7 +249,6 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
     }
     return true;
   };
-  unsigned open = 0;
   for (auto& c : conns) {
     c.fd = connect_to(o);
     if (c.fd < 0) {
@@ -253,15 +257,11 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
       continue;
     }
     c.in.reserve(4096);
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = &c;
-    ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
+    watch(c, EPOLL_CTL_ADD, EPOLLIN);
     ++open;
     next_request(c);
     if (!flush(c)) {
       close_conn(c);
-      --open;
     }
   }
   std::vector<epoll_event> events(256);
@@ -276,15 +276,9 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
       if ((what & EPOLLOUT) != 0 && c.written < c.out.size()) {
         if (!flush(c)) {
           close_conn(c);
-          --open;
           continue;
         }
-        if (c.written == c.out.size()) {
-          epoll_event ev{};
-          ev.events = EPOLLIN;
-          ev.data.ptr = &c;
-          ::epoll_ctl(ep, EPOLL_CTL_MOD, c.fd, &ev);
-        }
+        if (c.written == c.out.size()) watch(c, EPOLL_CTL_MOD, EPOLLIN);
       }
       if ((what & (EPOLLIN | EPOLLERR | EPOLLHUP)) == 0) continue;
       const auto n = ::recv(c.fd, buf, sizeof buf, 0);
@@ -292,7 +286,6 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
       if (n <= 0) {
         note_error(st, n == 0 ? "the engine closed a connection" : std::string("recv: ") + std::strerror(errno));
         close_conn(c);
-        --open;
         continue;
       }
       c.in.append(buf, static_cast<std::size_t>(n));
@@ -301,7 +294,6 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
       if (bad) {
         note_error(st, "unreadable response: " + c.in.substr(0, 200));
         close_conn(c);
-        --open;
         continue;
       }
       if (head.total == 0) continue;
@@ -325,13 +317,11 @@ void run_clients(const options& o, unsigned count, std::atomic<std::uint64_t>& n
       c.in.erase(0, head.total);
       if (done_at >= end) {
         close_conn(c);
-        --open;
         continue;
       }
       next_request(c);
       if (!flush(c)) {
         close_conn(c);
-        --open;
       }
     }
   }

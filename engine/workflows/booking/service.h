@@ -58,8 +58,8 @@ class service {
   void stop();
 
   // Publishes a command (envelope with a BookingCommand body; its event_id and
-  // command_id set); see single_writer::send for `done` and `direct`.
-  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct = false);
+  // command_id set); see single_writer::send and take_direct.
+  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done);
   bool take_direct(const ev::Envelope& command) { return writer_->take_direct(command); }
 
   // Calls `done` once with the decision for `command_id` (at once when this

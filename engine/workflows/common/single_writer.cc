@@ -128,11 +128,7 @@ bool single_writer::owns(std::int32_t partition) const {
   return std::any_of(assignment_.begin(), assignment_.end(), [&](const auto& tp) { return tp.second == partition; });
 }
 
-void single_writer::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct) {
-  if (direct && take_direct(command)) {
-    done({});
-    return;
-  }
+void single_writer::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done) {
   bus_.publish(record_of(command), [done = std::move(done)](result<bus::position> r) mutable {
     if (!r) {
       done(std::unexpected(r.error()));

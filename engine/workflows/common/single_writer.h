@@ -130,15 +130,14 @@ class single_writer {
   void stop();
 
   // Publishes a command. `done` is called once, from a bus or writer thread,
-  // when the command is durable (or could not be made so). `direct`: the
-  // caller only needs the decision; when this instance owns the command's
-  // partition it goes straight to the writer without a bus record, and is
-  // published for the new owner should the partition move away first.
-  // Inputs acknowledged to someone (a hospital's feed) must not use it.
-  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct = false);
-  // The synchronous half of a direct send: true when this instance owns the
-  // command's partition and the command went straight to the writer; false
-  // when it did not (publish it with send).
+  // when the command is durable (or could not be made so).
+  void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done);
+  // For a caller that only needs the decision: when this instance owns the
+  // command's partition, hands the command straight to the writer without a
+  // bus record (it is published for the new owner should the partition move
+  // away first) and returns true; false when it does not own it (publish the
+  // command with send). Inputs acknowledged to someone (a hospital's feed)
+  // must not use it.
   bool take_direct(const ev::Envelope& command);
 
   // Calls `done` once with the outcome for `command_id` (at once when the

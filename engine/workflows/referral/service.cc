@@ -75,8 +75,8 @@ service::~service() { stop(); }
 result<void> service::start() { return writer_->start(); }
 void service::stop() { writer_->stop(); }
 
-void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done, bool direct) {
-  writer_->send(command, std::move(done), direct);
+void service::send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done) {
+  writer_->send(command, std::move(done));
 }
 
 std::uint64_t service::wait(const std::string& command_id, std::move_only_function<void(decision)> done) {
