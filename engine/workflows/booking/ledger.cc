@@ -28,6 +28,21 @@ refusal make_refusal(std::string code, std::string message) {
   return refusal{.kind = kind, .code = std::move(code), .message = std::move(message)};
 }
 
+// The slot a booking counts in its machine's use with (ledger::use_of): the
+// one it has, or had last (a cancelled booking keeps it in its history); none
+// for holds and requests that never became bookings.
+std::optional<interval> counted_slot(const booking_view& b) {
+  if (std::none_of(b.history.begin(), b.history.end(),
+                   [](const booking_step& h) { return h.to == ev::BOOKING_STATE_BOOKED; })) {
+    return std::nullopt;
+  }
+  if (b.has_slot()) return b.slot;
+  for (auto h = b.history.rbegin(); h != b.history.rend(); ++h) {
+    if (h->slot.end > h->slot.start) return h->slot;
+  }
+  return std::nullopt;
+}
+
 std::string two(int v) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%02d", v);
@@ -513,6 +528,13 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, bookin
     undo_.push_back(undo_entry{.booking_id = after.id,
                                .before = before != nullptr ? std::optional<booking_view>(*before) : std::nullopt});
   }
+  if (before != nullptr) {
+    if (const auto slot = counted_slot(*before)) eq.booked.erase({slot->start, before->id});
+  }
+  if (const auto slot = counted_slot(after)) {
+    eq.booked.insert_or_assign({slot->start, after.id}, slot->end);
+    eq.longest_booked = std::max(eq.longest_booked, slot->end - slot->start);
+  }
   auto share_delta = [&](const booking_view& b, std::int64_t sign) {
     if (b.requesting_hospital == eq.cal.hospital()) return;
     eq.share_used[eq.cal.local_day(b.slot.start)] += sign * b.slot.length().count();
@@ -824,20 +846,13 @@ utilization ledger::use_of(std::string_view equipment_id, interval range) const 
   }
   // Blocked time comes out of the offer in proportion to the share.
   u.offered_minutes = std::max<std::int64_t>(0, u.offered_minutes - blocked * eq->cal.share_percent() / 100);
-  for (const auto* b : bookings_of(eq->cal.hospital(), std::numeric_limits<std::size_t>::max())) {
-    if (b->equipment_id != equipment_id) continue;
-    // The slot a booking had last (a cancelled booking keeps it in its history).
-    interval slot = b->slot;
-    for (auto h = b->history.rbegin(); !b->has_slot() && h != b->history.rend(); ++h) {
-      if (h->slot.end > h->slot.start) {
-        slot = h->slot;
-        break;
-      }
-    }
-    if (!(slot.end > slot.start) || !slot.overlaps(range)) continue;
-    bool was_booked = false;
-    for (const auto& h : b->history) was_booked = was_booked || h.to == ev::BOOKING_STATE_BOOKED;
-    if (!was_booked) continue;  // holds and requests that never became bookings
+  // Slots overlapping the range start at most longest_booked before it.
+  for (auto it = eq->booked.lower_bound({range.start - eq->longest_booked, std::string()});
+       it != eq->booked.end() && it->first.first < range.end; ++it) {
+    const interval slot{it->first.first, it->second};
+    if (!slot.overlaps(range)) continue;
+    const auto* b = find(it->first.second);
+    if (b == nullptr) continue;
     ++u.bookings;
     switch (b->st) {
       case ev::BOOKING_STATE_PERFORMED:

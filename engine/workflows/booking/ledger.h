@@ -194,6 +194,11 @@ class ledger {
     std::vector<owner_block> blocks;
     // Local day -> minutes booked by other hospitals (the consortium share).
     std::unordered_map<std::int64_t, std::int64_t> share_used;
+    // Every booking that was ever BOOKED here, by the slot it had last
+    // (start, booking id) -> end: what use_of() counts, found by range
+    // instead of by a scan of all the owner's bookings.
+    std::map<std::pair<seconds, std::string>, seconds> booked;
+    seconds::duration longest_booked{0};  // longest slot ever put in `booked`
   };
   struct undo_entry {
     std::string booking_id;

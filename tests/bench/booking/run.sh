@@ -44,13 +44,25 @@ days=$((1 + $(date +%s) / 60 % 360))
 common=(--port "$port" --token "$token" --connections "$connections" --equipment "$equipment" --duration "$duration"
         --warmup 3 --days-ahead "$days")
 base=$("$bin/yilian-booking-loadgen" "${common[@]}" --mode healthz || true)
+# While bookings run, /metrics is scraped every 5 s as a Prometheus server
+# would (its per-equipment gauges read the booking ledger): how long a scrape
+# takes is printed, and a slow one shows in the bookings' latency.
+(
+  while sleep 5; do
+    curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/metrics" || true
+  done
+) > "$work/scrapes" &
+scraper=$!
 book=$("$bin/yilian-booking-loadgen" "${common[@]}" || true)
+kill "$scraper" 2>/dev/null; wait "$scraper" 2>/dev/null || true
 echo "$base"
 echo "$book"
-python3 - "$base" "$book" <<'PY'
+python3 - "$base" "$book" "$work/scrapes" <<'PY'
 import json, sys
 b, k = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print("bookings/s %.0f = %.2f x the HTTP ceiling (%.0f req/s); booking p50 %.1f ms p99 %.1f ms"
+scrapes = [float(x) for x in open(sys.argv[3]).read().split()]
+print("bookings/s %.0f = %.2f x the HTTP ceiling (%.0f req/s); booking p50 %.1f ms p99 %.1f ms; "
+      "%d /metrics scrapes, slowest %.3f s"
       % (k["throughput_per_s"], k["throughput_per_s"] / max(b["throughput_per_s"], 1), b["throughput_per_s"],
-         k["latency_ms"]["p50"], k["latency_ms"]["p99"]))
+         k["latency_ms"]["p50"], k["latency_ms"]["p99"], len(scrapes), max(scrapes, default=0)))
 PY

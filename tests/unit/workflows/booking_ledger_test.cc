@@ -639,6 +639,60 @@ TEST_CASE("cancelling frees the slot; a cancelled booking takes nothing more", "
   CHECK(std::ranges::count(t.ids_of("zs-tertiary"), "bk") == 1);
 }
 
+TEST_CASE("a machine's use over a range counts what was booked there, by the slot it had last", "[unit][booking]") {
+  bk t;
+  const auto owner = [](std::string booking, action a) {
+    return cmd{.act = a, .booking = std::move(booking), .requesting = "", .actor_hospital = "zs-tertiary"};
+  };
+  t.book("early", mon(8));                              // 08:00-08:15, the range starts inside it
+  t.book("gone", mon(8, 30), "xz-thc");                 // cancelled: counted once, no minutes
+  t.run(cmd{.act = CANCEL, .booking = "gone", .requesting = "", .actor_hospital = "xz-thc"});
+  t.book("moved", mon(9));                              // rescheduled to Tuesday: counted there only
+  t.run(cmd{.act = RESCHEDULE, .booking = "moved", .start = tue(9), .requesting = ""});
+  t.run(cmd{.act = HOLD, .booking = "held", .start = mon(10), .requesting = "nh-chc", .actor_hospital = "nh-chc"});
+  t.run(cmd{.act = REQUEST, .booking = "asked"});       // never booked: not counted
+  t.book("own", mon(15), "zs-tertiary");                // the owner's own: counted, not in booked minutes
+  t.book("done", mon(14), "dc-chc", "CT-ABD-ENH");      // 14:00-14:30, performed
+  REQUIRE(rejection_code(t.run(owner("done", CHECK_IN), mon(13, 50))) == "");
+  REQUIRE(rejection_code(t.run(owner("done", PERFORM), mon(14, 20))) == "");
+  t.book("absent", mon(16), "nh-chc");
+  REQUIRE(rejection_code(t.run(owner("absent", NO_SHOW), mon(16, 5))) == "");
+  t.book("other", mon(9), "dc-chc", "CT-HEAD-PLAIN", "qh-ct-1");  // another machine
+
+  const auto u = t.l->use_of("zs-ct-1", {mon(8, 5), tue(0)});
+  CHECK(u.bookings == 5);  // early, gone, own, done, absent
+  CHECK(u.used == 1);
+  CHECK(u.cancelled == 1);
+  CHECK(u.no_shows == 1);
+  CHECK(u.booked_minutes == 10 + 30);  // early clipped to 08:05-08:15, done
+  CHECK(u.waits_seconds == std::vector<std::int64_t>{7 * 3600});  // requested at 07:00, exam at 14:00
+  CHECK(u.working_minutes > 0);
+
+  const auto tuesday = t.l->use_of("zs-ct-1", {tue(0), sh(2025, 10, 1)});
+  CHECK(tuesday.bookings == 1);
+  CHECK(tuesday.booked_minutes == 15);
+  CHECK(t.l->use_of("zs-ct-1", {mon(8, 15), mon(8, 30)}).bookings == 0);  // ends where one starts
+  CHECK(t.l->use_of("qh-ct-1", {mon(0), tue(0)}).bookings == 1);
+
+  SECTION("an undone batch leaves the counts as they were") {
+    const auto at = mon(7, 5);  // the hold still holds
+    for (auto c : {cmd{.act = BOOK, .booking = "n1", .start = mon(11)},
+                   cmd{.act = CANCEL, .booking = "early", .requesting = ""},
+                   cmd{.act = RESCHEDULE, .booking = "moved", .start = mon(11, 30), .requesting = ""},
+                   cmd{.act = BOOK, .booking = "held", .requesting = "nh-chc", .actor_hospital = "nh-chc"}}) {
+      REQUIRE(rejection_code(t.l->decide(make_command(c), at)) == "");
+      t.l->apply_tentatively(t.l->decide(make_command(c), at));
+    }
+    CHECK(t.l->use_of("zs-ct-1", {mon(8, 5), tue(0)}).bookings == 8);
+    t.l->undo_tentative();
+    const auto again = t.l->use_of("zs-ct-1", {mon(8, 5), tue(0)});
+    CHECK(again.bookings == u.bookings);
+    CHECK(again.cancelled == u.cancelled);
+    CHECK(again.booked_minutes == u.booked_minutes);
+    CHECK(t.l->use_of("zs-ct-1", {tue(0), sh(2025, 10, 1)}).bookings == 1);
+  }
+}
+
 TEST_CASE("at the machine: check-in, performed, report and correction are the owner's; no-show not before the slot",
           "[unit][booking]") {
   bk t;
