@@ -31,8 +31,9 @@ using json = nlohmann::json;
 
 // A booking as the REST endpoints show it, written straight as text (it is
 // the answer to every booking command).
-void write_booking(api::json_out& j, const bk::booking_view& b, const bk::ledger& l) {
-  const auto* cal = l.equipment(b.equipment_id);
+// Reads only the ledger's fixed part (no lock needed).
+void write_booking(api::json_out& j, const bk::booking_view& b, const bk::service& svc) {
+  const auto* cal = svc.equipment(b.equipment_id);
   const time_zone zone = cal != nullptr ? cal->zone() : time_zone();
   auto time = [&](std::string_view key, bk::seconds t, bool shown = true) {
     j.key(key);
@@ -45,7 +46,7 @@ void write_booking(api::json_out& j, const bk::booking_view& b, const bk::ledger
   j.begin_object();
   j.field("id", b.id).field("state", bk::state_name(b.st)).field("fhir_status", bk::fhir_appointment_status(b.st));
   j.field("version", b.version).field("equipment_id", b.equipment_id);
-  if (const auto* eq = l.config().equipment(b.equipment_id)) {
+  if (const auto* eq = svc.config().equipment(b.equipment_id)) {
     j.field("equipment_name", eq->name()).field("location", eq->location());
   }
   j.field("owner", b.owner).field("requesting_hospital", b.requesting_hospital).field("exam_code", b.exam_code);
@@ -75,11 +76,11 @@ void write_booking(api::json_out& j, const bk::booking_view& b, const bk::ledger
   j.end_array().end_object();
 }
 
-std::string booking_text(const bk::booking_view& b, const bk::ledger& l) {
+std::string booking_text(const bk::booking_view& b, const bk::service& svc) {
   std::string out;
   out.reserve(1024);
   api::json_out j(out);
-  write_booking(j, b, l);
+  write_booking(j, b, svc);
   return out;
 }
 
@@ -100,7 +101,7 @@ asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_
         json{{"command_id", cmd.booking_command().command_id()}, {"id", cmd.booking_command().booking_id()}},
         ok_status);
   }
-  auto body = svc.read([&](const bk::ledger& l) { return booking_text(*d->booking, l); });
+  auto body = booking_text(*d->booking, svc);  // a copy, rendered without the lock
   auto resp = api::response::json_text(std::move(body), ok_status);
   resp.with_header("Location", "/api/v1/bookings/" + d->booking->id);
   co_return resp;
@@ -273,7 +274,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         c->set_exam_code(exam);
         c->set_requesting_hospital(*requesting);
         if (!start_text.empty()) {
-          const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
+          const auto* cal = svc.equipment(equipment);
           if (cal == nullptr) {
             co_return booking::refusal_response(
                 bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + equipment + "\""},
@@ -410,7 +411,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
         if (*person && !(*person)->matches(b->subject)) continue;
         if (ids.size() >= limit) break;
         ids.push_back(b->id);
-        write_booking(j, *b, l);
+        write_booking(j, *b, svc);
       }
       return 0;
     });
@@ -425,7 +426,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
     auto out = svc.read([&](const bk::ledger& l) -> std::optional<std::string> {
       const auto* b = l.find(id);
       if (b == nullptr || !booking::sees(p, *b)) return std::nullopt;
-      return booking_text(*b, l);
+      return booking_text(*b, svc);
     });
     const std::vector<std::string> ids{id};
     if (!out) {
@@ -491,7 +492,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
           const std::string equipment(req.path_param("id"));
           auto body = parse_body(req, true);
           if (!body) co_return std::unexpected(body.error());
-          const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
+          const auto* cal = svc.equipment(equipment);
           if (cal == nullptr) {
             co_return booking::refusal_response(
                 bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + equipment + "\""},

@@ -214,7 +214,7 @@ std::string new_booking_id(const api::request& req) {
 
 boost::asio::awaitable<result<bk::decision>> submit(bk::service& svc, const ev::Envelope& command,
                                              std::chrono::milliseconds timeout) {
-  co_return co_await submit_command<bk::service, bk::ledger>(svc, command, command.booking_command().command_id(),
+  co_return co_await submit_command<bk::service>(svc, command, command.booking_command().command_id(),
                                                             timeout);
 }
 

@@ -181,7 +181,7 @@ asio::awaitable<result<api::response>> run_command(rf::service& svc, api::audit_
                                                    const ev::Envelope& cmd, const time_zone& zone,
                                                    referral_api_options options, status ok_status) {
   const auto& c = cmd.referral_command();
-  auto d = co_await submit_command<rf::service, rf::ledger>(svc, cmd, c.command_id(), options.decision_timeout);
+  auto d = co_await submit_command<rf::service>(svc, cmd, c.command_id(), options.decision_timeout);
   if (!d) co_return std::unexpected(d.error());
   const std::vector<std::string> ids{c.referral_id()};
   if (d->refused) {

@@ -968,7 +968,7 @@ asio::awaitable<result<api::response>> run_commands(rf::service& svc, api::audit
   std::optional<rf::referral_view> last;
   for (const auto& cmd : cmds) {
     const auto& c = cmd.referral_command();
-    auto d = co_await submit_command<rf::service, rf::ledger>(svc, cmd, c.command_id(), timeout);
+    auto d = co_await submit_command<rf::service>(svc, cmd, c.command_id(), timeout);
     if (!d) co_return std::unexpected(d.error());
     if (d->refused) {
       audit.record(req, audit_action, kind_name(k), ids, d->refused->code);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,41 +23,62 @@
 
 namespace yilian::app {
 
-// Resumes the coroutine with the decision for `command_id`, or a timeout.
+// Waits for the decision on `command_id` without blocking the I/O thread:
+// registered with the service at construction (answered at once when this
+// instance's view already has the decision), then awaited with get().
 template <class Service>
-boost::asio::awaitable<result<typename Service::decision_type>> await_decision(Service& svc,
-                                                                               const std::string& command_id,
-                                                                               std::chrono::milliseconds timeout) {
-  namespace asio = boost::asio;
+class decision_wait {
+ public:
   using decision = typename Service::decision_type;
+
+  decision_wait(Service& svc, const std::string& command_id, boost::asio::any_io_executor ex)
+      : svc_(svc), command_id_(command_id), st_(std::make_shared<slot>(std::move(ex))) {
+    token_ = svc_.wait(command_id_, [st = st_](decision d) {
+      boost::asio::post(st->timer.get_executor(), [st, d = std::move(d)]() mutable {
+        st->d = std::move(d);
+        st->timer.cancel();
+      });
+    });
+  }
+
+  // The service already had the decision (a resend): nothing to send.
+  bool answered() const { return token_ == 0; }
+  // Stops waiting (the command could not be sent).
+  void drop() {
+    if (token_ != 0) svc_.forget(token_);
+    token_ = 0;
+  }
+
+  // The decision, or errc::timeout after `timeout`.
+  boost::asio::awaitable<result<decision>> get(std::chrono::milliseconds timeout) {
+    namespace asio = boost::asio;
+    if (!st_->d) st_->timer.expires_after(timeout);
+    while (!st_->d) {
+      boost::system::error_code ec;
+      co_await st_->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (st_->d) break;
+      if (!ec) {
+        if (token_ != 0 && svc_.forget(token_)) {
+          co_return fail(errc::timeout, "no decision yet for command " + command_id_ +
+                                            "; send it again with the same Idempotency-Key to get its answer");
+        }
+        st_->timer.expires_after(std::chrono::milliseconds(20));  // the answer is on its way
+      }
+    }
+    co_return std::move(*st_->d);
+  }
+
+ private:
   struct slot {
-    explicit slot(asio::any_io_executor ex) : timer(std::move(ex)) {}
-    asio::steady_timer timer;
+    explicit slot(boost::asio::any_io_executor ex) : timer(std::move(ex)) {}
+    boost::asio::steady_timer timer;
     std::optional<decision> d;
   };
-  auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<slot>(ex);
-  st->timer.expires_after(timeout);
-  const auto token = svc.wait(command_id, [st](decision d) {
-    asio::post(st->timer.get_executor(), [st, d = std::move(d)]() mutable {
-      st->d = std::move(d);
-      st->timer.cancel();
-    });
-  });
-  for (;;) {
-    boost::system::error_code ec;
-    co_await st->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (st->d) break;
-    if (!ec) {
-      if (svc.forget(token)) {
-        co_return fail(errc::timeout, "no decision yet for command " + command_id +
-                                          "; send it again with the same Idempotency-Key to get its answer");
-      }
-      st->timer.expires_after(std::chrono::milliseconds(20));  // the answer is on its way
-    }
-  }
-  co_return std::move(*st->d);
-}
+  Service& svc_;
+  std::string command_id_;
+  std::shared_ptr<slot> st_;
+  std::uint64_t token_ = 0;
+};
 
 // Hands the command to the service (the caller only needs the decision) and
 // resumes once it is taken: at once when this instance's writer owns the
@@ -76,18 +98,23 @@ boost::asio::awaitable<result<void>> publish_command(Service& svc, const events:
 }
 
 // Publishes the command (unless this instance knows its decision already)
-// and waits for the decision, at most `timeout` (then errc::timeout).
-template <class Service, class Ledger>
+// and waits for the decision, at most `timeout` (then errc::timeout). The
+// wait is registered before the command is sent, so the answer cannot slip
+// in between.
+template <class Service>
 boost::asio::awaitable<result<typename Service::decision_type>> submit_command(Service& svc,
                                                                                const events::v1::Envelope& command,
                                                                                const std::string& command_id,
                                                                                std::chrono::milliseconds timeout) {
-  const bool known = svc.read([&](const Ledger& l) { return l.decided(command_id).has_value(); });
-  if (!known) {
+  decision_wait<Service> answer(svc, command_id, co_await boost::asio::this_coro::executor);
+  if (!answer.answered()) {
     auto sent = co_await publish_command(svc, command);
-    if (!sent) co_return std::unexpected(sent.error());
+    if (!sent) {
+      answer.drop();
+      co_return std::unexpected(sent.error());
+    }
   }
-  co_return co_await await_decision(svc, command_id, timeout);
+  co_return co_await answer.get(timeout);
 }
 
 }  // namespace yilian::app

@@ -170,6 +170,8 @@ class ledger {
   std::vector<const booking_view*> find_by_patient(std::string_view owner,
                                                    const google::protobuf::RepeatedPtrField<ev::Identifier>& ids,
                                                    interval around) const;
+  // The machines and their calendars (and config() below) are fixed when the
+  // ledger is created: these three may be read without the writer's lock.
   const calendar* equipment(std::string_view equipment_id) const;
   std::vector<const calendar*> all_equipment() const;
   const std::vector<owner_block>* blocks(std::string_view equipment_id) const;

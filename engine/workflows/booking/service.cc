@@ -88,10 +88,8 @@ std::uint64_t service::wait(const std::string& command_id, std::move_only_functi
   return writer_->wait(command_id, [this, done = std::move(done)](outcome o) mutable {
     decision d{.command_id = std::move(o.command_id), .refused = std::move(o.refused)};
     if (!d.refused) {
-      d.booking = read([&](const ledger& l) -> std::optional<booking_view> {
-        if (const auto* b = l.find(o.subject_id)) return *b;
-        return std::nullopt;
-      });
+      // Under the writer's shared lock already (single_writer::wait).
+      if (const auto* found = ledger_->find(o.subject_id)) d.booking = *found;
     }
     done(std::move(d));
   });

@@ -68,6 +68,10 @@ class service {
   // Drops a waiter (timeout); false when it has already been called or queued.
   bool forget(std::uint64_t token);
 
+  // The ledger's fixed part (machines, calendars, config), without the lock.
+  const calendar* equipment(std::string_view equipment_id) const { return ledger_->equipment(equipment_id); }
+  const config::loaded_consortium& config() const { return ledger_->config(); }
+
   // Read access to the ledger: `f(const ledger&)` under a shared lock.
   template <class F>
   auto read(F&& f) const {

@@ -100,7 +100,10 @@ result<void> single_writer::start() {
 void single_writer::stop() {
   stopping_.store(true);
   if (thread_.joinable()) thread_.join();
-  if (writer_) writer_->close();
+  if (writer_) {
+    commit_offsets();
+    writer_->close();
+  }
   if (view_) view_->close();
   writer_.reset();
   view_.reset();
@@ -111,6 +114,7 @@ void single_writer::stop() {
     left.swap(waiters_);
     waiter_tokens_.clear();
   }
+  std::shared_lock fold_lock(mu_);  // waiters run under it (see wait())
   for (auto& [id, list] : left) {
     for (auto& w : list) {
       w.done(outcome{.command_id = id,
@@ -151,22 +155,23 @@ bool single_writer::take_direct(const ev::Envelope& command) {
 }
 
 std::uint64_t single_writer::wait(const std::string& command_id, std::move_only_function<void(outcome)> done) {
-  std::optional<outcome> ready;
-  std::uint64_t token = 0;
-  {
-    // Lock order: fold, then waiters (the engine thread resolves in that order).
-    std::shared_lock fold_lock(mu_);
+  // Lock order: fold, then waiters (the engine thread resolves in that order).
+  std::shared_lock fold_lock(mu_, std::try_to_lock);
+  if (fold_lock.owns_lock()) {
     if (auto prior = fold_.decided(command_id)) {
-      ready = std::move(*prior);
-      ready->command_id = command_id;
-    } else {
-      std::lock_guard lock(waiters_mu_);
-      token = next_token_++;
-      waiters_[command_id].push_back(waiter{token, std::move(done)});
-      waiter_tokens_.emplace(token, command_id);
+      prior->command_id = command_id;
+      done(std::move(*prior));
+      return 0;
     }
   }
-  if (ready) done(std::move(*ready));
+  std::lock_guard lock(waiters_mu_);
+  const std::uint64_t token = next_token_++;
+  waiters_[command_id].push_back(waiter{token, std::move(done)});
+  waiter_tokens_.emplace(token, command_id);
+  if (!fold_lock.owns_lock()) {
+    unchecked_.push_back(command_id);
+    unchecked_size_.fetch_add(1);
+  }
   return token;
 }
 
@@ -182,6 +187,24 @@ bool single_writer::forget(std::uint64_t token) {
 }
 
 void single_writer::resolve(std::vector<outcome>& resolved) {
+  if (resolved.empty() && unchecked_size_.load() == 0) return;
+  std::shared_lock fold_lock(mu_);  // one lock for the batch's waiters (see wait())
+  if (unchecked_size_.load() > 0) {
+    // Waiters registered while the fold was busy: answer those whose decision
+    // is already folded in (the rest are answered when it is).
+    std::vector<std::string> ids;
+    {
+      std::lock_guard lock(waiters_mu_);
+      ids.swap(unchecked_);
+      unchecked_size_.store(0);
+    }
+    for (auto& id : ids) {
+      if (auto prior = fold_.decided(id)) {
+        prior->command_id = std::move(id);
+        resolved.push_back(std::move(*prior));
+      }
+    }
+  }
   for (auto& o : resolved) {
     std::vector<waiter> list;
     {
@@ -211,6 +234,7 @@ void single_writer::run() {
       next_assignment_check_ = std::chrono::steady_clock::now() + 200ms;
     }
     poll_writer(busy ? 0ms : 1ms);
+    if (std::chrono::steady_clock::now() >= next_commit_) commit_offsets();
     if (caught_up_.load() && std::chrono::steady_clock::now() >= next_sweep_) {
       sweep_timers();
       next_sweep_ = std::chrono::steady_clock::now() + options_.timer_sweep;
@@ -310,6 +334,7 @@ void single_writer::check_assignment() {
         work_.erase(it);
       }
       gate_.erase(tp.second);
+      to_commit_.erase(tp.second);  // the new owner's to commit now
       if (tp.second >= 0 && tp.second < partitions_) owned_[static_cast<std::size_t>(tp.second)].store(false);
     }
   }
@@ -344,6 +369,19 @@ void single_writer::poll_writer(std::chrono::milliseconds timeout) {
     auto& w = work_[r.partition];
     if (!w) w = std::make_unique<partition_work>();
     w->queued.push_back(std::move(r));
+  }
+}
+
+void single_writer::commit_offsets() {
+  next_commit_ = std::chrono::steady_clock::now() + options_.commit_interval;
+  if (to_commit_.empty()) return;
+  std::vector<bus::record> last;
+  last.reserve(to_commit_.size());
+  for (auto& [p, r] : to_commit_) last.push_back(std::move(r));
+  to_commit_.clear();
+  if (auto committed = writer_->commit(last); !committed) {
+    lg.warn("workflow writer commit failed (its records will be seen again and skipped by id)",
+            {log::field("workflow", options_.name), log::field("error", committed.error().describe())});
   }
 }
 
@@ -382,12 +420,7 @@ void single_writer::settle_batches() {
     }
     const auto next = view_next_.find(p);
     if (w.last_decision >= 0 && (next == view_next_.end() || next->second <= w.last_decision)) continue;
-    if (!w.batch.empty()) {
-      if (auto committed = writer_->commit(w.batch); !committed) {
-        lg.warn("workflow writer commit failed (the batch will be seen again and skipped by id)",
-                {log::field("workflow", options_.name), log::field("error", committed.error().describe())});
-      }
-    }
+    if (!w.batch.empty()) to_commit_[p] = std::move(w.batch.back());  // committed by commit_offsets()
     w.batch.clear();
     w.published.clear();
     w.in_flight = false;

@@ -114,6 +114,11 @@ struct single_writer_options {
   std::string group_prefix;   // Kafka group prefix ("" on the embedded log)
   std::size_t max_batch = 4096;
   std::chrono::milliseconds timer_sweep{1000};
+  // How often the writer group's offsets are committed. Between commits the
+  // writer runs ahead; after a restart or a rebalance the records since the
+  // last commit are read again and skipped by command id (decided() or an
+  // origin:engine decision), so a longer interval costs only a re-read.
+  std::chrono::milliseconds commit_interval{200};
   std::function<seconds()> now = [] {
     return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   };
@@ -140,8 +145,13 @@ class single_writer {
   // must not use it.
   bool take_direct(const ev::Envelope& command);
 
-  // Calls `done` once with the outcome for `command_id` (at once when the
-  // view already has it). Returns a token for forget().
+  // Calls `done` once with the outcome for `command_id`: at once when the
+  // view already has it, else from the engine thread. It never blocks on the
+  // fold's lock: while the writer holds it, the lookup of an earlier decision
+  // is left to the engine thread. `done` runs under the fold's shared lock, so
+  // it may read the fold directly (one lock for a whole batch of answers) and
+  // must not call read(). Returns a token for forget(); 0 when `done` was
+  // called before wait() returned.
   std::uint64_t wait(const std::string& command_id, std::move_only_function<void(outcome)> done);
   // Drops a waiter (timeout); false when it has already been called or queued.
   bool forget(std::uint64_t token);
@@ -175,6 +185,7 @@ class single_writer {
   void check_assignment();
   void note_progress();
   void settle_batches();
+  void commit_offsets();
   void take_inbox();
   void decide_ready();
   void sweep_timers();
@@ -208,6 +219,9 @@ class single_writer {
   std::vector<std::pair<std::string, std::int32_t>> assignment_;
   std::chrono::steady_clock::time_point next_sweep_{};
   std::chrono::steady_clock::time_point next_assignment_check_{};
+  std::chrono::steady_clock::time_point next_commit_{};
+  // Per partition, the last writer record of a settled batch, not yet committed.
+  std::map<std::int32_t, bus::record> to_commit_;
 
   // Publish handlers may run after stop() (a slow bus): they only touch this box.
   struct completion_box {
@@ -220,6 +234,10 @@ class single_writer {
   std::mutex waiters_mu_;
   std::unordered_map<std::string, std::vector<waiter>> waiters_;
   std::unordered_map<std::uint64_t, std::string> waiter_tokens_;
+  // Command ids whose waiter was registered without looking at the fold (its
+  // lock was busy): the engine thread looks their decision up in resolve().
+  std::vector<std::string> unchecked_;
+  std::atomic<std::size_t> unchecked_size_{0};
   std::uint64_t next_token_ = 1;
 
   metrics::counter* decided_total_ = nullptr;
