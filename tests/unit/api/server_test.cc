@@ -26,6 +26,7 @@
 
 #include "engine/api/server.h"
 #include "engine/core/log.h"
+#include "tests/support/eventually.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -37,15 +38,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds deadline = 5s) {
-  const auto until = steady::now() + deadline;
-  while (steady::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
+using yilian::test::eventually;
 
 using response_t = http::response<http::string_body>;
 

@@ -37,6 +37,7 @@
 #include "engine/bus/embedded_log.h"
 #include "engine/config/config.h"
 #include "engine/workflows/identity/service.h"
+#include "tests/support/eventually.h"
 #include "tests/support/api_host.h"
 #include "tests/support/audit_file.h"
 #include "tests/support/temp_dir.h"
@@ -76,15 +77,7 @@ inline std::string resident_id(const std::string& first17) {
   return first17 + "10X98765432"[sum % 11];
 }
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 10s) {
-  const auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 inline ev::Identifier identifier(const std::string& system, const std::string& value, ev::IdentifierType type,
                           const std::string& assigner = {}) {

@@ -23,6 +23,7 @@
 #include "engine/api/server.h"
 #include "engine/app/referral_fhir.h"
 #include "engine/bus/embedded_log.h"
+#include "tests/support/eventually.h"
 #include "tests/support/api_host.h"
 #include "tests/support/audit_file.h"
 #include "tests/support/fhir_support.h"
@@ -43,15 +44,7 @@ namespace {
 
 const std::string referral_topic = "yilian.referral.v1";
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 10s) {
-  const auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 using reply = yilian::test::http_reply;
 

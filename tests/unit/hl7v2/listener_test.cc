@@ -32,6 +32,7 @@
 #include "adapters/hl7v2/framer.h"
 #include "adapters/hl7v2/listener.h"
 #include "adapters/hl7v2/mllp_client.h"
+#include "tests/support/eventually.h"
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -42,15 +43,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds deadline = 5s) {
-  const auto until = steady::now() + deadline;
-  while (steady::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
+using yilian::test::eventually;
 
 // An io_context run by two threads for the listener and the async clients.
 class io_pool {

@@ -34,6 +34,7 @@
 #include "engine/bus/embedded_log.h"
 #include "engine/bus/publish.h"
 #include "engine/core/murmur2.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 #include "yilian/events/v1/envelope.pb.h"
 
@@ -50,15 +51,7 @@ namespace {
 const std::string kOutbound = "yilian.outbound.v1";
 const std::string kDeadletter = "yilian.deadletter.v1";
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
+using yilian::test::eventually;
 
 // What the scripted server does with one received message.
 struct action {

@@ -20,6 +20,7 @@
 
 #include "engine/bus/embedded_log.h"
 #include "engine/workflows/identity/service.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/identity/test_people.h"
 
@@ -100,15 +101,7 @@ ev::Envelope registered(const person& p, const std::string& event_id) {
   return e;
 }
 
-template <class F>
-bool eventually(F&& f, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
-  const auto deadline = steady::now() + limit;
-  while (steady::now() < deadline) {
-    if (f()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return f();
-}
+using yilian::test::eventually;
 
 // PatientLinkChanged events on the patient topic, read by a fresh group.
 std::vector<ev::Envelope> announcements(bus::bus& b) {

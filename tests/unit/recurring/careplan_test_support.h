@@ -20,6 +20,7 @@
 #include "engine/workflows/booking/notifier.h"
 #include "engine/workflows/booking/service.h"
 #include "engine/workflows/recurring/scheduler.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/workflows/booking_test_support.h"
 
@@ -40,15 +41,7 @@ class temp_dir : public yilian::test::temp_dir {
   temp_dir() : yilian::test::temp_dir("yilian-careplan-test") {}
 };
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 20s) {
-  const auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(2ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 inline google::protobuf::Timestamp ts(booking::seconds t) { return booking::to_timestamp(t); }
 

@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "engine/bus/embedded_log.h"
+#include "tests/support/eventually.h"
+#include "tests/support/embedded_bus.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/referral/referral_test_support.h"
 
@@ -43,13 +45,7 @@ constexpr auto CANCEL = ev::REFERRAL_ACTION_CANCEL;
 constexpr auto EXPIRE = ev::REFERRAL_ACTION_EXPIRE;
 const std::string topic = "yilian.referral.v1";
 
-std::unique_ptr<bus::bus> open_log(const temp_dir& dir) {
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
-  if (!b) FAIL(b.error().describe());
-  const std::vector<bus::topic_spec> topics{{.name = topic, .partitions = 4}};
-  if (auto r = (*b)->ensure_topics(topics); !r) FAIL(r.error().describe());
-  return std::move(*b);
-}
+std::unique_ptr<bus::bus> open_log(const temp_dir& dir) { return yilian::test::open_log_with_topic(dir, topic, 4); }
 
 // A clock the test moves; starts at test_now.
 struct test_clock {
@@ -62,15 +58,7 @@ struct test_clock {
   }
 };
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 15s) {
-  const auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 std::unique_ptr<service> start_service(bus::bus& b, const test_clock& clock,
                                        std::chrono::milliseconds sweep = 1000ms) {

@@ -44,6 +44,7 @@
 #include "engine/bus/embedded_log.h"
 #include "engine/bus/publish.h"
 #include "engine/core/log.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 #include "yilian/events/v1/envelope.pb.h"
 
@@ -66,15 +67,7 @@ const std::string kDeadletter = "yilian.deadletter.v1";
 const std::string kPhone = "13800138000";
 const std::string kResidentId = "110101199003070019";
 
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
+using yilian::test::eventually;
 
 // --- a scripted HTTP server ----------------------------------------------------
 

@@ -23,6 +23,8 @@
 
 #include "engine/bus/embedded_log.h"
 #include "engine/workflows/booking/service.h"
+#include "tests/support/eventually.h"
+#include "tests/support/embedded_bus.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/workflows/booking_test_support.h"
 
@@ -39,13 +41,7 @@ constexpr auto HOLD = ev::BOOKING_ACTION_HOLD;
 constexpr auto CANCEL = ev::BOOKING_ACTION_CANCEL;
 const std::string topic = "yilian.booking.v1";
 
-std::unique_ptr<bus::bus> open_log(const temp_dir& dir) {
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 4});
-  if (!b) FAIL(b.error().describe());
-  const std::vector<bus::topic_spec> topics{{.name = topic, .partitions = 4}};
-  if (auto r = (*b)->ensure_topics(topics); !r) FAIL(r.error().describe());
-  return std::move(*b);
-}
+std::unique_ptr<bus::bus> open_log(const temp_dir& dir) { return yilian::test::open_log_with_topic(dir, topic, 4); }
 
 // A clock the test moves; starts at Monday 07:00.
 struct test_clock {
@@ -57,15 +53,7 @@ struct test_clock {
   }
 };
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 15s) {
-  const auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 std::unique_ptr<service> start_service(bus::bus& b, const test_clock& clock,
                                        std::chrono::milliseconds sweep = 1000ms) {

@@ -16,6 +16,7 @@
 #include "engine/bus/kafka_bus.h"
 #include "engine/core/ids.h"
 #include "engine/workflows/reports/library.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 
 using namespace yilian;
@@ -27,13 +28,8 @@ using yilian::test::temp_dir;
 namespace {
 
 template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 60s) {
-  const auto until = std::chrono::steady_clock::now() + within;
-  while (std::chrono::steady_clock::now() < until) {
-    if (p()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return p();
+bool eventually(Pred&& p) {
+  return yilian::test::eventually(std::forward<Pred>(p), std::chrono::seconds(60), std::chrono::milliseconds(20));
 }
 
 std::unique_ptr<bus::bus> open_kafka(const std::string& topic) {

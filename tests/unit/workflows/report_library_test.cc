@@ -23,6 +23,7 @@
 
 #include "engine/bus/embedded_log.h"
 #include "engine/workflows/reports/library.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 
 using namespace yilian;
@@ -37,15 +38,7 @@ const std::string topic = "yilian.report.v1";
 constexpr std::int32_t kPartitions = 4;
 constexpr std::int64_t kT0 = 1'760'000'000'000;  // ms since the epoch, October 2025
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 20s) {
-  const auto until = std::chrono::steady_clock::now() + within;
-  while (std::chrono::steady_clock::now() < until) {
-    if (p()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 std::unique_ptr<bus::bus> open_log(const std::filesystem::path& path) {
   auto b = bus::open_embedded_log(bus::embedded_log_options{.path = path, .default_partitions = kPartitions});

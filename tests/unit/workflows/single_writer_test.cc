@@ -19,6 +19,8 @@
 
 #include "engine/bus/embedded_log.h"
 #include "engine/workflows/common/single_writer.h"
+#include "tests/support/eventually.h"
+#include "tests/support/embedded_bus.h"
 #include "tests/support/temp_dir.h"
 
 using namespace yilian;
@@ -102,13 +104,7 @@ ev::Envelope command(const std::string& id) {
   return c;
 }
 
-std::unique_ptr<bus::bus> open_log(const temp_dir& dir) {
-  auto b = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 2});
-  if (!b) FAIL(b.error().describe());
-  const std::vector<bus::topic_spec> topics{{.name = topic, .partitions = 2}};
-  if (auto r = (*b)->ensure_topics(topics); !r) FAIL(r.error().describe());
-  return std::move(*b);
-}
+std::unique_ptr<bus::bus> open_log(const temp_dir& dir) { return yilian::test::open_log_with_topic(dir, topic, 2); }
 
 // An answer a waiter gets, from whichever thread.
 struct answer {
@@ -128,15 +124,7 @@ struct answer {
   }
 };
 
-template <class Pred>
-bool eventually(Pred&& p, std::chrono::milliseconds within = 15s) {
-  const auto deadline = steady::now() + within;
-  while (steady::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return p();
-}
+using yilian::test::eventually;
 
 }  // namespace
 
