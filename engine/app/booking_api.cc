@@ -158,7 +158,7 @@ void add_booking_routes(api::router& routes, bk::service& svc, api::audit_log& a
 
   // Dates without an offset in queries are the consortium's local time.
   const time_zone consortium_zone =
-      time_zone::load(svc.read([](const bk::ledger& l) { return l.config().consortium.time_zone(); }))
+      time_zone::load(svc.config().consortium.time_zone())
           .value_or(time_zone());
   routes.add(verb::get, "/api/v1/slots", [&svc, zone = consortium_zone](api::request& req) -> result<api::response> {
     const auto exam = req.query_param("exam");

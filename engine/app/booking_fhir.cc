@@ -87,8 +87,9 @@ std::string slot_id_of(const bk::booking_view& b, const bk::calendar* cal) {
          local.substr(14, 2) + "." + b.exam_code;
 }
 
-json appointment_json(const bk::booking_view& b, const bk::ledger& l) {
-  const auto* cal = l.equipment(b.equipment_id);
+// Reads only the ledger's fixed part (no lock needed).
+json appointment_json(const bk::booking_view& b, const bk::service& svc) {
+  const auto* cal = svc.equipment(b.equipment_id);
   const time_zone zone = cal != nullptr ? cal->zone() : time_zone();
   json patient{{"status", "accepted"}};
   json actor = json::object();
@@ -101,7 +102,7 @@ json appointment_json(const bk::booking_view& b, const bk::ledger& l) {
   actor["type"] = "Patient";
   patient["actor"] = std::move(actor);
   json participants = json::array({std::move(patient)});
-  const auto* eq = l.config().equipment(b.equipment_id);
+  const auto* eq = svc.config().equipment(b.equipment_id);
   participants.push_back({{"actor", {{"reference", "Device/" + b.equipment_id},
                                      {"display", eq != nullptr ? eq->name() : std::string()}}},
                           {"status", "accepted"}});
@@ -250,7 +251,7 @@ asio::awaitable<result<api::response>> decide_appointment(bk::service& svc, api:
   }
   audit.record(req, "update", "Appointment", ids);
   if (!d->booking) co_return fail(errc::internal, "decision without a booking");
-  auto body = svc.read([&](const bk::ledger& l) { return appointment_json(*d->booking, l); });
+  auto body = appointment_json(*d->booking, svc);  // a copy, rendered without the lock
   auto resp = api::response::fhir(body, ok);
   resp.with_header("Location", base_url(req) + "Appointment/" + d->booking->id + "/_history/" +
                                    std::to_string(d->booking->version));
@@ -299,7 +300,7 @@ asio::awaitable<result<api::response>> create_appointment(bk::service& svc, api:
   *c->mutable_patient() = cmd.booking_command().patient();
   c->set_placer_order(cmd.booking_command().placer_order());
   if (!r->start_text.empty()) {
-    const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(r->equipment); });
+    const auto* cal = svc.equipment(r->equipment);
     if (cal == nullptr) {
       co_return booking::refusal_response(
           bk::refusal{.kind = errc::not_found, .code = "unknown_equipment", .message = "no shared equipment \"" + r->equipment + "\""},
@@ -333,10 +334,10 @@ result<json> parameter_appointment(const json& body) {
 void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_log& audit,
                              std::chrono::milliseconds timeout) {
   const time_zone zone =
-      time_zone::load(svc.read([](const bk::ledger& l) { return l.config().consortium.time_zone(); })).value_or(time_zone());
+      time_zone::load(svc.config().consortium.time_zone()).value_or(time_zone());
 
   routes.add(verb::get, "/fhir/r4/Device/{id}", [&svc](api::request& req) -> result<api::response> {
-    const auto* e = svc.read([&](const bk::ledger& l) { return l.config().equipment(req.path_param("id")); });
+    const auto* e = svc.config().equipment(req.path_param("id"));
     if (e == nullptr) return fail(errc::not_found, "no Device " + std::string(req.path_param("id")), "id");
     return api::response::fhir(device_json(*e));
   });
@@ -417,7 +418,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
                }
                const std::string equipment =
                    strip_type(body->value("schedule", json::object()).value("reference", ""), "Schedule");
-               const auto* cal = svc.read([&](const bk::ledger& l) { return l.equipment(equipment); });
+               const auto* cal = svc.equipment(equipment);
                if (cal == nullptr) {
                  co_return booking::refusal_response(
                      bk::refusal{.kind = errc::not_found, .code = "unknown_equipment",
@@ -449,7 +450,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
     auto out = svc.read([&](const bk::ledger& l) -> std::optional<json> {
       const auto* b = l.find(id);
       if (b == nullptr || !booking::sees(*req.principal, *b)) return std::nullopt;
-      return appointment_json(*b, l);
+      return appointment_json(*b, svc);
     });
     const std::vector<std::string> ids{id};
     audit.record(req, "read", "Appointment", ids, out ? "ok" : "not_found");
@@ -482,7 +483,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
         if (!want.empty() && bk::fhir_appointment_status(b->st) != want) continue;
         if (b->has_slot() && !b->slot.overlaps(*range)) continue;
         ids.push_back(b->id);
-        list.push_back(appointment_json(*b, l));
+        list.push_back(appointment_json(*b, svc));
       }
       return list;
     });
@@ -614,7 +615,7 @@ void add_booking_fhir_routes(api::router& routes, bk::service& svc, api::audit_l
                          "Appointment.status");
         }
         if (actions.empty()) {
-          auto same = svc.read([&](const bk::ledger& l) { return appointment_json(*l.find(id), l); });
+          auto same = svc.read([&](const bk::ledger& l) { return appointment_json(*l.find(id), svc); });
           co_return api::response::fhir(same);
         }
         std::optional<api::response> last;
