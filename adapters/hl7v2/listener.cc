@@ -258,7 +258,8 @@ result<void> listener::impl::setup_tls() {
 asio::awaitable<void> listener::impl::accept_loop() {
   auto self = shared_from_this();
   for (;;) {
-    tcp::socket sock(asio::make_strand(ex));
+    tcp::socket sock(opts.connection_executor ? opts.connection_executor()
+                                              : asio::any_io_executor(asio::make_strand(ex)));
     error_code ec;
     co_await acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
     if (stopping.load() || ec == asio::error::operation_aborted || !acceptor.is_open()) {

@@ -64,6 +64,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,6 +97,10 @@ struct channel_options {
   std::string ack_application = "YILIAN";
   std::string ack_facility;
   std::chrono::minutes utc_offset{0};
+  // Where an accepted connection runs: an executor that runs its handlers one
+  // at a time (an io_pool context, engine/core/io_pool.h). Unset: a strand on
+  // the listener's executor.
+  std::function<boost::asio::any_io_executor()> connection_executor;
 };
 
 struct connection_info {

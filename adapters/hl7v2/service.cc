@@ -103,6 +103,7 @@ result<void> service::start() {
                          .require_client_cert = m.tls().require_client_cert()};
     }
     co.ack_facility = s.cfg.consortium.id();
+    co.connection_executor = s.options.connection_executor;
     co.utc_offset = std::chrono::minutes(
         compiled->zone().offset_at(std::chrono::duration_cast<std::chrono::seconds>(
                                        std::chrono::system_clock::now().time_since_epoch())

@@ -54,6 +54,8 @@ struct service_options {
   std::function<void(std::string_view hospital, std::string_view control_id, std::string_view outcome,
                      std::size_t identifiers_returned)>
       on_pix_query;
+  // Where the MLLP connections run (channel_options::connection_executor).
+  std::function<boost::asio::any_io_executor()> connection_executor;
 };
 
 struct channel_endpoint {

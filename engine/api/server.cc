@@ -326,7 +326,8 @@ server::impl::impl(asio::io_context& ctx, server_options o, metrics::registry& r
 asio::awaitable<void> server::impl::accept_loop() {
   auto self = shared_from_this();
   for (;;) {
-    tcp::socket sock(asio::make_strand(ioc));
+    tcp::socket sock(opts.connection_executor ? opts.connection_executor()
+                                              : asio::any_io_executor(asio::make_strand(ioc)));
     beast::error_code ec;
     co_await acceptor.async_accept(sock, asio::redirect_error(asio::use_awaitable, ec));
     if (stopping.load() || ec == asio::error::operation_aborted || !acceptor.is_open()) {

@@ -53,6 +53,7 @@
 // personal data); the principal is its id.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
@@ -80,6 +81,10 @@ struct server_options {
   std::size_t max_connections = 512;                // beyond: 503 + close
   std::chrono::milliseconds shutdown_grace{10'000};  // in-flight requests get this long after stop()
   std::string server_name = "yilian";               // Server header
+  // Where an accepted connection runs: an executor that runs its handlers one
+  // at a time (an io_pool context, run by one thread). Unset: a strand on the
+  // server's io_context.
+  std::function<boost::asio::any_io_executor()> connection_executor;
 };
 
 // Why the engine is not ready (bus unreachable, config not loaded, ...); empty

@@ -32,6 +32,7 @@
 #include "engine/app/version.h"
 #include "engine/bus/instrumented_bus.h"
 #include "engine/config/config.h"
+#include "engine/core/io_pool.h"
 #include "engine/core/log.h"
 #include "engine/core/metrics.h"
 #include "engine/workflows/booking/feed.h"
@@ -200,6 +201,13 @@ int run_serve(const serve_options& options) {
       });
 
   boost::asio::io_context ioc;
+  // HTTP and MLLP connections run on a context per thread (engine/core/
+  // io_pool.h); the shared context runs the accept loops, the outbound
+  // senders, timers and the signals.
+  const unsigned io_threads = std::max(2U, cfg.consortium.http().threads());
+  io_pool connections(io_threads, "yl-conn");
+  auto connection_executor = [&connections] { return connections.next(); };
+  http.connection_executor = connection_executor;
   api::server server(ioc, http, registry);
   server.set_credentials(std::move(*creds));
   std::atomic<const workflows::booking::service*> booking_ref{nullptr};
@@ -398,7 +406,8 @@ int run_serve(const serve_options& options) {
                                                                            .hospital = hospital,
                                                                            .request_id = control_id},
                                             "pix-query", "PatientCrossReference", ids, outcome);
-                         }});
+                         },
+                         .connection_executor = connection_executor});
   if (auto started = hl7.start(); !started) {
     logger.error("cannot start HL7 v2", {log::field("error", started.error().describe())});
     std::fprintf(stderr, "yilian: cannot start HL7 v2: %s\n", started.error().describe().c_str());
@@ -442,9 +451,8 @@ int run_serve(const serve_options& options) {
   };
   signals.async_wait(on_signal);
 
-  const unsigned threads = std::max(2U, cfg.consortium.http().threads());
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) {
+  for (unsigned i = 1; i < io_threads; ++i) {
     pool.emplace_back([&ioc] {
       name_this_thread("yl-io");
       ioc.run();
@@ -452,6 +460,7 @@ int run_serve(const serve_options& options) {
   }
   ioc.run();
   for (auto& t : pool) t.join();
+  connections.stop();  // HTTP and MLLP have stopped: their connections are closed
 
   // Intake has stopped (MLLP and HTTP closed): nothing more is acknowledged
   // to anyone. What is left is the workflows leaving their consumer groups

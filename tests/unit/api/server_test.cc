@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "engine/api/server.h"
+#include "engine/core/io_pool.h"
 #include "engine/core/log.h"
 #include "tests/support/eventually.h"
 
@@ -208,6 +209,9 @@ struct log_capture {
 struct fixture {
   metrics::registry reg;
   asio::io_context ioc;
+  // Connections on a context per thread (as `yilian serve` runs them), or on
+  // strands of `ioc` when null.
+  std::unique_ptr<io_pool> connections;
   std::unique_ptr<api::server> srv;
   std::vector<std::thread> threads;
   std::atomic<int> slow_started{0};
@@ -216,9 +220,13 @@ struct fixture {
   std::mutex ready_mutex;
   std::vector<std::string> not_ready;
 
-  explicit fixture(api::server_options opts = {}) {
+  explicit fixture(api::server_options opts = {}, bool pooled = false) {
     opts.address = "127.0.0.1";
     opts.port = 0;
+    if (pooled) {
+      connections = std::make_unique<io_pool>(2, "test-conn");
+      opts.connection_executor = [p = connections.get()] { return p->next(); };
+    }
     srv = std::make_unique<api::server>(ioc, opts, reg);
     auto& r = srv->routes();
     using api::request;
@@ -297,6 +305,7 @@ struct fixture {
     (void)f.wait_for(10s);
     ioc.stop();
     for (auto& t : threads) t.join();
+    if (connections) connections->stop();
   }
 };
 
@@ -625,7 +634,9 @@ TEST_CASE("beyond max_connections new connections get 503", "[unit]") {
 }
 
 TEST_CASE("graceful shutdown finishes the request in flight and closes idle connections", "[unit]") {
-  fixture f({.shutdown_grace = 5s});
+  const bool pooled = GENERATE(false, true);
+  INFO("connections on an io_pool: " << pooled);
+  fixture f({.shutdown_grace = 5s}, pooled);
   auto idle = connected(f.port());
   CHECK(idle.request(http::verb::get, "/healthz").keep_alive());
 
@@ -652,7 +663,9 @@ TEST_CASE("graceful shutdown finishes the request in flight and closes idle conn
 }
 
 TEST_CASE("after the grace period connections still busy are closed", "[unit]") {
-  fixture f({.shutdown_grace = 200ms});
+  const bool pooled = GENERATE(false, true);
+  INFO("connections on an io_pool: " << pooled);
+  fixture f({.shutdown_grace = 200ms}, pooled);
   f.slow_for = 1500ms;
   auto busy = connected(f.port());
   auto req = client::make(http::verb::get, "/slow");
@@ -769,7 +782,9 @@ TEST_CASE("curl talks to the server", "[unit]") {
 }
 
 TEST_CASE("concurrent clients are all served", "[unit]") {
-  fixture f;
+  const bool pooled = GENERATE(false, true);
+  INFO("connections on an io_pool: " << pooled);
+  fixture f({}, pooled);
   constexpr int clients = 4;
   constexpr int per_client = 25;
   std::atomic<int> ok{0};

@@ -32,6 +32,7 @@
 #include "adapters/hl7v2/framer.h"
 #include "adapters/hl7v2/listener.h"
 #include "adapters/hl7v2/mllp_client.h"
+#include "engine/core/io_pool.h"
 #include "tests/support/eventually.h"
 
 namespace asio = boost::asio;
@@ -46,12 +47,12 @@ namespace {
 using yilian::test::eventually;
 
 // An io_context run by two threads for the listener and the async clients.
-class io_pool {
+class test_pool {
  public:
-  io_pool() : work_(asio::make_work_guard(io_)) {
+  test_pool() : work_(asio::make_work_guard(io_)) {
     for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
   }
-  ~io_pool() {
+  ~test_pool() {
     work_.reset();
     io_.stop();
     for (auto& t : threads_) t.join();
@@ -230,11 +231,25 @@ const test_pki& pki() {
 
 }  // namespace
 
+// Connections on strands of the listener's context, or on a context per
+// thread (yilian::io_pool, as `yilian serve` runs them).
+channel_options test_channel(std::unique_ptr<yilian::io_pool>& connections, bool pooled) {
+  channel_options o{.hospital = "h1", .bind_address = "127.0.0.1"};
+  if (pooled) {
+    connections = std::make_unique<yilian::io_pool>(2, "test-conn");
+    o.connection_executor = [p = connections.get()] { return p->next(); };
+  }
+  return o;
+}
+
 TEST_CASE("the listener answers every frame in order over many concurrent connections", "[unit]") {
+  const bool pooled = GENERATE(false, true);
+  INFO("connections on an io_pool: " << pooled);
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
-  listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
+  test_pool pool;
+  std::unique_ptr<yilian::io_pool> conns;
+  listener l(pool.executor(), test_channel(conns, pooled), h, reg);
   REQUIRE(l.start().has_value());
   REQUIRE(l.port() != 0);
 
@@ -280,7 +295,7 @@ TEST_CASE("the listener answers every frame in order over many concurrent connec
 TEST_CASE("a handler may answer with two replies or none", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   REQUIRE(l.start().has_value());
   // Catch's macros stay out of coroutines (g++ 12 mishandles co_await inside
@@ -313,7 +328,7 @@ TEST_CASE("a handler may answer with two replies or none", "[unit]") {
 TEST_CASE("frames split across writes and several frames in one write are all answered in order", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   REQUIRE(l.start().has_value());
   raw_client c(l.port());
@@ -335,7 +350,7 @@ TEST_CASE("frames split across writes and several frames in one write are all an
 TEST_CASE("garbage before a frame is reported and the frame still answered", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   REQUIRE(l.start().has_value());
   raw_client c(l.port());
@@ -351,7 +366,7 @@ TEST_CASE("garbage before a frame is reported and the frame still answered", "[u
 TEST_CASE("an oversized frame gets an AR when its MSH is visible, and the connection stays usable", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1", .max_frame_bytes = 1024}, h, reg);
   REQUIRE(l.start().has_value());
   raw_client c(l.port());
@@ -393,7 +408,7 @@ TEST_CASE("an oversized frame gets an AR when its MSH is visible, and the connec
 TEST_CASE("a frame not completed within read_timeout closes the connection; so does idle_timeout", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(),
              {.hospital = "h1", .bind_address = "127.0.0.1", .read_timeout = 300ms, .idle_timeout = 2s}, h, reg);
   REQUIRE(l.start().has_value());
@@ -447,7 +462,7 @@ TEST_CASE("a frame not completed within read_timeout closes the connection; so d
 TEST_CASE("beyond max_connections new connections are closed at once and counted", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1", .max_connections = 2}, h, reg);
   REQUIRE(l.start().has_value());
   auto a = std::make_unique<raw_client>(l.port());
@@ -470,10 +485,13 @@ TEST_CASE("beyond max_connections new connections are closed at once and counted
 }
 
 TEST_CASE("stop lets an in-flight frame finish and be answered, closes idle connections, then stops", "[unit]") {
+  const bool pooled = GENERATE(false, true);
+  INFO("connections on an io_pool: " << pooled);
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
-  listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
+  test_pool pool;
+  std::unique_ptr<yilian::io_pool> conns;
+  listener l(pool.executor(), test_channel(conns, pooled), h, reg);
   REQUIRE(l.start().has_value());
   const auto port = l.port();
   raw_client idle(port);
@@ -502,7 +520,7 @@ TEST_CASE("stop lets an in-flight frame finish and be answered, closes idle conn
 TEST_CASE("a listener stopped before it started is stopped at once", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   l.stop();
   pool.run([&]() -> asio::awaitable<void> { co_await l.wait_stopped(); });
@@ -512,7 +530,7 @@ TEST_CASE("a listener stopped before it started is stopped at once", "[unit]") {
 TEST_CASE("a handler that throws closes that connection without a reply; others carry on", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   REQUIRE(l.start().has_value());
   raw_client bad(l.port());
@@ -527,7 +545,7 @@ TEST_CASE("a handler that throws closes that connection without a reply; others 
 TEST_CASE("start says where and why it cannot listen", "[unit]") {
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener first(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   REQUIRE(first.start().has_value());
   CHECK(first.start().error().code == errc::invalid_argument);  // twice
@@ -555,7 +573,7 @@ TEST_CASE("MLLP over TLS, with and without client certificates", "[unit]") {
   if (!p.ok) FAIL("could not create test certificates with the openssl CLI");
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
 
   auto tls_client = [&](std::uint16_t port, bool with_cert, std::string server_name = "localhost") {
     auto o = client_for(port);
@@ -645,7 +663,7 @@ TEST_CASE("python-hl7's mllp_send gets its ACKs", "[unit]") {
   }
   metrics::registry reg;  // before the pool: it outlives every handler the pool runs
   test_handler h;
-  io_pool pool;
+  test_pool pool;
   listener l(pool.executor(), {.hospital = "h1", .bind_address = "127.0.0.1"}, h, reg);
   REQUIRE(l.start().has_value());
 
