@@ -202,10 +202,14 @@ std::expected<patient_claims, patient_token_error> patient_token_key::verify(
 }
 
 token_digest digest_token(std::string_view token) {
+  // Every authenticated request digests its token: the algorithm is fetched
+  // once (OpenSSL 3 looks it up on each EVP_sha256() init otherwise) and each
+  // thread reuses one context.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   token_digest out{};
   unsigned int len = 0;
-  const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+  if (sha256 == nullptr || !ctx || EVP_DigestInit_ex(ctx.get(), sha256, nullptr) != 1 ||
       EVP_DigestUpdate(ctx.get(), token.data(), token.size()) != 1 ||
       EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1 || len != out.size()) {
     throw std::runtime_error("OpenSSL SHA-256 failed");

@@ -88,9 +88,10 @@ std::string booking_text(const bk::booking_view& b, const bk::service& svc) {
 asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_log& audit, api::request& req,
                                                    ev::Envelope cmd, booking_api_options options,
                                                    status ok_status) {
-  auto d = co_await booking::submit(svc, cmd, options.decision_timeout);
-  if (!d) co_return std::unexpected(d.error());
   const std::vector<std::string> ids{cmd.booking_command().booking_id()};
+  const std::string command_id = cmd.booking_command().command_id();
+  auto d = co_await booking::submit(svc, std::move(cmd), options.decision_timeout);
+  if (!d) co_return std::unexpected(d.error());
   if (d->refused) {
     audit.record(req, "update", "Booking", ids, d->refused->code);
     co_return booking::refusal_response(*d->refused, req);
@@ -98,7 +99,7 @@ asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_
   audit.record(req, "update", "Booking", ids);
   if (!d->booking) {
     co_return api::response::json(
-        json{{"command_id", cmd.booking_command().command_id()}, {"id", cmd.booking_command().booking_id()}},
+        json{{"command_id", command_id}, {"id", ids.front()}},
         ok_status);
   }
   auto body = booking_text(*d->booking, svc);  // a copy, rendered without the lock

@@ -212,10 +212,10 @@ std::string new_booking_id(const api::request& req) {
   return key.empty() ? random_id("bk-") : stable_id("bk-", req.principal->id.value() + "\n" + std::string(key));
 }
 
-boost::asio::awaitable<result<bk::decision>> submit(bk::service& svc, const ev::Envelope& command,
+boost::asio::awaitable<result<bk::decision>> submit(bk::service& svc, ev::Envelope command,
                                              std::chrono::milliseconds timeout) {
-  co_return co_await submit_command<bk::service>(svc, command, command.booking_command().command_id(),
-                                                            timeout);
+  const std::string command_id = command.booking_command().command_id();
+  co_return co_await submit_command<bk::service>(svc, std::move(command), command_id, timeout);
 }
 
 }  // namespace yilian::app::booking

@@ -57,7 +57,7 @@ result<void> read_identifiers(const nlohmann::json& j, events::v1::Subject& out)
 
 // Publishes the command (unless this instance knows its decision already)
 // and waits for the decision, at most `timeout` (then errc::timeout).
-boost::asio::awaitable<result<bk::decision>> submit(bk::service& svc, const events::v1::Envelope& command,
+boost::asio::awaitable<result<bk::decision>> submit(bk::service& svc, events::v1::Envelope command,
                                                     std::chrono::milliseconds timeout);
 
 }  // namespace yilian::app::booking

@@ -80,13 +80,14 @@ class decision_wait {
   std::uint64_t token_ = 0;
 };
 
-// Hands the command to the service (the caller only needs the decision) and
+// Hands the command to the service (the caller only needs the decision;
+// `cmd` is moved from when the writer takes it directly) and
 // resumes once it is taken: at once when this instance's writer owns the
 // command's partition (take_direct), else once the command is on the bus.
 template <class Service>
-boost::asio::awaitable<result<void>> publish_command(Service& svc, const events::v1::Envelope& cmd) {
+boost::asio::awaitable<result<void>> publish_command(Service& svc, events::v1::Envelope& cmd) {
   namespace asio = boost::asio;
-  if (svc.take_direct(cmd)) co_return result<void>{};
+  if (svc.take_direct(std::move(cmd))) co_return result<void>{};  // moved only when taken
   auto start = [&svc, &cmd](auto handler) {
     auto ex = asio::get_associated_executor(handler);
     svc.send(cmd, [h = std::move(handler), ex](result<void> r) mutable {
@@ -103,7 +104,7 @@ boost::asio::awaitable<result<void>> publish_command(Service& svc, const events:
 // in between.
 template <class Service>
 boost::asio::awaitable<result<typename Service::decision_type>> submit_command(Service& svc,
-                                                                               const events::v1::Envelope& command,
+                                                                               events::v1::Envelope command,
                                                                                const std::string& command_id,
                                                                                std::chrono::milliseconds timeout) {
   decision_wait<Service> answer(svc, command_id, co_await boost::asio::this_coro::executor);

@@ -60,7 +60,7 @@ class service {
   // Publishes a command (envelope with a BookingCommand body; its event_id and
   // command_id set); see single_writer::send and take_direct.
   void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done);
-  bool take_direct(const ev::Envelope& command) { return writer_->take_direct(command); }
+  bool take_direct(ev::Envelope&& command) { return writer_->take_direct(std::move(command)); }
 
   // Calls `done` once with the decision for `command_id` (at once when this
   // instance's view already has it). Returns a token for forget().

@@ -142,13 +142,13 @@ void single_writer::send(const ev::Envelope& command, std::move_only_function<vo
   });
 }
 
-bool single_writer::take_direct(const ev::Envelope& command) {
+bool single_writer::take_direct(ev::Envelope&& command) {
   if (!owned_) return false;
   const std::int32_t p = partition_for_key(fold_.command_key(command), partitions_);
   if (!owned_[static_cast<std::size_t>(p)].load(std::memory_order_acquire)) return false;
   {
     std::lock_guard lock(inbox_mu_);
-    inbox_.emplace_back(p, command);
+    inbox_.emplace_back(p, std::move(command));
   }
   inbox_size_.fetch_add(1);
   return true;

@@ -143,7 +143,9 @@ class single_writer {
   // away first) and returns true; false when it does not own it (publish the
   // command with send). Inputs acknowledged to someone (a hospital's feed)
   // must not use it.
-  bool take_direct(const ev::Envelope& command);
+  // `command` is moved to the writer only when it returns true (else it is
+  // left as it was, for send()).
+  bool take_direct(ev::Envelope&& command);
 
   // Calls `done` once with the outcome for `command_id`: at once when the
   // view already has it, else from the engine thread. It never blocks on the

@@ -49,7 +49,7 @@ class service {
 
   // See single_writer::send / take_direct / wait / forget.
   void send(const ev::Envelope& command, std::move_only_function<void(result<void>)> done);
-  bool take_direct(const ev::Envelope& command) { return writer_->take_direct(command); }
+  bool take_direct(ev::Envelope&& command) { return writer_->take_direct(std::move(command)); }
   std::uint64_t wait(const std::string& command_id, std::move_only_function<void(decision)> done);
   bool forget(std::uint64_t token);
 

@@ -212,3 +212,26 @@ TEST_CASE("stop() commits the writer group's offsets that the interval has not c
   REQUIRE(again);
   for (const auto& r : *again) CHECK(header_is(r, "type", "test.Decision"));
 }
+
+TEST_CASE("take_direct moves the command only when the writer takes it", "[unit][workflow]") {
+  temp_dir dir{"yilian-writer-test"};
+  auto log = open_log(dir);
+  gate_fold f;
+  single_writer w(*log, f, single_writer_options{.name = "test", .topic = topic, .command_type = command_type});
+
+  // Not started: no partition is owned, the caller still has the command to send().
+  auto early = command("early");
+  CHECK_FALSE(w.take_direct(std::move(early)));
+  CHECK(early.event_id() == "cmd:early");  // NOLINT(bugprone-use-after-move): left as it was, by contract
+
+  REQUIRE(w.start());
+  REQUIRE(eventually([&] { return w.caught_up(); }));
+  // The only instance of its group owns every partition once it is assigned.
+  answer got;
+  w.wait("direct", got.callback());
+  auto cmd = command("direct");
+  REQUIRE(eventually([&] { return w.take_direct(std::move(cmd)); }));
+  REQUIRE(got.arrived(15s));
+  CHECK(got.got->subject_id == "subject-direct");
+  w.stop();
+}
