@@ -145,7 +145,12 @@ const ledger::equipment_state* ledger::state_of(std::string_view id) const {
 
 const booking_view* ledger::find(std::string_view booking_id) const {
   const auto it = bookings_.find(std::string(booking_id));
-  return it == bookings_.end() ? nullptr : &it->second;
+  return it == bookings_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<const booking_view> ledger::share(std::string_view booking_id) const {
+  const auto it = bookings_.find(std::string(booking_id));
+  return it == bookings_.end() ? nullptr : it->second;
 }
 
 const calendar* ledger::equipment(std::string_view id) const {
@@ -488,13 +493,14 @@ void ledger::undo_tentative() {
     if (u.booking_id.empty()) continue;
     auto it = bookings_.find(u.booking_id);
     if (it == bookings_.end()) continue;
-    auto* eq = state_of(it->second.equipment_id);
+    auto* eq = state_of(it->second->equipment_id);
     if (eq == nullptr) continue;
     if (u.before) {
-      put_booking(*eq, &it->second, std::move(*u.before));
+      put_booking(*eq, it->second.get(), std::move(u.before));
     } else {
       // Created by the undone decision: take it out of every index.
-      const booking_view current = it->second;
+      const auto kept = it->second;  // `current` outlives its map entry
+      const booking_view& current = *kept;
       put_booking(*eq, &current, booking_view{.id = current.id, .equipment_id = current.equipment_id});
       for (auto [it2, end] = by_order_.equal_range(current.placer_order); it2 != end; ++it2) {
         if (it2->second == current.id) {
@@ -524,9 +530,14 @@ void ledger::remember(const std::string& command_id, outcome o, seconds at) {
 }
 
 void ledger::put_booking(equipment_state& eq, const booking_view* before, booking_view after) {
+  put_booking(eq, before, std::make_shared<const booking_view>(std::move(after)));
+}
+
+void ledger::put_booking(equipment_state& eq, const booking_view* before, std::shared_ptr<const booking_view> next) {
+  const booking_view& after = *next;
   if (tentative_) {
-    undo_.push_back(undo_entry{.booking_id = after.id,
-                               .before = before != nullptr ? std::optional<booking_view>(*before) : std::nullopt});
+    // The version replaced is kept as it is (versions are immutable).
+    undo_.push_back(undo_entry{.booking_id = after.id, .before = before != nullptr ? share(after.id) : nullptr});
   }
   if (before != nullptr) {
     if (const auto slot = counted_slot(*before)) eq.booked.erase({slot->start, before->id});
@@ -557,8 +568,8 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, bookin
     if (after.owner != after.requesting_hospital) by_hospital_[after.owner].push_back(after.id);
   }
   if (after.st == ev::BOOKING_STATE_UNSPECIFIED) return;  // undo of a creation: the caller erases it
-  const std::string id = after.id;
-  bookings_.insert_or_assign(id, std::move(after));
+  std::string id = after.id;
+  bookings_.insert_or_assign(std::move(id), std::move(next));
 }
 
 void ledger::put_blocks(equipment_state& eq, std::vector<owner_block> blocks) {
@@ -603,7 +614,7 @@ applied ledger::apply_appointment(const ev::Envelope& e) {
   if (eq == nullptr) return r;
   const seconds at = to_seconds(e.occurred_at());
   const auto it = bookings_.find(ac.appointment_id());
-  const booking_view* b = it == bookings_.end() ? nullptr : &it->second;
+  const booking_view* b = it == bookings_.end() ? nullptr : it->second.get();
   // A void decision is not remembered: the command may still be decided
   // (a resend, or the writer after a rebalance), and the first decision that
   // holds is the one that counts.

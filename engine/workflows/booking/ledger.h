@@ -162,6 +162,9 @@ class ledger {
   std::optional<outcome> decided(std::string_view command_id) const;
 
   const booking_view* find(std::string_view booking_id) const;
+  // The booking as it is now, shared: a later change makes a new version and
+  // leaves this one as it was (a decision's answer holds it without a copy).
+  std::shared_ptr<const booking_view> share(std::string_view booking_id) const;
   // The booking an order number names at `owner`'s machines (the booking id
   // itself, or its placer order); the most recently changed when several.
   const booking_view* find_by_order(std::string_view order, std::string_view owner) const;
@@ -204,7 +207,7 @@ class ledger {
   };
   struct undo_entry {
     std::string booking_id;
-    std::optional<booking_view> before;  // nullopt: did not exist
+    std::shared_ptr<const booking_view> before;  // null: did not exist
     std::string equipment_id;            // for block changes
     std::optional<std::vector<owner_block>> blocks_before;
     std::string command_id;              // decided entry to forget
@@ -217,7 +220,9 @@ class ledger {
   // Why [slot] cannot be taken by `booking_id` at time `at` (nullopt: it can).
   std::optional<refusal> check_slot(const equipment_state& eq, std::string_view booking_id,
                                     std::string_view requesting_hospital, const interval& slot, seconds at) const;
+  // `before` is the booking's current entry (null: new).
   void put_booking(equipment_state& eq, const booking_view* before, booking_view after);
+  void put_booking(equipment_state& eq, const booking_view* before, std::shared_ptr<const booking_view> after);
   void put_blocks(equipment_state& eq, std::vector<owner_block> blocks);
   void remember(const std::string& command_id, outcome o, seconds at);
   applied apply_appointment(const ev::Envelope& e);
@@ -231,7 +236,8 @@ class ledger {
   const config::loaded_consortium& cfg_;
   ledger_options options_;
   std::unordered_map<std::string, equipment_state> equipment_;
-  std::unordered_map<std::string, booking_view> bookings_;
+  // Each version immutable once stored (put_booking replaces the pointer).
+  std::unordered_map<std::string, std::shared_ptr<const booking_view>> bookings_;
   std::unordered_map<std::string, std::vector<std::string>> by_hospital_;
   std::unordered_multimap<std::string, std::string> by_order_;  // placer order -> booking ids
   std::unordered_map<std::string, outcome> decided_;

@@ -41,7 +41,9 @@ struct service_options {
 // The answer to a command: the booking as decided, or why not.
 struct decision {
   std::string command_id;
-  std::optional<booking_view> booking;  // accepted booking decisions
+  // Accepted booking decisions: the version the view had when it answered
+  // (shared with the ledger; immutable).
+  std::shared_ptr<const booking_view> booking;
   std::optional<refusal> refused;
 };
 
