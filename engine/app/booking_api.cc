@@ -102,7 +102,7 @@ asio::awaitable<result<api::response>> run_command(bk::service& svc, api::audit_
         json{{"command_id", command_id}, {"id", ids.front()}},
         ok_status);
   }
-  auto body = booking_text(*d->booking, svc);  // a copy, rendered without the lock
+  auto body = booking_text(*d->booking, svc);  // the decision's version (immutable), rendered without the lock
   auto resp = api::response::json_text(std::move(body), ok_status);
   resp.with_header("Location", "/api/v1/bookings/" + d->booking->id);
   co_return resp;

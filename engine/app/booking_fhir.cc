@@ -251,7 +251,7 @@ asio::awaitable<result<api::response>> decide_appointment(bk::service& svc, api:
   }
   audit.record(req, "update", "Appointment", ids);
   if (!d->booking) co_return fail(errc::internal, "decision without a booking");
-  auto body = appointment_json(*d->booking, svc);  // a copy, rendered without the lock
+  auto body = appointment_json(*d->booking, svc);  // the decision's version (immutable), rendered without the lock
   auto resp = api::response::fhir(body, ok);
   resp.with_header("Location", base_url(req) + "Appointment/" + d->booking->id + "/_history/" +
                                    std::to_string(d->booking->version));

@@ -17,9 +17,8 @@
 #include <memory>
 #include <string>
 #include <thread>
-#include <vector>
-
 #include <utility>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
