@@ -27,12 +27,8 @@ boost::asio::any_io_executor io_pool::next() {
   return contexts_[i]->get_executor();
 }
 
-void io_pool::release() {
-  for (auto& g : guards_) g.reset();
-}
-
 void io_pool::stop() {
-  release();
+  for (auto& g : guards_) g.reset();
   for (auto& c : contexts_) c->stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();

@@ -37,10 +37,7 @@ class io_pool {
 
   // The next context's executor, round-robin (thread-safe).
   boost::asio::any_io_executor next();
-  std::size_t size() const noexcept { return contexts_.size(); }
 
-  // Lets the threads end once their contexts run out of work.
-  void release();
   // Stops the contexts now (pending handlers are dropped) and joins.
   void stop();
 
