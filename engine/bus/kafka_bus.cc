@@ -495,18 +495,27 @@ class kafka_consumer final : public consumer {
     // finish in time the handle goes without it; the group then reassigns
     // the partitions after the session timeout, as after a crash (nothing
     // uncommitted is lost: it is delivered again).
-    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_.get());
-    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_.get(), q); e != nullptr) {
-      rd_kafka_error_destroy(e);
-      rd_kafka_queue_destroy(q);
+    //
+    // The close queue is served with the event API, not with callbacks: the
+    // consumer queue is forwarded to it, so fetched messages not yet polled
+    // arrive there too, and a callback poll cannot serve those (librdkafka
+    // asserts). They are dropped unprocessed and uncommitted, so the next
+    // owner gets them; the final revoke is applied here.
+    queue_ptr q(rd_kafka_queue_new(rk_.get()));
+    if (error_ptr e(rd_kafka_consumer_close_queue(rk_.get(), q.get())); e) {
+      q.reset();
       rd_kafka_consumer_close(rk_.get());
       return;
     }
     const auto deadline = clock::now() + std::min(request_timeout_, milliseconds(2000));
     while (rd_kafka_consumer_closed(rk_.get()) == 0 && clock::now() < deadline) {
-      rd_kafka_queue_poll_callback(q, 50);  // serves the final revoke (rebalance_callback)
+      event_ptr ev(rd_kafka_queue_poll(q.get(), std::clamp(remaining_ms(deadline), 1, 50)));
+      if (ev && rd_kafka_event_type(ev.get()) == RD_KAFKA_EVENT_REBALANCE) {
+        rebalance_callback(rk_.get(), rd_kafka_event_error(ev.get()), rd_kafka_event_topic_partition_list(ev.get()),
+                           ctx_.get());
+      }
     }
-    rd_kafka_queue_destroy(q);
+    q.reset();
     if (rd_kafka_consumer_closed(rk_.get()) == 0) {
       rd_kafka_destroy_flags(rk_.release(), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }

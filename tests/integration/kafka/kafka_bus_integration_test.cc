@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <set>
+#include <thread>
 
 #include "engine/bus/kafka_bus.h"
 #include "engine/core/murmur2.h"
@@ -238,6 +239,51 @@ TEST_CASE("two members of a group split the partitions, and lag follows commits"
     }
   }
   CHECK(all.size() == 4);
+}
+
+TEST_CASE("a consumer closed with fetched records it has not taken leaves its group at once", "[integration]") {
+  // A long session: had the closed member not left, the group could not give
+  // its partitions to anyone else for 30 s, past this test's deadline.
+  kafka_options o = real_options();
+  o.consumer_properties = {{"session.timeout.ms", "30000"}, {"heartbeat.interval.ms", "1000"}};
+  auto b = kafka_test::open_or_throw(o);
+  const std::string topic = kafka_test::unique_name("close");
+  const std::string group = kafka_test::unique_name("g");
+  const topic_spec spec{.name = topic, .partitions = 4};
+  REQUIRE(b->ensure_topics({&spec, 1}));
+  results res(2000);
+  for (std::size_t i = 0; i < res.size(); ++i) {
+    b->publish(message{.topic = topic, .key = "k" + std::to_string(i), .value = std::string(100, 'v')}, res.handler(i));
+  }
+  REQUIRE(res.wait(30s));
+
+  auto c1 = b->subscribe(consumer_options{.group = group, .topics = {topic}});
+  REQUIRE(c1);
+  std::vector<record> taken;
+  const auto deadline = kafka_test::clock::now() + 30s;
+  while (taken.empty() && kafka_test::clock::now() < deadline) {
+    auto batch = (*c1)->poll(100ms, 1);
+    REQUIRE(batch);
+    taken = *batch;
+  }
+  REQUIRE(taken.size() == 1);
+  std::this_thread::sleep_for(500ms);  // librdkafka prefetches the rest into the consumer's queue
+  REQUIRE((*c1)->commit(taken));
+  const auto closing = kafka_test::clock::now();
+  (*c1)->close();  // the prefetched records are still queued
+  CHECK(kafka_test::clock::now() - closing < 3s);
+
+  auto c2 = b->subscribe(consumer_options{.group = group, .topics = {topic}});
+  REQUIRE(c2);
+  std::set<std::pair<std::int32_t, std::int64_t>> rest;
+  const auto rest_deadline = kafka_test::clock::now() + 20s;
+  while (rest.size() < res.size() - 1 && kafka_test::clock::now() < rest_deadline) {
+    auto batch = (*c2)->poll(100ms, 500);
+    REQUIRE(batch);
+    for (const auto& r : *batch) rest.insert({r.partition, r.offset});
+  }
+  CHECK(rest.size() == res.size() - 1);
+  CHECK(rest.count({taken.front().partition, taken.front().offset}) == 0);
 }
 
 }  // namespace
