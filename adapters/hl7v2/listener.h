@@ -72,6 +72,7 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "engine/core/io_pool.h"
 #include "engine/core/metrics.h"
 
 namespace yilian::hl7v2 {
@@ -100,7 +101,7 @@ struct channel_options {
   // Where an accepted connection runs: an executor that runs its handlers one
   // at a time (an io_pool context, engine/core/io_pool.h). Unset: a strand on
   // the listener's executor.
-  std::function<boost::asio::any_io_executor()> connection_executor;
+  connection_executor_source connection_executor;
 };
 
 struct connection_info {

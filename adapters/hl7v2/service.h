@@ -25,6 +25,7 @@
 #include "engine/bus/bus.h"
 #include "engine/config/config.h"
 #include "engine/core/error.h"
+#include "engine/core/io_pool.h"
 #include "engine/core/metrics.h"
 #include "engine/identity/directory.h"
 
@@ -55,7 +56,7 @@ struct service_options {
                      std::size_t identifiers_returned)>
       on_pix_query;
   // Where the MLLP connections run (channel_options::connection_executor).
-  std::function<boost::asio::any_io_executor()> connection_executor;
+  connection_executor_source connection_executor;
 };
 
 struct channel_endpoint {

@@ -66,6 +66,7 @@
 #include "engine/api/auth.h"
 #include "engine/api/router.h"
 #include "engine/core/error.h"
+#include "engine/core/io_pool.h"
 #include "engine/core/metrics.h"
 
 namespace yilian::api {
@@ -84,7 +85,7 @@ struct server_options {
   // Where an accepted connection runs: an executor that runs its handlers one
   // at a time (an io_pool context, run by one thread). Unset: a strand on the
   // server's io_context.
-  std::function<boost::asio::any_io_executor()> connection_executor;
+  connection_executor_source connection_executor;
 };
 
 // Why the engine is not ready (bus unreachable, config not loaded, ...); empty

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,6 +26,10 @@
 #include <boost/asio/io_context.hpp>
 
 namespace yilian {
+
+// Where a server puts an accepted connection: an executor that runs its
+// handlers one at a time (io_pool::next, or a strand when unset).
+using connection_executor_source = std::function<boost::asio::any_io_executor()>;
 
 class io_pool {
  public:
