@@ -965,7 +965,7 @@ asio::awaitable<result<api::response>> run_commands(rf::service& svc, api::audit
                                                     std::chrono::milliseconds timeout,
                                                     const config::loaded_consortium& cfg, const time_zone& zone) {
   const std::vector<std::string> ids{cmds.front().referral_command().referral_id()};
-  std::optional<rf::referral_view> last;
+  std::shared_ptr<const rf::referral_view> last;
   for (const auto& cmd : cmds) {
     const auto& c = cmd.referral_command();
     auto d = co_await submit_command<rf::service>(svc, cmd, c.command_id(), timeout);
@@ -978,14 +978,11 @@ asio::awaitable<result<api::response>> run_commands(rf::service& svc, api::audit
       }
       co_return booking::refusal_response(*d->refused, req);
     }
-    if (d->referral) last = std::move(*d->referral);
+    if (d->referral) last = std::move(d->referral);
   }
   audit.record(req, audit_action, kind_name(k), ids);
   if (!last) {
-    last = svc.read([&](const rf::ledger& l) -> std::optional<rf::referral_view> {
-      const auto* r = l.find(ids.front());
-      return r != nullptr ? std::optional(*r) : std::nullopt;
-    });
+    last = svc.read([&](const rf::ledger& l) { return l.share(ids.front()); });
   }
   if (!last) co_return fail(errc::internal, "decision without a referral", ids.front());
   co_return resource_response(req, k, *last, cfg, zone, ok);

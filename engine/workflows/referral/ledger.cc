@@ -270,12 +270,12 @@ void ledger::undo_tentative() {
     }
     if (u.referral_id.empty()) continue;
     if (auto it = referrals_.find(u.referral_id); it != referrals_.end()) {
-      index(it->second, false);
+      index(*it->second, false);
       referrals_.erase(it);
     }
     if (u.before) {
       index(*u.before, true);
-      referrals_.emplace(u.referral_id, std::move(*u.before));
+      referrals_.emplace(u.referral_id, std::move(u.before));
     }
   }
 }
@@ -341,14 +341,17 @@ void ledger::index(const referral_view& r, bool add) {
 
 void ledger::put(const referral_view* before, referral_view after) {
   const std::string id = after.id;
-  if (tentative_) undo_.push_back(undo_entry{.referral_id = id, .before = before ? std::optional(*before) : std::nullopt});
+  auto next = std::make_shared<const referral_view>(std::move(after));
   if (auto it = referrals_.find(id); it != referrals_.end()) {
-    index(it->second, false);
-    it->second = std::move(after);
-    index(it->second, true);
+    // The version replaced is kept as it is for the undo (versions are immutable).
+    if (tentative_) undo_.push_back(undo_entry{.referral_id = id, .before = before != nullptr ? it->second : nullptr});
+    index(*it->second, false);
+    it->second = std::move(next);
+    index(*it->second, true);
   } else {
-    auto [pos, ok] = referrals_.emplace(id, std::move(after));
-    index(pos->second, true);
+    if (tentative_) undo_.push_back(undo_entry{.referral_id = id});
+    auto [pos, ok] = referrals_.emplace(id, std::move(next));
+    index(*pos->second, true);
   }
 }
 
@@ -497,7 +500,12 @@ step ledger::apply_rejection(const ev::Envelope& e) {
 
 const referral_view* ledger::find(std::string_view id) const {
   const auto it = referrals_.find(std::string(id));
-  return it == referrals_.end() ? nullptr : &it->second;
+  return it == referrals_.end() ? nullptr : it->second.get();
+}
+
+std::shared_ptr<const referral_view> ledger::share(std::string_view id) const {
+  const auto it = referrals_.find(std::string(id));
+  return it == referrals_.end() ? nullptr : it->second;
 }
 
 const referral_view* ledger::find_by_booking(std::string_view booking_id) const {
@@ -539,7 +547,7 @@ std::vector<const referral_view*> ledger::referrals_of(std::string_view hospital
 std::vector<const referral_view*> ledger::all(std::size_t limit) const {
   std::vector<const referral_view*> out;
   out.reserve(referrals_.size());
-  for (const auto& [id, r] : referrals_) out.push_back(&r);
+  for (const auto& [id, r] : referrals_) out.push_back(r.get());
   std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) {
     return a->updated_at != b->updated_at ? a->updated_at > b->updated_at : a->id < b->id;
   });

@@ -97,6 +97,9 @@ class ledger {
   std::optional<outcome> decided(std::string_view command_id) const;
 
   const referral_view* find(std::string_view id) const;
+  // The referral's current version, which stays as it is (a change stores a
+  // new version): for an answer that outlives the reader's lock. Null if absent.
+  std::shared_ptr<const referral_view> share(std::string_view id) const;
   // The referral a booking serves.
   const referral_view* find_by_booking(std::string_view booking_id) const;
   // Open referrals to `to_hospital` in one of `states` whose patient shares
@@ -116,7 +119,7 @@ class ledger {
  private:
   struct undo_entry {
     std::string referral_id;
-    std::optional<referral_view> before;  // nullopt: did not exist
+    std::shared_ptr<const referral_view> before;  // null: did not exist
     std::string command_id;               // decided entry to forget
   };
 
@@ -131,7 +134,8 @@ class ledger {
 
   const config::loaded_consortium& cfg_;
   ledger_options options_;
-  std::unordered_map<std::string, referral_view> referrals_;
+  // Each version immutable once stored (put() replaces the pointer).
+  std::unordered_map<std::string, std::shared_ptr<const referral_view>> referrals_;
   std::unordered_map<std::string, std::vector<std::string>> by_hospital_;
   std::unordered_map<std::string, std::string> by_booking_;
   std::unordered_multimap<std::string, std::string> by_identifier_;  // "system|value" -> referral ids

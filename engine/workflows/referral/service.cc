@@ -84,7 +84,7 @@ std::uint64_t service::wait(const std::string& command_id, std::move_only_functi
     decision d{.command_id = std::move(o.command_id), .refused = std::move(o.refused)};
     if (!d.refused) {
       // Under the writer's shared lock already (single_writer::wait).
-      if (const auto* found = ledger_->find(o.subject_id)) d.referral = *found;
+      d.referral = ledger_->share(o.subject_id);
     }
     done(std::move(d));
   });

@@ -31,7 +31,7 @@ struct service_options {
 // The answer to a command: the referral as decided, or why not.
 struct decision {
   std::string command_id;
-  std::optional<referral_view> referral;
+  std::shared_ptr<const referral_view> referral;  // the decided version (immutable)
   std::optional<refusal> refused;
 };
 

@@ -1120,6 +1120,31 @@ TEST_CASE("replaying the decisions rebuilds the same ledger, whatever the order 
   }
 }
 
+TEST_CASE("a shared version stays as it was after later changes and their undo", "[unit][referral]") {
+  lx t;
+  t.ok(create("r1"));
+  const auto first = t.l.share("r1");
+  REQUIRE(first != nullptr);
+  CHECK(first.get() == t.l.find("r1"));
+  CHECK(t.l.share("absent") == nullptr);
+  t.ok(by(ACCEPT, "r1", "zs-tertiary"), test_now + 1h);
+  const auto second = t.l.share("r1");
+  CHECK(first->st == S_REQUESTED);
+  CHECK(first->version == 1);
+  CHECK(second->st == S_ACCEPTED);
+  CHECK(second->version == 2);
+  // A tentative change and its undo put the same version back, not a copy.
+  auto sch = by_engine(SCHEDULE, "r1");
+  sch.booking = "bk-x";
+  const auto d = t.decide(sch, test_now + 2h);
+  CHECK(t.l.apply_tentatively(d).changed);
+  CHECK(t.l.find("r1")->st == S_SCHEDULED);
+  t.l.undo_tentative();
+  CHECK(t.l.share("r1") == second);
+  CHECK(second->st == S_ACCEPTED);
+  CHECK(t.l.find_by_booking("bk-x") == nullptr);
+}
+
 TEST_CASE("find_by_booking: the referral a booking serves", "[unit][referral]") {
   lx t;
   t.to_state("r1", S_SCHEDULED);
