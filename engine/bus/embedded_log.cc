@@ -25,6 +25,7 @@
 
 #include "engine/core/murmur2.h"
 #include "engine/core/thread.h"
+#include "engine/store/wal_checkpointer.h"
 
 namespace yilian::bus {
 namespace detail {
@@ -47,15 +48,12 @@ using namespace std::chrono_literals;
 // file is created.
 constexpr int kPageSize = 8192;
 
-// Checkpoints (copying the WAL back into the database file and fsyncing it)
-// run on a background thread once the WAL holds kCheckpointFrames pages, so
-// the writer keeps committing meanwhile; done inline they stalled every ~20th
-// commit for tens of milliseconds. Under sustained load the background
-// checkpoint may never catch up completely, and the WAL only restarts from
-// its beginning after a complete one, so past kWalHardLimitFrames the writer
-// finishes the checkpoint itself between two transactions.
-constexpr int kCheckpointFrames = 1000;    // 8 MiB
-constexpr int kWalHardLimitFrames = 4000;  // 32 MiB
+// Checkpoints run on a thread of their own (store::sql::wal_checkpointer):
+// one per 1000 pages added to the WAL (8 MiB); past 4000 (32 MiB) the writer
+// finishes one itself. Done inline they stalled every ~20th commit for tens
+// of milliseconds.
+constexpr store::sql::wal_checkpoint_options kCheckpoints{
+    .every_frames = 1000, .hard_limit_frames = 4000, .thread_name = "yl-log-ckpt"};
 
 // A partition's end offset and byte count are written to its row in
 // `partitions` only every kPersistEvery records (and by retention and at
@@ -661,9 +659,6 @@ class log_state : public std::enable_shared_from_this<log_state> {
 
  private:
   static int on_busy(void* self, int attempt);
-  static int on_wal_commit(void* self, sqlite3* db, const char* name, int frames);
-  void checkpointer_main();
-  void checkpoint_if_wal_too_long();
 
   result<void> take_lock_file();
   result<void> configure_and_migrate();
@@ -733,17 +728,10 @@ class log_state : public std::enable_shared_from_this<log_state> {
   group_coordinator groups_;
   atomic_stats stats_;
 
-  // The background checkpointer and its own connection.
-  db_ptr checkpoint_db_;
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false;
-  bool checkpoint_stop_ = false;
-  std::atomic<int> wal_frames_{0};
+  std::unique_ptr<store::sql::wal_checkpointer> checkpointer_;
 
   std::thread writer_;
   std::thread rejecter_;
-  std::thread checkpointer_;
   // Set by each bus thread as it starts; read by any thread (on_bus_thread).
   std::atomic<std::thread::id> writer_id_{};
   std::atomic<std::thread::id> rejecter_id_{};
@@ -1042,19 +1030,11 @@ result<void> log_state::open() {
   if (auto r = load_topics(); !r) return r;
   if (auto r = prepare_statements(); !r) return r;
 
-  // The checkpointer's connection (synchronous=FULL: the database file is
-  // fsync'd before the WAL may be reused).
-  sqlite3* ckpt = nullptr;
-  const int ckpt_rc = sqlite3_open_v2(o.path.c_str(), &ckpt, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  checkpoint_db_.reset(ckpt);
-  if (ckpt_rc != SQLITE_OK) return std::unexpected(sqlite_error(ckpt, ckpt_rc, "open checkpointer", o.path.string()));
-  sqlite3_extended_result_codes(ckpt, 1);
-  if (auto r = exec(ckpt, "PRAGMA synchronous=FULL"); !r) return r;
-  if (auto r = exec(db_.get(), "PRAGMA wal_autocheckpoint=0"); !r) return r;
-  sqlite3_wal_hook(db_.get(), &log_state::on_wal_commit, this);
+  auto checkpointer = store::sql::wal_checkpointer::start(db_.get(), o.path, kCheckpoints);
+  if (!checkpointer) return std::unexpected(checkpointer.error());
+  checkpointer_ = std::move(*checkpointer);
 
   next_retention_ = clock::now() + o.retention_check_interval;
-  checkpointer_ = std::thread([this] { checkpointer_main(); });
   rejecter_ = std::thread([this] { rejecter_main(); });
   writer_ = std::thread([this] { writer_main(); });
   return {};
@@ -1279,13 +1259,7 @@ void log_state::shutdown() {
   }
   writer_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
-  {
-    std::lock_guard lock(checkpoint_mu_);
-    checkpoint_stop_ = true;
-  }
-  checkpoint_cv_.notify_all();
-  if (checkpointer_.joinable()) checkpointer_.join();
-  checkpoint_db_.reset();
+  if (checkpointer_) checkpointer_->stop();
   {
     std::lock_guard lock(reject_mu_);
     reject_stop_ = true;
@@ -1327,57 +1301,6 @@ int log_state::on_busy(void* self, int attempt) {
   const auto step = std::chrono::microseconds(std::min(10000, 100 << std::min(attempt, 7)));
   std::this_thread::sleep_for(std::min<clock::duration>(step, log->busy_deadline_ - now));
   return 1;
-}
-
-int log_state::on_wal_commit(void* self, sqlite3*, const char*, int frames) {
-  auto* log = static_cast<log_state*>(self);
-  log->wal_frames_.store(frames, std::memory_order_relaxed);
-  if (frames >= kCheckpointFrames) {
-    {
-      std::lock_guard lock(log->checkpoint_mu_);
-      log->checkpoint_wanted_ = true;
-    }
-    log->checkpoint_cv_.notify_one();
-  }
-  return SQLITE_OK;
-}
-
-void log_state::checkpointer_main() {
-  name_this_thread("yl-log-ckpt");
-  for (;;) {
-    {
-      std::unique_lock lock(checkpoint_mu_);
-      checkpoint_cv_.wait(lock, [&] { return checkpoint_wanted_ || checkpoint_stop_; });
-      if (checkpoint_stop_) return;
-      checkpoint_wanted_ = false;
-    }
-    // PASSIVE never blocks the writer or readers. Repeat while it copied
-    // something and frames remain: each round copies only what the writer
-    // added during the previous one, and a round that ends with nothing left
-    // lets the writer restart the WAL from its beginning.
-    for (int round = 0; round < 8; ++round) {
-      int log_frames = 0;
-      int copied = 0;
-      const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
-                                               &copied);
-      if (rc != SQLITE_OK || copied >= log_frames) break;
-      std::lock_guard lock(checkpoint_mu_);
-      if (checkpoint_stop_) return;
-    }
-  }
-}
-
-// Writer thread, between transactions.
-void log_state::checkpoint_if_wal_too_long() {
-  if (wal_frames_.load(std::memory_order_relaxed) < kWalHardLimitFrames) return;
-  int log_frames = 0;
-  int copied = 0;
-  // Busy (the background checkpoint holds the checkpoint lock) is fine: it is
-  // doing the same work; the next commit looks again.
-  if (sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied) == SQLITE_OK &&
-      copied >= log_frames) {
-    wal_frames_.store(0, std::memory_order_relaxed);
-  }
 }
 
 result<db_ptr> log_state::open_reader() const {
@@ -1792,7 +1715,7 @@ void log_state::commit_batch(std::vector<pending_publish>& batch, std::vector<st
   }
   flush_cv_.notify_all();
   batch.clear();
-  checkpoint_if_wal_too_long();
+  checkpointer_->finish_if_too_long();
 }
 
 void log_state::keep_in_tail(partition_state& p, pending_publish& item) {

@@ -27,6 +27,7 @@
 
 #include "engine/core/thread.h"
 #include "engine/store/sqlite.h"
+#include "engine/store/wal_checkpointer.h"
 
 namespace yilian::store {
 
@@ -46,10 +47,10 @@ constexpr std::int64_t kSchemaVersion = 1;
 // tables are appended to in rowid order, so pages fill completely.
 constexpr int kPageSize = 8192;
 
-// Background checkpoints as in the embedded log (engine/bus/embedded_log.cc):
-// done inline they stalled a commit every few dozen for tens of milliseconds.
-constexpr int kCheckpointFrames = 1000;    // 8 MiB of WAL
-constexpr int kWalHardLimitFrames = 4000;  // past this the writer checkpoints itself
+// Checkpoints on a thread of their own, as in the embedded log: done inline
+// they stalled a commit every few dozen for tens of milliseconds.
+constexpr sql::wal_checkpoint_options kCheckpoints{
+    .every_frames = 1000, .hard_limit_frames = 4000, .thread_name = "yl-ingest-ckpt"};
 
 enum state_code : int { kDone = 0, kPending = 1, kPartial = 2 };
 
@@ -301,13 +302,10 @@ class ingest_store::impl {
   const ingest_store_options options_;
 
  private:
-  static int on_wal_commit(void* self, sqlite3* db, const char* name, int frames);
   result<void> configure_and_migrate();
   result<void> prepare_statements();
   void writer_main();
   void rejecter_main();
-  void checkpointer_main();
-  void checkpoint_if_wal_too_long();
   void commit_batch(std::vector<op_ptr>& batch);
   result<void> execute(std::vector<op_ptr>& batch, std::size_t index);
   result<void> execute_reserve(std::vector<op_ptr>& batch, std::size_t index);
@@ -362,16 +360,11 @@ class ingest_store::impl {
   bool reject_stop_ = false;
   bool rejecter_done_ = false;
 
-  db_ptr checkpoint_db_;
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false;
-  bool checkpoint_stop_ = false;
-  std::atomic<int> wal_frames_{0};
+  std::unique_ptr<sql::wal_checkpointer> checkpointer_;
 
   atomic_stats stats_;
 
-  std::thread writer_, rejecter_, checkpointer_;
+  std::thread writer_, rejecter_;
   std::atomic<std::thread::id> writer_id_{};
   std::atomic<std::thread::id> rejecter_id_{};
   bool shut_down_ = false;
@@ -413,16 +406,11 @@ result<void> ingest_store::impl::open() {
   reader_ = std::move(*reader);
   if (auto r = exec(reader_.get(), "PRAGMA query_only=ON"); !r) return r;
 
-  auto ckpt = open_db(o.file, false, busy_ms);
-  if (!ckpt) return std::unexpected(ckpt.error());
-  checkpoint_db_ = std::move(*ckpt);
-  // FULL: the database file is fsync'd before the WAL may be reused.
-  if (auto r = exec(checkpoint_db_.get(), "PRAGMA synchronous=FULL"); !r) return r;
-  if (auto r = exec(db_.get(), "PRAGMA wal_autocheckpoint=0"); !r) return r;
-  sqlite3_wal_hook(db_.get(), &impl::on_wal_commit, this);
+  auto checkpointer = sql::wal_checkpointer::start(db_.get(), o.file, kCheckpoints);
+  if (!checkpointer) return std::unexpected(checkpointer.error());
+  checkpointer_ = std::move(*checkpointer);
 
   if (o.raw_retention_ms >= 0) next_retention_ = clock::now() + o.retention_check_interval;
-  checkpointer_ = std::thread([this] { checkpointer_main(); });
   rejecter_ = std::thread([this] { rejecter_main(); });
   writer_ = std::thread([this] { writer_main(); });
   return {};
@@ -510,12 +498,7 @@ void ingest_store::impl::shutdown() {
   }
   writer_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
-  {
-    std::lock_guard lock(checkpoint_mu_);
-    checkpoint_stop_ = true;
-  }
-  checkpoint_cv_.notify_all();
-  if (checkpointer_.joinable()) checkpointer_.join();
+  if (checkpointer_) checkpointer_->stop();
   {
     std::lock_guard lock(reject_mu_);
     reject_stop_ = true;
@@ -528,7 +511,6 @@ void ingest_store::impl::shutdown() {
                       &retention_state_, &freelist_}) {
     s->reset();
   }
-  checkpoint_db_.reset();
   {
     std::lock_guard lock(reader_mu_);
     reader_.reset();
@@ -669,51 +651,6 @@ result<void> ingest_store::impl::wait_settle(receipt_key key, std::vector<std::s
 }
 
 // ---- the writer ------------------------------------------------------------------
-
-int ingest_store::impl::on_wal_commit(void* self, sqlite3*, const char*, int frames) {
-  auto* s = static_cast<impl*>(self);
-  s->wal_frames_.store(frames, std::memory_order_relaxed);
-  if (frames >= kCheckpointFrames) {
-    {
-      std::lock_guard lock(s->checkpoint_mu_);
-      s->checkpoint_wanted_ = true;
-    }
-    s->checkpoint_cv_.notify_one();
-  }
-  return SQLITE_OK;
-}
-
-void ingest_store::impl::checkpointer_main() {
-  name_this_thread("yl-ingest-ckpt");
-  for (;;) {
-    {
-      std::unique_lock lock(checkpoint_mu_);
-      checkpoint_cv_.wait(lock, [&] { return checkpoint_wanted_ || checkpoint_stop_; });
-      if (checkpoint_stop_) return;
-      checkpoint_wanted_ = false;
-    }
-    // PASSIVE never blocks the writer; repeat while the writer keeps adding.
-    for (int round = 0; round < 8; ++round) {
-      int log_frames = 0;
-      int copied = 0;
-      const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
-                                               &copied);
-      if (rc != SQLITE_OK || copied >= log_frames) break;
-      std::lock_guard lock(checkpoint_mu_);
-      if (checkpoint_stop_) return;
-    }
-  }
-}
-
-void ingest_store::impl::checkpoint_if_wal_too_long() {
-  if (wal_frames_.load(std::memory_order_relaxed) < kWalHardLimitFrames) return;
-  int log_frames = 0;
-  int copied = 0;
-  if (sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied) == SQLITE_OK &&
-      copied >= log_frames) {
-    wal_frames_.store(0, std::memory_order_relaxed);
-  }
-}
 
 clock::time_point ingest_store::impl::next_park_deadline() const {
   auto next = clock::time_point::max();
@@ -903,7 +840,7 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
     stats_.largest_batch.store(ops, std::memory_order_relaxed);
   }
   answered(seqs);
-  checkpoint_if_wal_too_long();
+  checkpointer_->finish_if_too_long();
 }
 
 result<void> ingest_store::impl::execute(std::vector<op_ptr>& batch, std::size_t index) {
