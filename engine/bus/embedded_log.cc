@@ -52,7 +52,7 @@ using namespace std::chrono_literals;
 constexpr int kPageSize = 4096;
 
 // Checkpoints run on a thread of their own (store::sql::wal_checkpointer):
-// one per 1000 pages added to the WAL (8 MiB); past 4000 (32 MiB) the writer
+// one per 1000 pages added to the WAL (4 MiB); past 4000 (16 MiB) the writer
 // finishes one itself. Done inline they stalled every ~20th commit for tens
 // of milliseconds.
 constexpr store::sql::wal_checkpoint_options kCheckpoints{
