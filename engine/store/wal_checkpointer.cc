@@ -46,7 +46,7 @@ void wal_checkpointer::stop() {
 // Writer thread, inside its commit.
 int wal_checkpointer::on_commit(void* self, sqlite3*, const char*, int frames) {
   auto* c = static_cast<wal_checkpointer*>(self);
-  c->wal_frames_.store(frames, std::memory_order_relaxed);
+  c->wal_frames_ = frames;
   // A shorter WAL than at the last commit: it restarted from its beginning,
   // and what the last checkpoint saw was the old one.
   if (frames < c->last_frames_) c->seen_.store(0, std::memory_order_relaxed);
@@ -92,7 +92,7 @@ void wal_checkpointer::run() {
 }
 
 void wal_checkpointer::finish_if_too_long() {
-  if (wal_frames_.load(std::memory_order_relaxed) < options_.hard_limit_frames) return;
+  if (wal_frames_ < options_.hard_limit_frames) return;
   int log_frames = 0;
   int copied = 0;
   // Busy (the background checkpoint holds the checkpoint lock) is fine: it is
@@ -100,7 +100,7 @@ void wal_checkpointer::finish_if_too_long() {
   runs_.fetch_add(1, std::memory_order_relaxed);
   if (sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied) != SQLITE_OK) return;
   seen_.store(log_frames, std::memory_order_relaxed);
-  if (copied >= log_frames) wal_frames_.store(0, std::memory_order_relaxed);
+  if (copied >= log_frames) wal_frames_ = 0;
 }
 
 }  // namespace yilian::store::sql

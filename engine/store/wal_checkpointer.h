@@ -23,7 +23,6 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <thread>
 
 #include "engine/core/error.h"
@@ -74,9 +73,10 @@ class wal_checkpointer {
   std::condition_variable cv_;
   bool wanted_ = false;
   bool stopping_ = false;
-  std::atomic<int> wal_frames_{0};  // the WAL's length after the last commit
-  std::atomic<int> seen_{0};        // the WAL's length when a checkpoint last looked at it
-  int last_frames_ = 0;             // writer thread only
+  // Writer thread only (its commits and finish_if_too_long):
+  int wal_frames_ = 0;   // the WAL's length after the last commit; 0 once the writer completed a checkpoint
+  int last_frames_ = 0;  // the WAL's length after the last commit (a shorter one: it restarted)
+  std::atomic<int> seen_{0};  // the WAL's length when a checkpoint last looked at it (both threads)
   std::atomic<std::uint64_t> runs_{0};
   std::thread thread_;
 };
