@@ -25,6 +25,7 @@
 
 #include "engine/core/murmur2.h"
 #include "engine/core/thread.h"
+#include "engine/store/sqlite.h"
 #include "engine/store/wal_checkpointer.h"
 
 namespace yilian::bus {
@@ -79,110 +80,22 @@ std::int64_t wall_ms() {
       .count();
 }
 
-struct db_closer {
-  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
-};
-struct stmt_finalizer {
-  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
-};
-using db_ptr = std::unique_ptr<sqlite3, db_closer>;
-using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
-
-// Resets a statement on every exit path so no read snapshot stays open (an
-// open snapshot would stop checkpoints from recycling the WAL).
-class reset_guard {
- public:
-  explicit reset_guard(sqlite3_stmt* s) : s_(s) {}
-  ~reset_guard() { sqlite3_reset(s_); }
-  reset_guard(const reset_guard&) = delete;
-  reset_guard& operator=(const reset_guard&) = delete;
-
- private:
-  sqlite3_stmt* s_;
-};
-
-errc code_for(int rc) noexcept {
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return errc::unavailable;
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_PROTOCOL:
-    case SQLITE_NOMEM:
-      return errc::io_error;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-    case SQLITE_FORMAT:
-      return errc::corrupt;
-    case SQLITE_PERM:
-    case SQLITE_READONLY:
-    case SQLITE_AUTH:
-      return errc::permission_denied;
-    default:
-      return errc::internal;
-  }
-}
-
-bool is_busy(int rc) noexcept { return (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED; }
-
-error sqlite_error(sqlite3* db, int rc, std::string_view what, std::string where = {}) {
-  std::string message(what);
-  message += ": ";
-  message += db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  return error::make(code_for(rc), std::move(message), std::move(where));
-}
-
-result<stmt_ptr> prepare(sqlite3* db, std::string_view sql) {
-  sqlite3_stmt* s = nullptr;
-  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s,
-                                    nullptr);
-  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(db, rc, "prepare " + std::string(sql)));
-  return stmt_ptr(s);
-}
-
-result<void> exec(sqlite3* db, const char* sql) {
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(db, rc, sql));
-  return {};
-}
-
-result<std::int64_t> query_int(sqlite3* db, const char* sql) {
-  auto s = prepare(db, sql);
-  if (!s) return std::unexpected(s.error());
-  const int rc = sqlite3_step(s->get());
-  if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db, rc, sql));
-  return sqlite3_column_int64(s->get(), 0);
-}
-
-result<std::string> query_text(sqlite3* db, const char* sql) {
-  auto s = prepare(db, sql);
-  if (!s) return std::unexpected(s.error());
-  const int rc = sqlite3_step(s->get());
-  if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db, rc, sql));
-  const auto* text = sqlite3_column_text(s->get(), 0);
-  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
-}
-
-// Steps a statement that returns no rows and resets it.
-int run(sqlite3_stmt* s) {
-  const int rc = sqlite3_step(s);
-  sqlite3_reset(s);
-  return rc;
-}
-
-int bind_blob(sqlite3_stmt* s, int index, std::string_view bytes) {
-  // A null pointer would bind SQL NULL; an empty key must stay an empty blob.
-  static const char empty = 0;
-  return sqlite3_bind_blob64(s, index, bytes.empty() ? &empty : bytes.data(), bytes.size(), SQLITE_STATIC);
-}
-
-std::string column_bytes(sqlite3_stmt* s, int column) {
-  const auto* p = static_cast<const char*>(sqlite3_column_blob(s, column));
-  const int n = sqlite3_column_bytes(s, column);
-  return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(n));
-}
+// The SQLite helpers the stores use (engine/store/sqlite.h): handle owners,
+// statements that return yilian::result with the place in the error, and the
+// result-code mapping (busy -> unavailable, I/O -> io_error, damage -> corrupt).
+using store::sql::bind_blob;
+using store::sql::bind_text;
+using store::sql::column_bytes;
+using store::sql::db_ptr;
+using store::sql::exec;
+using store::sql::is_busy;
+using store::sql::prepare;
+using store::sql::query_int;
+using store::sql::query_text;
+using store::sql::reset_guard;
+using store::sql::run;
+using store::sql::sqlite_error;
+using store::sql::stmt_ptr;
 
 // Headers are stored as one blob: per header, a 4-byte little-endian key
 // length, the key, a 4-byte value length, the value. No headers = NULL.
@@ -915,7 +828,7 @@ class embedded_consumer final : public consumer {
   result<std::int64_t> committed_offset(const partition_state& p) {
     sqlite3_stmt* s = committed_.get();
     reset_guard guard(s);
-    sqlite3_bind_text64(s, 1, group_.data(), group_.size(), SQLITE_STATIC, SQLITE_UTF8);
+    bind_text(s, 1, group_);
     sqlite3_bind_int64(s, 2, p.pid);
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) return sqlite3_column_int64(s, 0);
@@ -934,7 +847,7 @@ class embedded_consumer final : public consumer {
       if (!o.fetch) {
         auto prepared = prepare(db_.get(), fetch_records_sql(o.part->pid));
         if (!prepared) return std::unexpected(prepared.error());
-        o.fetch = std::shared_ptr<sqlite3_stmt>(prepared->release(), stmt_finalizer{});
+        o.fetch = std::shared_ptr<sqlite3_stmt>(prepared->release(), store::sql::stmt_finalizer{});
       }
       // Up to where the cache starts: the rest comes from memory next time.
       const std::int64_t file_end = std::min(end, cache_start(*o.part));
@@ -1349,7 +1262,7 @@ result<void> log_state::create_topics_in_txn(const std::vector<topic_spec>& spec
   sqlite3* db = db_.get();
   for (const auto& spec : specs) {
     sqlite3_stmt* s = insert_topic_.get();
-    sqlite3_bind_text64(s, 1, spec.name.data(), spec.name.size(), SQLITE_STATIC, SQLITE_UTF8);
+    bind_text(s, 1, spec.name);
     sqlite3_bind_int(s, 2, spec.partitions);
     sqlite3_bind_int64(s, 3, spec.retention_ms < 0 ? -1 : spec.retention_ms);
     sqlite3_bind_int64(s, 4, spec.retention_bytes < 0 ? -1 : spec.retention_bytes);
@@ -1432,7 +1345,7 @@ result<void> log_state::commit_offsets_in_txn(
   }
   sqlite3_stmt* s = upsert_offset_.get();
   for (const auto& [part, next] : offsets) {
-    sqlite3_bind_text64(s, 1, group.data(), group.size(), SQLITE_STATIC, SQLITE_UTF8);
+    bind_text(s, 1, group);
     sqlite3_bind_int64(s, 2, part->pid);
     sqlite3_bind_int64(s, 3, next);
     if (const int rc = run(s); rc != SQLITE_DONE) {

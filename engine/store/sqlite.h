@@ -2,7 +2,7 @@
 // the C handles, statement helpers that return yilian::result with the place
 // in the error, and the lock file that makes one process the owner of a store.
 //
-// The same approach as engine/bus/embedded_log.cc (which keeps its own copy):
+// Used by the stores and by the embedded log (engine/bus/embedded_log.cc).
 // SQLite result codes map to errc (busy/locked -> unavailable, I/O and full
 // disk -> io_error, damaged file -> corrupt), so the retriable flag of the
 // error says whether retrying later may help.
