@@ -48,7 +48,7 @@ bool parse_uint(std::string_view s, std::uint32_t& out) {
 }
 
 // "SEG-f[rep][.c[.s]]"
-std::optional<detail::location_spec> parse_location(std::string_view s) {
+std::optional<detail::location_spec> parse_location_spec(std::string_view s) {
   detail::location_spec spec;
   spec.text = std::string(s);
   if (s.size() < 5 || s[3] != '-') return std::nullopt;
@@ -311,7 +311,7 @@ result<mapper> mapper::compile(const config::loaded_consortium* consortium, cons
         if (items->value(i)->number() != 0 && lower(name) == item) value = items->value(i);
       }
       if (value == nullptr) return config_error("quirks.field_locations: unknown item \"" + item + "\"");
-      auto spec = parse_location(where);
+      auto spec = parse_location_spec(where);
       if (!spec) return config_error("quirks.field_locations[\"" + item + "\"]: \"" + where + "\" is not SEG-n[.c[.s]]");
       p->locations[static_cast<std::size_t>(value->number())] = std::move(*spec);
     }

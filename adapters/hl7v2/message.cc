@@ -10,6 +10,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "engine/core/hex.h"
+
 namespace yilian::hl7v2 {
 namespace {
 
@@ -19,13 +21,6 @@ using detail::nth_piece;
 std::size_t count_pieces(std::string_view s, char sep) {
   if (s.empty()) return 0;
   return static_cast<std::size_t>(std::count(s.begin(), s.end(), sep)) + 1;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
 }
 
 bool is_segment_id_char(char c) { return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }

@@ -38,7 +38,7 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 
-const log::logger& logger() {
+const log::logger& sender_logger() {
   static const auto lg = log::get("hl7v2.sender");
   return lg;
 }
@@ -183,8 +183,8 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
                                                                           : cfg::CHARSET_UTF8;
     auto zone = s_.profile.time_zone().empty() ? result<time_zone>(time_zone{}) : time_zone::load(s_.profile.time_zone());
     if (!zone) {
-      logger().warn("destination time zone not found: timestamps in UTC",
-                    {log::field("destination", s_.label), log::field("error", zone.error().describe())});
+      sender_logger().warn("destination time zone not found: timestamps in UTC",
+                           {log::field("destination", s_.label), log::field("error", zone.error().describe())});
       zone = time_zone{};
     }
     render_.version = s_.opts.version;
@@ -228,10 +228,10 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
         try {
           std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-          logger().critical("destination coroutine failed", {log::field("destination", self->s_.label),
-                                                             log::field("error", std::string(ex.what()))});
+          sender_logger().critical("destination coroutine failed", {log::field("destination", self->s_.label),
+                                                                    log::field("error", std::string(ex.what()))});
         } catch (...) {
-          logger().critical("destination coroutine failed", {log::field("destination", self->s_.label)});
+          sender_logger().critical("destination coroutine failed", {log::field("destination", self->s_.label)});
         }
       }
       self->mark_finished();
@@ -316,8 +316,9 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
       // owner delivers from the committed offset, so what is still queued
       // here may be delivered twice, never lost.
       if (commit_failures_++ % 50 == 0) {
-        logger().warn("commit failed", {log::field("destination", s_.label), log::field("error", r.error().describe()),
-                                        log::field("failures", commit_failures_)});
+        sender_logger().warn("commit failed", {log::field("destination", s_.label),
+                                               log::field("error", r.error().describe()),
+                                               log::field("failures", commit_failures_)});
       }
       const auto assigned = consumer_->assignment();
       std::erase_if(tracks_, [&](const auto& entry) {
@@ -383,9 +384,9 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
         auto batch = consumer_->poll(s_.opts.poll_timeout, room);
         if (!batch) {
           if (poll_failures++ % 50 == 0) {
-            logger().warn("poll failed", {log::field("destination", s_.label),
-                                          log::field("error", batch.error().describe()),
-                                          log::field("failures", poll_failures)});
+            sender_logger().warn("poll failed", {log::field("destination", s_.label),
+                                                 log::field("error", batch.error().describe()),
+                                                 log::field("failures", poll_failures)});
           }
           std::unique_lock lock(mu_);
           cv_.wait_for(lock, s_.opts.poll_timeout, [&] { return finished_ || force_ || !done_.empty(); });
@@ -613,10 +614,10 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
         }
         // One line per message at debug; a delivery that needed retries is
         // worth an info line (the destination recovered).
-        logger().write(attempts > 1 ? log::level::info : log::level::debug, "delivered",
-                       {log::field("destination", s_.label), log::field("event_id", event_id),
-                        log::field("attempt", attempts), log::field("outcome", r.outcome),
-                        log::field("message_type", rendered->message_type)});
+        sender_logger().write(attempts > 1 ? log::level::info : log::level::debug, "delivered",
+                              {log::field("destination", s_.label), log::field("event_id", event_id),
+                               log::field("attempt", attempts), log::field("outcome", r.outcome),
+                               log::field("message_type", rendered->message_type)});
         co_return true;
       }
       set_status(event_id, attempts, r.outcome, r.err.describe());
@@ -626,11 +627,11 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
         const bool ok = co_await dead_letter(it, e, attempts, rendered->message_type, rendered->control_id);
         co_return ok;
       }
-      logger().warn("delivery failed; retrying", {log::field("destination", s_.label), log::field("event_id", event_id),
-                                                  log::field("attempt", attempts), log::field("outcome", r.outcome),
-                                                  log::field("error", r.err.describe()),
-                                                  log::redacted("ack_text", r.ack_text),
-                                                  log::field("wait", backoff)});
+      sender_logger().warn("delivery failed; retrying",
+                           {log::field("destination", s_.label), log::field("event_id", event_id),
+                            log::field("attempt", attempts), log::field("outcome", r.outcome),
+                            log::field("error", r.err.describe()), log::redacted("ack_text", r.ack_text),
+                            log::field("wait", backoff)});
       if (!co_await sleep(backoff)) co_return false;
       backoff = std::min(backoff * 2, max_backoff());
     }
@@ -688,9 +689,9 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
       bus::message msg{.topic = s_.deadletter_topic, .key = s_.hospital, .value = value, .headers = {}, .timestamp_ms = 0};
       auto published = co_await bus::async_publish(bus_, std::move(msg), asio::use_awaitable);
       if (published) break;
-      logger().error("dead letter not published; retrying",
-                     {log::field("destination", s_.label), log::field("event_id", original_id),
-                      log::field("error", published.error().describe()), log::field("wait", backoff)});
+      sender_logger().error("dead letter not published; retrying",
+                            {log::field("destination", s_.label), log::field("event_id", original_id),
+                             log::field("error", published.error().describe()), log::field("wait", backoff)});
       if (!co_await sleep(backoff)) co_return false;
       backoff = std::min(backoff * 2, max_backoff());
     }
@@ -700,9 +701,10 @@ class outbound_sender::destination : public std::enable_shared_from_this<destina
       status_.last_outcome = "dead-lettered";
       status_.last_error = why.describe();
     }
-    logger().warn("dead-lettered", {log::field("destination", s_.label), log::field("event_id", original_id),
-                                    log::field("attempts", attempts), log::field("error_code", to_string(why.code)),
-                                    log::field("record", raw_uri)});
+    sender_logger().warn("dead-lettered", {log::field("destination", s_.label), log::field("event_id", original_id),
+                                           log::field("attempts", attempts),
+                                           log::field("error_code", to_string(why.code)),
+                                           log::field("record", raw_uri)});
     co_return true;
   }
 
@@ -836,9 +838,9 @@ result<void> outbound_sender::start() {
   destinations_ = std::move(made);
   for (auto& d : destinations_) {
     d->launch();
-    logger().info("destination started", {log::field("destination", d->config().label),
-                                          log::field("group", d->config().group),
-                                          log::field("address", d->config().endpoint.address())});
+    sender_logger().info("destination started", {log::field("destination", d->config().label),
+                                                 log::field("group", d->config().group),
+                                                 log::field("address", d->config().endpoint.address())});
   }
   return {};
 }

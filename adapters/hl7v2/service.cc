@@ -16,7 +16,7 @@ namespace yilian::hl7v2 {
 namespace asio = boost::asio;
 
 namespace {
-auto& logger() {
+auto& service_logger() {
   static auto lg = log::get("hl7v2");
   return lg;
 }
@@ -68,10 +68,10 @@ result<void> service::start() {
   auto recovered = store::recover_pending(*s.store, s.bus, topics);
   if (!recovered) return std::unexpected(recovered.error());
   if (recovered->unsettled > 0) {
-    logger().info("ingest receipts recovered",
-                  {log::field("unsettled", recovered->unsettled), log::field("done", recovered->done),
-                   log::field("deleted", recovered->deleted), log::field("partial", recovered->partial),
-                   log::field("records_scanned", recovered->records_scanned)});
+    service_logger().info("ingest receipts recovered",
+                          {log::field("unsettled", recovered->unsettled), log::field("done", recovered->done),
+                           log::field("deleted", recovered->deleted), log::field("partial", recovered->partial),
+                           log::field("records_scanned", recovered->records_scanned)});
   }
 
   s.metrics = std::make_shared<ingest_metrics>(s.registry);
@@ -129,8 +129,8 @@ result<void> service::start() {
     }
     ch.address = (co.bind_address.find(':') != std::string::npos ? "[" + co.bind_address + "]" : co.bind_address) +
                  ":" + std::to_string(ch.mllp->port());
-    logger().info("mllp listening", {log::field("hospital", ch.hospital), log::field("address", ch.address),
-                                     log::field("tls", ch.tls)});
+    service_logger().info("mllp listening", {log::field("hospital", ch.hospital), log::field("address", ch.address),
+                                             log::field("tls", ch.tls)});
     s.channels.push_back(std::move(ch));
   }
 
@@ -158,7 +158,7 @@ void service::stop(std::function<void()> done) {
         if (s.sender) co_await s.sender->wait_stopped();
         if (s.store) {
           if (auto flushed = s.store->flush(std::chrono::seconds(30)); !flushed) {
-            logger().error("ingest store flush failed", {log::field("error", flushed.error().describe())});
+            service_logger().error("ingest store flush failed", {log::field("error", flushed.error().describe())});
           }
         }
       },

@@ -581,11 +581,11 @@ class webhook_sender::destination : public std::enable_shared_from_this<destinat
       if (!n) return std::unexpected(n.error());
       return std::move(n->body);
     }
-    std::string json;
-    if (auto st = google::protobuf::util::MessageToJsonString(e, &json); !st.ok()) {
+    std::string text;
+    if (auto st = google::protobuf::util::MessageToJsonString(e, &text); !st.ok()) {
       return fail(errc::internal, "the event cannot be written as JSON: " + st.ToString(), "value");
     }
-    return json;
+    return text;
   }
 
   // Delivers one record to its end: true when delivered or dead-lettered,

@@ -9,16 +9,11 @@
 #include <memory>
 #include <stdexcept>
 
+#include "engine/core/hex.h"
+
 namespace yilian::api {
 
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -218,15 +213,7 @@ token_digest digest_token(std::string_view token) {
 }
 
 std::string hash_token(std::string_view token) {
-  static constexpr char digits[] = "0123456789abcdef";
-  const auto d = digest_token(token);
-  std::string out;
-  out.reserve(64);
-  for (const auto b : d) {
-    out += digits[b >> 4];
-    out += digits[b & 0xF];
-  }
-  return out;
+  return to_hex(digest_token(token));
 }
 
 std::string generate_token() {

@@ -7,20 +7,16 @@
 
 namespace yilian::api {
 
-namespace {
-std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
-}  // namespace
-
-std::string_view request::target() const { return sv(message.target()); }
+std::string_view request::target() const { return std_view(message.target()); }
 
 std::string_view request::header(http::field f) const {
   const auto it = message.find(f);
-  return it == message.end() ? std::string_view{} : sv(it->value());
+  return it == message.end() ? std::string_view{} : std_view(it->value());
 }
 
 std::string_view request::header(std::string_view name) const {
   const auto it = message.find(boost::beast::string_view(name.data(), name.size()));
-  return it == message.end() ? std::string_view{} : sv(it->value());
+  return it == message.end() ? std::string_view{} : std_view(it->value());
 }
 
 std::string_view request::path_param(std::string_view name) const {

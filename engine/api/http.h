@@ -40,6 +40,9 @@ namespace yilian::api {
 
 namespace http = boost::beast::http;
 
+// A Beast string view (a target, a header value) as a std::string_view.
+inline std::string_view std_view(boost::beast::string_view s) { return {s.data(), s.size()}; }
+
 using params = std::vector<std::pair<std::string, std::string>>;
 
 // One request, owned by its connection's session while the handler runs.

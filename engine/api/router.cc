@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "engine/core/hex.h"
+
 namespace yilian::api {
 
 namespace {
@@ -20,13 +22,6 @@ std::vector<std::string_view> split_path(std::string_view p) {
     p.remove_prefix(slash + 1);
   }
   return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 }  // namespace

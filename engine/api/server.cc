@@ -40,7 +40,6 @@ namespace {
 constexpr std::string_view unmatched_route = "unmatched";
 constexpr std::size_t max_drain_bytes = 4 * 1024 * 1024;
 
-std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 
 bool valid_request_id(std::string_view id) {
@@ -66,7 +65,7 @@ std::string new_request_id() {
 
 std::string method_label(http::verb v) {
   if (v == http::verb::unknown) return "OTHER";
-  return std::string(sv(http::to_string(v)));
+  return std::string(std_view(http::to_string(v)));
 }
 
 const beast::error_category& http_category() { return http::make_error_code(http::error::bad_method).category(); }
@@ -132,7 +131,7 @@ wire to_wire(response r, unsigned version, std::string_view request_id, std::str
   w.head += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   w.head += std::to_string(w.status);
   w.head += ' ';
-  w.head += sv(http::obsolete_reason(r.status));
+  w.head += std_view(http::obsolete_reason(r.status));
   w.head += "\r\n";
   append_header(w.head, "Server", server_name);
   if (!r.content_type.empty()) append_header(w.head, "Content-Type", r.content_type);
@@ -474,10 +473,10 @@ std::optional<outcome> server::impl::protocol_error(const beast::error_code& ec,
   std::string_view path;
   unsigned version = 11;
   if (parser.is_header_done()) {
-    const auto target = sv(parser.get().target());
+    const auto target = std_view(parser.get().target());
     path = target.substr(0, target.find('?'));
     version = parser.get().version();
-    const auto client_id = sv(parser.get()[bsv("X-Request-Id")]);
+    const auto client_id = std_view(parser.get()[bsv("X-Request-Id")]);
     if (valid_request_id(client_id)) o.request_id = std::string(client_id);
   }
   response r;
@@ -501,7 +500,7 @@ std::optional<outcome> server::impl::protocol_error(const beast::error_code& ec,
 asio::awaitable<outcome> server::impl::handle(http::request<http::string_body> msg, std::string remote) {
   outcome o;
   request req;
-  const auto client_id = sv(msg[bsv("X-Request-Id")]);
+  const auto client_id = std_view(msg[bsv("X-Request-Id")]);
   req.request_id = valid_request_id(client_id) ? std::string(client_id) : new_request_id();
   o.request_id = req.request_id;
   const unsigned version = msg.version();

@@ -22,6 +22,7 @@
 #include "adapters/hl7v2/message.h"
 #include "adapters/hl7v2/mllp_client.h"
 #include "engine/config/config.h"
+#include "engine/core/hex.h"
 #include "engine/config/yaml_proto.h"
 
 namespace yilian::app {
@@ -44,14 +45,7 @@ result<std::string> read_file(const fs::path& p) {
 std::string sha256_hex(std::string_view bytes) {
   std::array<unsigned char, SHA256_DIGEST_LENGTH> d{};
   SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), d.data());
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (unsigned char b : d) {
-    out += hex[b >> 4];
-    out += hex[b & 0x0f];
-  }
-  return out;
+  return to_hex(d);
 }
 
 // The byte offset an error names: "at byte N" in the message, else the

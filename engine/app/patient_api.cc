@@ -136,7 +136,7 @@ std::vector<std::string> one(std::string id) {
 
 // ---------------------------------------------------------------- handlers
 
-result<api::response> search(wi::service& svc, api::audit_log& audit, api::request& req,
+result<api::response> rest_search(wi::service& svc, api::audit_log& audit, api::request& req,
                              const config::loaded_consortium& cfg) {
   static constexpr std::string_view known[] = {"identifier", "family", "given", "name",
                                                "birth_date", "sex",    "phone", "limit"};
@@ -261,7 +261,9 @@ void add_patient_routes(api::router& routes, wi::service& svc, api::audit_log& a
   const config::loaded_consortium* c = &cfg;  // outlives the routes
 
   routes.add(verb::get, "/api/v1/patients",
-             [&svc, &audit, c](api::request& req) -> result<api::response> { return search(svc, audit, req, *c); });
+             [&svc, &audit, c](api::request& req) -> result<api::response> {
+               return rest_search(svc, audit, req, *c);
+             });
 
   routes.add(verb::get, "/api/v1/patients/{enterprise_id}", [&svc, &audit, c](api::request& req) -> result<api::response> {
     const std::string id(req.path_param("enterprise_id"));

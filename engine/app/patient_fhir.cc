@@ -170,7 +170,7 @@ api::response pix_error(const api::request& req, status s, std::string_view code
   return api::problem_response(s, code, issue, diagnostics, where, req.path, req.request_id);
 }
 
-result<api::response> search(wi::service& svc, api::audit_log& audit, api::request& req,
+result<api::response> fhir_search(wi::service& svc, api::audit_log& audit, api::request& req,
                              const config::loaded_consortium& cfg) {
   static constexpr std::string_view known[] = {"identifier", "_id", "family",  "given",   "name",   "birthdate",
                                                "gender",     "phone", "_count", "_format", "_pretty"};
@@ -369,7 +369,9 @@ void add_patient_fhir_routes(api::router& routes, wi::service& svc, api::audit_l
   });
 
   routes.add(verb::get, "/fhir/r4/Patient",
-             [&svc, &audit, c](api::request& req) -> result<api::response> { return search(svc, audit, req, *c); });
+             [&svc, &audit, c](api::request& req) -> result<api::response> {
+               return fhir_search(svc, audit, req, *c);
+             });
 
   routes.add(verb::get, "/fhir/r4/Patient/$ihe-pix",
              [&svc, &audit, c](api::request& req) -> result<api::response> { return pix(svc, audit, req, *c); });

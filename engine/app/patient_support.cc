@@ -78,6 +78,11 @@ result<std::pair<std::string, std::string>> parse_token(std::string_view token, 
   return std::make_pair(std::string(token.substr(0, bar)), std::string(token.substr(bar + 1)));
 }
 
+json coding_json(const ev::Coding& c) {
+  if (c.code().empty() && c.display().empty()) return nullptr;
+  return json{{"system", c.system()}, {"code", c.code()}, {"display", c.display()}};
+}
+
 json identifier_json(const ev::Identifier& id) {
   json j{{"system", id.system()}, {"value", id.value()}};
   if (id.type() != ev::IDENTIFIER_TYPE_UNSPECIFIED) j["type"] = ev::IdentifierType_Name(id.type());

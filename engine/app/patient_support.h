@@ -85,6 +85,8 @@ result<std::pair<std::string, std::string>> parse_token(std::string_view token, 
 //   person {"enterprise_id","records":[{"hospital","hospital_name","identifiers":[...],
 //           "observed_only","demographics"{...} | "demographics_withheld":true}]}
 nlohmann::json identifier_json(const events::v1::Identifier& id);
+// {"system","code","display"}, or null when the coding has neither code nor display.
+nlohmann::json coding_json(const events::v1::Coding& c);
 nlohmann::json person_json(const wi::person_info& p, const access& who, const config::loaded_consortium& cfg);
 
 // The person an enterprise id or an identifier names, as this caller may see

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/app/patient_access.h"
+#include "engine/app/patient_support.h"
 #include "engine/app/person_filter.h"
 #include "engine/app/booking_support.h"
 #include "engine/app/referral_support.h"
@@ -19,6 +20,7 @@ namespace {
 namespace asio = boost::asio;
 namespace rf = workflows::referral;
 namespace ev = events::v1;
+using patients::coding_json;
 using api::http::status;
 using api::http::verb;
 using json = nlohmann::json;
@@ -26,11 +28,6 @@ using json = nlohmann::json;
 json time_json(workflows::seconds t, const time_zone& zone) {
   if (t == workflows::seconds{}) return nullptr;
   return workflows::booking::format_local(t, zone);
-}
-
-json coding_json(const ev::Coding& c) {
-  if (c.code().empty() && c.display().empty()) return nullptr;
-  return json{{"system", c.system()}, {"code", c.code()}, {"display", c.display()}};
 }
 
 json referral_json(const rf::referral_view& r, const rf::ledger& l, const time_zone& zone, bool with_timeline) {

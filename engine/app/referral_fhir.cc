@@ -107,7 +107,7 @@ std::string param_id(std::string_view v, std::string_view type) {
   return ref_id(v, type);
 }
 
-json coding_json(const ev::Coding& c) {
+json fhir_coding(const ev::Coding& c) {
   json j = json::object();
   if (!c.system().empty()) j["system"] = c.system();
   if (!c.code().empty()) j["code"] = c.code();
@@ -118,7 +118,7 @@ json coding_json(const ev::Coding& c) {
 bool empty_coding(const ev::Coding& c) { return c.code().empty() && c.display().empty(); }
 
 json concept_json(const ev::Coding& c) {
-  json j{{"coding", json::array({coding_json(c)})}};
+  json j{{"coding", json::array({fhir_coding(c)})}};
   if (!c.display().empty()) j["text"] = c.display();
   return j;
 }
@@ -432,7 +432,7 @@ json service_request_json(const rf::referral_view& r, const config::loaded_conso
     json codings = json::array();
     std::string names;
     for (const auto& s : q.requested_services()) {
-      codings.push_back(coding_json(s));
+      codings.push_back(fhir_coding(s));
       if (!s.display().empty()) names += (names.empty() ? "" : "; ") + s.display();
     }
     sr["code"] = {{"coding", std::move(codings)}};
@@ -445,7 +445,7 @@ json service_request_json(const rf::referral_view& r, const config::loaded_conso
   sr["performer"] = json::array({organization_ref(cfg, r.to_hospital)});
   if (!empty_coding(q.reason()) || !q.reason_text().empty()) {
     json reason = json::object();
-    if (!empty_coding(q.reason())) reason["coding"] = json::array({coding_json(q.reason())});
+    if (!empty_coding(q.reason())) reason["coding"] = json::array({fhir_coding(q.reason())});
     if (!q.reason_text().empty()) reason["text"] = q.reason_text();
     sr["reasonCode"] = json::array({std::move(reason)});
   }

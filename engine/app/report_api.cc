@@ -7,6 +7,7 @@
 #include "adapters/hl7v2/document.h"
 #include "engine/api/auth.h"
 #include "engine/app/patient_access.h"
+#include "engine/app/patient_support.h"
 #include "engine/core/time_zone.h"
 #include "engine/store/ingest_store.h"
 #include "engine/workflows/booking/ledger.h"
@@ -17,13 +18,9 @@ namespace {
 
 namespace rp = workflows::reports;
 namespace ev = events::v1;
+using patients::coding_json;
 using api::http::verb;
 using json = nlohmann::json;
-
-json coding_json(const ev::Coding& c) {
-  if (c.code().empty() && c.display().empty()) return nullptr;
-  return json{{"system", c.system()}, {"code", c.code()}, {"display", c.display()}};
-}
 
 json claim_json(const ev::ClaimCheck& c, const std::string& url) {
   return json{{"title", c.title()}, {"content_type", c.content_type()}, {"size_bytes", c.size_bytes()},

@@ -25,6 +25,7 @@
 
 #include <sqlite3.h>
 
+#include "engine/core/hex.h"
 #include "engine/core/thread.h"
 #include "engine/store/sqlite.h"
 #include "engine/store/wal_checkpointer.h"
@@ -93,26 +94,6 @@ result<std::vector<std::string>> decode_ids(std::string_view blob, std::string_v
     at += n;
   }
   return out;
-}
-
-constexpr char kHex[] = "0123456789abcdef";
-
-std::string to_hex(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    out.push_back(kHex[b >> 4U]);
-    out.push_back(kHex[b & 0xfU]);
-  }
-  return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // 64 hex digits -> 32 bytes; nullopt when it is not that.

@@ -33,7 +33,7 @@ struct single_writer::partition_work {
 };
 
 namespace {
-const auto lg = log::get("workflow");
+const auto writer_lg = log::get("workflow");
 }
 
 std::vector<bus::header> record_headers(const ev::Envelope& e) {
@@ -92,7 +92,7 @@ result<void> single_writer::start() {
     name_this_thread(("yl-" + options_.name + "-wr").substr(0, 15).c_str());
     run();
   });
-  lg.info("workflow started", {log::field("workflow", options_.name), log::field("topic", options_.topic),
+  writer_lg.info("workflow started", {log::field("workflow", options_.name), log::field("topic", options_.topic),
                                log::field("partitions", partitions_)});
   return {};
 }
@@ -246,7 +246,7 @@ void single_writer::run() {
 void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<outcome>& resolved) {
   auto batch = view_->poll(timeout, 4096);
   if (!batch) {
-    lg.warn("workflow view cannot read the bus",
+    writer_lg.warn("workflow view cannot read the bus",
             {log::field("workflow", options_.name), log::field("error", batch.error().describe())});
     std::this_thread::sleep_for(200ms);
     return;
@@ -263,7 +263,7 @@ void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<out
       auto s = fold_.apply(own ? *own : e);
       if (s.voided) {
         ++voided;
-        lg.warn("workflow decision void at its place in the log",
+        writer_lg.warn("workflow decision void at its place in the log",
                 {log::field("workflow", options_.name), log::field("command_id", s.command_id),
                  log::field("subject_id", s.subject_id), log::field("code", s.refused ? s.refused->code : std::string()),
                  log::field("partition", r.partition), log::field("offset", r.offset)});
@@ -295,7 +295,7 @@ void single_writer::note_progress() {
   }
   if (done) {
     caught_up_.store(true);
-    lg.info("workflow view caught up", {log::field("workflow", options_.name)});
+    writer_lg.info("workflow view caught up", {log::field("workflow", options_.name)});
   }
 }
 
@@ -350,14 +350,14 @@ void single_writer::check_assignment() {
       if (std::find(gained.begin(), gained.end(), p.partition) != gained.end()) gate_[p.partition] = p.end;
     }
   }
-  lg.info("workflow writer assignment",
+  writer_lg.info("workflow writer assignment",
           {log::field("workflow", options_.name), log::field("partitions", assignment_.size())});
 }
 
 void single_writer::poll_writer(std::chrono::milliseconds timeout) {
   auto batch = writer_->poll(timeout, 4096);
   if (!batch) {
-    lg.warn("workflow writer cannot read the bus",
+    writer_lg.warn("workflow writer cannot read the bus",
             {log::field("workflow", options_.name), log::field("error", batch.error().describe())});
     return;
   }
@@ -380,7 +380,7 @@ void single_writer::commit_offsets() {
   for (auto& [p, r] : to_commit_) last.push_back(std::move(r));
   to_commit_.clear();
   if (auto committed = writer_->commit(last); !committed) {
-    lg.warn("workflow writer commit failed (its records will be seen again and skipped by id)",
+    writer_lg.warn("workflow writer commit failed (its records will be seen again and skipped by id)",
             {log::field("workflow", options_.name), log::field("error", committed.error().describe())});
   }
 }
@@ -399,7 +399,7 @@ void single_writer::settle_batches() {
     if (w.pending > 0) --w.pending;
     if (!c.outcome) {
       w.failed = true;
-      lg.error("workflow decision not published",
+      writer_lg.error("workflow decision not published",
                {log::field("workflow", options_.name), log::field("error", c.outcome.error().describe())});
     } else {
       w.last_decision = std::max(w.last_decision, c.outcome->offset);

@@ -19,8 +19,6 @@ std::int64_t months_per_step(ev::CarePlanInterval i) {
   }
 }
 
-seconds to_seconds(const google::protobuf::Timestamp& t) { return seconds(std::chrono::seconds(t.seconds())); }
-
 }  // namespace
 
 civil_date period_date(const rule& r, std::uint32_t k) {

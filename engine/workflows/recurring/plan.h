@@ -33,6 +33,9 @@ namespace yilian::workflows::recurring {
 namespace ev = events::v1;
 using seconds = std::chrono::sys_seconds;
 
+// A protobuf timestamp, to the second.
+inline seconds to_seconds(const google::protobuf::Timestamp& t) { return seconds(std::chrono::seconds(t.seconds())); }
+
 // Periods per plan the math walks at most (weekly for ~190 years): a bound
 // against a plan without an until date.
 inline constexpr std::uint32_t max_periods = 10000;

@@ -8,8 +8,6 @@ namespace yilian::workflows::recurring {
 
 namespace {
 
-seconds to_seconds(const google::protobuf::Timestamp& t) { return seconds(std::chrono::seconds(t.seconds())); }
-
 bool final_status(ev::CarePlanStatus s) { return s == ev::CARE_PLAN_STATUS_CANCELLED || s == ev::CARE_PLAN_STATUS_ENDED; }
 
 }  // namespace

@@ -7,7 +7,7 @@ namespace yilian::workflows::reports {
 using namespace std::chrono_literals;
 
 namespace {
-const auto lg = log::get("reports");
+const auto router_lg = log::get("reports");
 }
 
 router::router(bus::bus& b, const library& lib, const booking::service* bookings, const referral::service* referrals,
@@ -34,13 +34,13 @@ void router::route(const bus::record& r, std::vector<bus::message>& out) const {
   const std::string performer = performer_of(e);
   // The library must have this version (and all before it) to say what it supersedes.
   if (!lib_.wait_past(r.partition, r.offset, 10s)) {
-    lg.warn("report library behind the router; routing without version history",
+    router_lg.warn("report library behind the router; routing without version history",
             {log::field("event_id", e.event_id()), log::field("report_id", rep.report_id())});
   }
   ev::Envelope shared = e;
   auto* body = shared.mutable_report_issued();
   if (auto placed = lib_.place(performer, rep.report_id(), e.event_id()); !placed) {
-    lg.warn("report library unreadable; routing without version history",
+    router_lg.warn("report library unreadable; routing without version history",
             {log::field("event_id", e.event_id()), log::field("error", placed.error().describe())});
   } else if (*placed) {
     body->set_version((*placed)->number);
@@ -58,7 +58,7 @@ void router::route(const bus::record& r, std::vector<bus::message>& out) const {
     body->set_referring_hospital(referrers.empty() ? std::string() : referrers.front());
     out.push_back(bus::message{.key = std::string(patient_channel), .value = shared.SerializeAsString(), .headers = headers});
   }
-  lg.info("report shared", {log::field("event_id", e.event_id()), log::field("report_id", rep.report_id()),
+  router_lg.info("report shared", {log::field("event_id", e.event_id()), log::field("report_id", rep.report_id()),
                             log::field("performer", performer), log::field("referrers", referrers.size()),
                             log::field("patient_channel", patients_)});
 }
