@@ -1,15 +1,8 @@
 #include "engine/bus/embedded_log.h"
 
-#include <fcntl.h>
-#include <pthread.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
@@ -577,7 +570,6 @@ class log_state : public std::enable_shared_from_this<log_state> {
  private:
   static int on_busy(void* self, int attempt);
 
-  result<void> take_lock_file();
   result<void> configure_and_migrate();
   result<void> load_topics();
   result<void> recover_tail(partition_state& p);
@@ -601,7 +593,7 @@ class log_state : public std::enable_shared_from_this<log_state> {
   void update_pages_written();
 
   const embedded_log_options options_;
-  int lock_fd_ = -1;
+  store::sql::owner_lock lock_;  // "<file>.lock": one owner per log file
   db_ptr db_;
   clock::time_point busy_deadline_{};  // writer thread; read by on_busy
 
@@ -932,7 +924,9 @@ result<void> log_state::open() {
     std::filesystem::create_directories(o.path.parent_path(), ec);
     if (ec) return fail(errc::io_error, "cannot create directory: " + ec.message(), o.path.parent_path().string());
   }
-  if (auto r = take_lock_file(); !r) return r;
+  auto lock = store::sql::owner_lock::take(o.path, "embedded log");
+  if (!lock) return std::unexpected(lock.error());
+  lock_ = std::move(*lock);
 
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(o.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -957,56 +951,10 @@ result<void> log_state::open() {
   return {};
 }
 
-result<void> log_state::take_lock_file() {
-  const std::string lock_path = options_.path.string() + ".lock";
-  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0) return fail(errc::io_error, std::string("cannot open lock file: ") + std::strerror(errno), lock_path);
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    char holder[32] = {};
-    const auto n = ::pread(lock_fd_, holder, sizeof holder - 1, 0);
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-    if (err == EWOULDBLOCK) {
-      std::string who = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : std::string("unknown");
-      while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
-      return fail(errc::unavailable,
-                  "embedded log " + options_.path.string() + " is already open in another process or bus (pid " + who +
-                      " holds " + lock_path + ")",
-                  options_.path.string());
-    }
-    return fail(errc::io_error, std::string("cannot lock: ") + std::strerror(err), lock_path);
-  }
-  const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
-    // The lock is what matters; the pid is only for the error message above.
-  }
-  return {};
-}
-
 result<void> log_state::configure_and_migrate() {
   sqlite3* db = db_.get();
-  // auto_vacuum must be chosen before the first table exists; INCREMENTAL lets
-  // retention hand pages back with incremental_vacuum instead of a VACUUM
-  // that rewrites the whole file.
-  const std::string page_size = "PRAGMA page_size=" + std::to_string(kPageSize);
-  if (auto r = exec(db, page_size.c_str()); !r) return r;  // no-op once the file exists
-  if (auto r = exec(db, "PRAGMA auto_vacuum=INCREMENTAL"); !r) return r;
-  auto mode = query_text(db, "PRAGMA journal_mode=WAL");
-  if (!mode) return std::unexpected(mode.error());
-  if (*mode != "wal") return fail(errc::config_error, "cannot switch to WAL mode (got " + *mode + ")", options_.path);
-  // FULL: the WAL is fsync'd at every commit, so an acknowledged publish
-  // survives power loss, not just a process crash.
-  if (auto r = exec(db, "PRAGMA synchronous=FULL"); !r) return r;
-  // Debian builds SQLite with SECURE_DELETE on; FAST still zeroes deleted
-  // content in the pages it rewrites anyway without extra I/O.
-  if (auto r = exec(db, "PRAGMA secure_delete=FAST"); !r) return r;
-  // The WAL file is reused from its start after each complete checkpoint, so
-  // it normally stays at its size (fdatasync then needs no metadata update);
-  // after a spike it is cut back to this.
-  if (auto r = exec(db, "PRAGMA journal_size_limit=41943040"); !r) return r;
-  if (auto r = exec(db, "PRAGMA cache_size=-32768"); !r) return r;
-  if (auto r = exec(db, "PRAGMA temp_store=MEMORY"); !r) return r;
+  // An acknowledged publish survives power loss (synchronous=FULL).
+  if (auto r = store::sql::configure_durable(db, options_.path, kPageSize); !r) return r;
 
   if (auto r = exec(db, "BEGIN IMMEDIATE"); !r) return r;
   auto migrate = [&]() -> result<void> {
@@ -1048,12 +996,7 @@ result<void> log_state::configure_and_migrate() {
   }
   // The new file's directory entry must survive power loss too.
   const auto dir = options_.path.has_parent_path() ? options_.path.parent_path() : std::filesystem::path(".");
-  if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
-    const int synced = ::fsync(fd);
-    ::close(fd);
-    if (synced != 0) return fail(errc::io_error, "fsync of the log directory failed", dir.string());
-  }
-  return {};
+  return store::sql::sync_directory(dir);
 }
 
 result<void> log_state::load_topics() {
@@ -1205,10 +1148,7 @@ void log_state::shutdown() {
     }
   }
   db_.reset();
-  if (lock_fd_ >= 0) {
-    ::close(lock_fd_);
-    lock_fd_ = -1;
-  }
+  lock_ = {};
 }
 
 int log_state::on_busy(void* self, int attempt) {

@@ -403,22 +403,8 @@ result<void> ingest_store::impl::open() {
 
 result<void> ingest_store::impl::configure_and_migrate() {
   sqlite3* db = db_.get();
-  const std::string page_size = "PRAGMA page_size=" + std::to_string(kPageSize);
-  if (auto r = exec(db, page_size.c_str()); !r) return r;  // no-op once the file exists
-  // Before the first table: lets retention hand pages back a few at a time.
-  if (auto r = exec(db, "PRAGMA auto_vacuum=INCREMENTAL"); !r) return r;
-  auto mode = query_text(db, "PRAGMA journal_mode=WAL");
-  if (!mode) return std::unexpected(mode.error());
-  if (*mode != "wal") return fail(errc::config_error, "cannot switch to WAL mode (got " + *mode + ")", options_.file);
-  // FULL: the WAL is fsync'd at every commit, so a receipt whose reserve
-  // reported success survives power loss, not only a process crash.
-  if (auto r = exec(db, "PRAGMA synchronous=FULL"); !r) return r;
-  if (auto r = exec(db, "PRAGMA secure_delete=FAST"); !r) return r;
-  if (auto r = exec(db, "PRAGMA journal_size_limit=41943040"); !r) return r;
-  // 32 MiB of page cache: the hot right edges of both tables and the key
-  // index; a 20 MB message spills to the WAL instead of growing it.
-  if (auto r = exec(db, "PRAGMA cache_size=-32768"); !r) return r;
-  if (auto r = exec(db, "PRAGMA temp_store=MEMORY"); !r) return r;
+  // A receipt whose reserve reported success survives power loss.
+  if (auto r = configure_durable(db, options_.file, kPageSize); !r) return r;
 
   if (auto r = exec(db, "BEGIN IMMEDIATE"); !r) return r;
   auto body = [&]() -> result<void> {

@@ -124,6 +124,21 @@ std::string column_bytes(sqlite3_stmt* s, int column) {
   return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(n));
 }
 
+result<void> configure_durable(sqlite3* db, const std::filesystem::path& file, int page_size) {
+  const std::string page = "PRAGMA page_size=" + std::to_string(page_size);
+  if (auto r = exec(db, page.c_str()); !r) return r;  // no-op once the file exists
+  if (auto r = exec(db, "PRAGMA auto_vacuum=INCREMENTAL"); !r) return r;
+  auto mode = query_text(db, "PRAGMA journal_mode=WAL");
+  if (!mode) return std::unexpected(mode.error());
+  if (*mode != "wal") return fail(errc::config_error, "cannot switch to WAL mode (got " + *mode + ")", file.string());
+  for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA secure_delete=FAST",
+                             "PRAGMA journal_size_limit=41943040", "PRAGMA cache_size=-32768",
+                             "PRAGMA temp_store=MEMORY"}) {
+    if (auto r = exec(db, pragma); !r) return r;
+  }
+  return {};
+}
+
 result<void> sync_directory(const std::filesystem::path& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return fail(errc::io_error, std::string("cannot open directory: ") + std::strerror(errno), dir.string());
@@ -146,8 +161,9 @@ result<owner_lock> owner_lock::take(const std::filesystem::path& store_file, std
       std::string who = n > 0 ? std::string(holder, static_cast<std::size_t>(n)) : std::string("unknown");
       while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
       return fail(errc::unavailable,
-                  std::string(what) + " " + store_file.string() + " is already open in another process (pid " + who +
-                      " holds " + lock_path + ")",
+                  std::string(what) + " " + store_file.string() +
+                      " is already open, in another process or by another owner in this one (pid " + who + " holds " +
+                      lock_path + ")",
                   store_file.string());
     }
     return fail(errc::io_error, std::string("cannot lock: ") + std::strerror(err), lock_path);

@@ -70,6 +70,24 @@ int bind_blob(sqlite3_stmt* s, int index, std::string_view bytes) noexcept;
 int bind_text(sqlite3_stmt* s, int index, std::string_view text) noexcept;
 std::string column_bytes(sqlite3_stmt* s, int column);
 
+// Sets up the write connection of a durable store (the embedded log, the
+// ingest store) before anything else touches the file:
+//  - page_size = `page_size` and auto_vacuum=INCREMENTAL, which take effect
+//    only on a new file (before its first table); incremental auto-vacuum lets
+//    retention hand pages back a few at a time instead of a VACUUM that
+//    rewrites the whole file;
+//  - WAL (anything else is a config_error naming `file`);
+//  - synchronous=FULL: the WAL is fsync'd at every commit, so what a commit
+//    answered survives power loss, not only a process crash;
+//  - secure_delete=FAST (Debian builds SQLite with SECURE_DELETE on; FAST
+//    still zeroes deleted content in the pages it rewrites anyway);
+//  - journal_size_limit 40 MiB: the WAL is reused from its start after each
+//    complete checkpoint, so it normally keeps its size (an fdatasync then
+//    needs no metadata update), and is cut back to this after a spike;
+//  - 32 MiB of page cache (the hot right edges of the tables and indexes; a
+//    large message spills to the WAL instead of growing it), temp_store=MEMORY.
+result<void> configure_durable(sqlite3* db, const std::filesystem::path& file, int page_size);
+
 // fsyncs a directory so a newly created file's entry survives power loss.
 result<void> sync_directory(const std::filesystem::path& dir);
 
