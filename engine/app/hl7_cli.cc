@@ -22,8 +22,8 @@
 #include "adapters/hl7v2/message.h"
 #include "adapters/hl7v2/mllp_client.h"
 #include "engine/config/config.h"
-#include "engine/core/hex.h"
 #include "engine/config/yaml_proto.h"
+#include "engine/core/hex.h"
 
 namespace yilian::app {
 

@@ -137,7 +137,7 @@ std::vector<std::string> one(std::string id) {
 // ---------------------------------------------------------------- handlers
 
 result<api::response> rest_search(wi::service& svc, api::audit_log& audit, api::request& req,
-                             const config::loaded_consortium& cfg) {
+                                  const config::loaded_consortium& cfg) {
   static constexpr std::string_view known[] = {"identifier", "family", "given", "name",
                                                "birth_date", "sex",    "phone", "limit"};
   for (const auto& [name, value] : req.query) {

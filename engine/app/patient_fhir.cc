@@ -171,7 +171,7 @@ api::response pix_error(const api::request& req, status s, std::string_view code
 }
 
 result<api::response> fhir_search(wi::service& svc, api::audit_log& audit, api::request& req,
-                             const config::loaded_consortium& cfg) {
+                                  const config::loaded_consortium& cfg) {
   static constexpr std::string_view known[] = {"identifier", "_id", "family",  "given",   "name",   "birthdate",
                                                "gender",     "phone", "_count", "_format", "_pretty"};
   for (const auto& [name, value] : req.query) {

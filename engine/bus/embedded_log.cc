@@ -928,12 +928,9 @@ result<void> log_state::open() {
   if (!lock) return std::unexpected(lock.error());
   lock_ = std::move(*lock);
 
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(o.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
-  db_.reset(raw);
-  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(raw, rc, "open", o.path.string()));
-  sqlite3_extended_result_codes(db_.get(), 1);
+  auto db = store::sql::open_db(o.path, true, 0);  // busy waits: on_busy, set next
+  if (!db) return std::unexpected(db.error());
+  db_ = std::move(*db);
   sqlite3_busy_handler(db_.get(), &log_state::on_busy, this);
   busy_deadline_ = clock::now() + o.publish_timeout;
 
@@ -1161,13 +1158,10 @@ int log_state::on_busy(void* self, int attempt) {
 }
 
 result<db_ptr> log_state::open_reader() const {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(options_.path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-  db_ptr db(raw);
-  if (rc != SQLITE_OK) return std::unexpected(sqlite_error(raw, rc, "open reader", options_.path.string()));
-  sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, static_cast<int>(std::min<std::int64_t>(options_.publish_timeout.count(), 60000)));
-  if (auto r = exec(raw, "PRAGMA query_only=ON"); !r) return std::unexpected(r.error());
+  auto db = store::sql::open_db(options_.path, false,
+                                static_cast<int>(std::min<std::int64_t>(options_.publish_timeout.count(), 60000)));
+  if (!db) return db;
+  if (auto r = exec(db->get(), "PRAGMA query_only=ON"); !r) return std::unexpected(r.error());
   return db;
 }
 

@@ -93,7 +93,7 @@ result<void> single_writer::start() {
     run();
   });
   writer_lg.info("workflow started", {log::field("workflow", options_.name), log::field("topic", options_.topic),
-                               log::field("partitions", partitions_)});
+                                      log::field("partitions", partitions_)});
   return {};
 }
 
@@ -247,7 +247,7 @@ void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<out
   auto batch = view_->poll(timeout, 4096);
   if (!batch) {
     writer_lg.warn("workflow view cannot read the bus",
-            {log::field("workflow", options_.name), log::field("error", batch.error().describe())});
+                   {log::field("workflow", options_.name), log::field("error", batch.error().describe())});
     std::this_thread::sleep_for(200ms);
     return;
   }
@@ -264,9 +264,10 @@ void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<out
       if (s.voided) {
         ++voided;
         writer_lg.warn("workflow decision void at its place in the log",
-                {log::field("workflow", options_.name), log::field("command_id", s.command_id),
-                 log::field("subject_id", s.subject_id), log::field("code", s.refused ? s.refused->code : std::string()),
-                 log::field("partition", r.partition), log::field("offset", r.offset)});
+                       {log::field("workflow", options_.name), log::field("command_id", s.command_id),
+                        log::field("subject_id", s.subject_id),
+                        log::field("code", s.refused ? s.refused->code : std::string()),
+                        log::field("partition", r.partition), log::field("offset", r.offset)});
       }
       if (s.is_decision && !s.command_id.empty() && (s.changed || s.refused)) {
         resolved.push_back(outcome{.command_id = std::move(s.command_id), .subject_id = std::move(s.subject_id),
@@ -351,14 +352,14 @@ void single_writer::check_assignment() {
     }
   }
   writer_lg.info("workflow writer assignment",
-          {log::field("workflow", options_.name), log::field("partitions", assignment_.size())});
+                 {log::field("workflow", options_.name), log::field("partitions", assignment_.size())});
 }
 
 void single_writer::poll_writer(std::chrono::milliseconds timeout) {
   auto batch = writer_->poll(timeout, 4096);
   if (!batch) {
     writer_lg.warn("workflow writer cannot read the bus",
-            {log::field("workflow", options_.name), log::field("error", batch.error().describe())});
+                   {log::field("workflow", options_.name), log::field("error", batch.error().describe())});
     return;
   }
   // Records of a partition gained since the last look: set its gate first.
@@ -381,7 +382,7 @@ void single_writer::commit_offsets() {
   to_commit_.clear();
   if (auto committed = writer_->commit(last); !committed) {
     writer_lg.warn("workflow writer commit failed (its records will be seen again and skipped by id)",
-            {log::field("workflow", options_.name), log::field("error", committed.error().describe())});
+                   {log::field("workflow", options_.name), log::field("error", committed.error().describe())});
   }
 }
 
@@ -400,7 +401,7 @@ void single_writer::settle_batches() {
     if (!c.outcome) {
       w.failed = true;
       writer_lg.error("workflow decision not published",
-               {log::field("workflow", options_.name), log::field("error", c.outcome.error().describe())});
+                      {log::field("workflow", options_.name), log::field("error", c.outcome.error().describe())});
     } else {
       w.last_decision = std::max(w.last_decision, c.outcome->offset);
     }

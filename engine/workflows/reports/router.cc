@@ -35,13 +35,13 @@ void router::route(const bus::record& r, std::vector<bus::message>& out) const {
   // The library must have this version (and all before it) to say what it supersedes.
   if (!lib_.wait_past(r.partition, r.offset, 10s)) {
     router_lg.warn("report library behind the router; routing without version history",
-            {log::field("event_id", e.event_id()), log::field("report_id", rep.report_id())});
+                   {log::field("event_id", e.event_id()), log::field("report_id", rep.report_id())});
   }
   ev::Envelope shared = e;
   auto* body = shared.mutable_report_issued();
   if (auto placed = lib_.place(performer, rep.report_id(), e.event_id()); !placed) {
     router_lg.warn("report library unreadable; routing without version history",
-            {log::field("event_id", e.event_id()), log::field("error", placed.error().describe())});
+                   {log::field("event_id", e.event_id()), log::field("error", placed.error().describe())});
   } else if (*placed) {
     body->set_version((*placed)->number);
     if (body->supersedes_event_id().empty()) body->set_supersedes_event_id((*placed)->supersedes);
@@ -59,8 +59,8 @@ void router::route(const bus::record& r, std::vector<bus::message>& out) const {
     out.push_back(bus::message{.key = std::string(patient_channel), .value = shared.SerializeAsString(), .headers = headers});
   }
   router_lg.info("report shared", {log::field("event_id", e.event_id()), log::field("report_id", rep.report_id()),
-                            log::field("performer", performer), log::field("referrers", referrers.size()),
-                            log::field("patient_channel", patients_)});
+                                   log::field("performer", performer), log::field("referrers", referrers.size()),
+                                   log::field("patient_channel", patients_)});
 }
 
 }  // namespace yilian::workflows::reports
