@@ -472,20 +472,39 @@ applied ledger::apply(const ev::Envelope& event) {
   }
 }
 
-applied ledger::apply_tentatively(const ev::Envelope& event) {
-  tentative_ = true;
+applied ledger::apply_tentatively(const ev::Envelope& event) { return apply_tentatively(event, pending_); }
+
+void ledger::undo_tentative() { undo(pending_); }
+
+applied ledger::apply_tentatively(const ev::Envelope& event, undo_log& log) {
+  undo_ = &log;
   auto r = apply(event);
-  tentative_ = false;
+  undo_ = nullptr;
   return r;
 }
 
-void ledger::undo_tentative() {
-  while (!undo_.empty()) {
-    auto u = std::move(undo_.back());
-    undo_.pop_back();
+namespace {
+// Erases the last element that `matches` (other machines' later changes may
+// stand behind it).
+template <class Seq, class Pred>
+void erase_last(Seq& seq, Pred matches) {
+  for (auto it = seq.end(); it != seq.begin();) {
+    --it;
+    if (matches(*it)) {
+      seq.erase(it);
+      return;
+    }
+  }
+}
+}  // namespace
+
+void ledger::undo(undo_log& log) {
+  while (!log.entries.empty()) {
+    auto u = std::move(log.entries.back());
+    log.entries.pop_back();
     if (!u.command_id.empty()) {
       decided_.erase(u.command_id);
-      if (!decided_order_.empty() && decided_order_.back().second == u.command_id) decided_order_.pop_back();
+      erase_last(decided_order_, [&](const auto& d) { return d.second == u.command_id; });
     }
     if (u.blocks_before) {
       if (auto* eq = state_of(u.equipment_id)) eq->blocks = std::move(*u.blocks_before);
@@ -509,8 +528,7 @@ void ledger::undo_tentative() {
         }
       }
       for (const auto& h : {current.requesting_hospital, current.owner}) {
-        auto& list = by_hospital_[h];
-        if (!list.empty() && list.back() == current.id) list.pop_back();
+        erase_last(by_hospital_[h], [&](const std::string& id) { return id == current.id; });
       }
       bookings_.erase(current.id);
     }
@@ -519,10 +537,10 @@ void ledger::undo_tentative() {
 
 void ledger::remember(const std::string& command_id, outcome o, seconds at) {
   if (command_id.empty()) return;
-  if (tentative_) undo_.push_back(undo_entry{.command_id = command_id});
+  if (undo_ != nullptr) undo_->entries.push_back(undo_entry{.command_id = command_id});
   decided_.insert_or_assign(command_id, std::move(o));
   decided_order_.emplace_back(at, command_id);
-  if (tentative_) return;
+  // Tentative or not: an undo of an entry forgotten here finds nothing to do.
   while (!decided_order_.empty() && decided_order_.front().first + options_.idempotency_window < at) {
     decided_.erase(decided_order_.front().second);
     decided_order_.pop_front();
@@ -535,9 +553,9 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, bookin
 
 void ledger::put_booking(equipment_state& eq, const booking_view* before, std::shared_ptr<const booking_view> next) {
   const booking_view& after = *next;
-  if (tentative_) {
+  if (undo_ != nullptr) {
     // The version replaced is kept as it is (versions are immutable).
-    undo_.push_back(undo_entry{.booking_id = after.id, .before = before != nullptr ? share(after.id) : nullptr});
+    undo_->entries.push_back(undo_entry{.booking_id = after.id, .before = before != nullptr ? share(after.id) : nullptr});
   }
   if (before != nullptr) {
     if (const auto slot = counted_slot(*before)) eq.booked.erase({slot->start, before->id});
@@ -573,7 +591,7 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, std::s
 }
 
 void ledger::put_blocks(equipment_state& eq, std::vector<owner_block> blocks) {
-  if (tentative_) undo_.push_back(undo_entry{.equipment_id = eq.cal.equipment_id(), .blocks_before = eq.blocks});
+  if (undo_ != nullptr) undo_->entries.push_back(undo_entry{.equipment_id = eq.cal.equipment_id(), .blocks_before = eq.blocks});
   eq.blocks = std::move(blocks);
 }
 

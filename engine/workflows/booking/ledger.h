@@ -154,6 +154,23 @@ class ledger {
   applied apply_tentatively(const ev::Envelope& event);
   void undo_tentative();
 
+  // How to take back one event applied with apply_tentatively(event, log).
+  // A decision changes only its machine's bookings and time (the fold is
+  // partition-local, single_writer.h): one machine's logs can be undone
+  // while another machine's changes stay, each machine's newest first.
+  struct undo_entry {
+    std::string booking_id;
+    std::shared_ptr<const booking_view> before;  // null: did not exist
+    std::string equipment_id;            // for block changes
+    std::optional<std::vector<owner_block>> blocks_before;
+    std::string command_id;              // decided entry to forget
+  };
+  struct undo_log {
+    std::vector<undo_entry> entries;
+  };
+  applied apply_tentatively(const ev::Envelope& event, undo_log& log);
+  void undo(undo_log& log);
+
   // The earlier answer to a command id, if it is still remembered.
   struct outcome {
     std::string booking_id;
@@ -205,14 +222,6 @@ class ledger {
     std::map<std::pair<seconds, std::string>, seconds> booked;
     seconds::duration longest_booked{0};  // longest slot ever put in `booked`
   };
-  struct undo_entry {
-    std::string booking_id;
-    std::shared_ptr<const booking_view> before;  // null: did not exist
-    std::string equipment_id;            // for block changes
-    std::optional<std::vector<owner_block>> blocks_before;
-    std::string command_id;              // decided entry to forget
-  };
-
   explicit ledger(const config::loaded_consortium& cfg, ledger_options options) : cfg_(cfg), options_(options) {}
 
   equipment_state* state_of(std::string_view equipment_id);
@@ -243,8 +252,8 @@ class ledger {
   std::unordered_map<std::string, outcome> decided_;
   std::deque<std::pair<seconds, std::string>> decided_order_;
   std::set<std::pair<seconds, std::string>> holds_;  // HELD bookings by hold expiry
-  bool tentative_ = false;
-  std::vector<undo_entry> undo_;
+  undo_log* undo_ = nullptr;  // while applying tentatively: where the undo goes
+  undo_log pending_;          // apply_tentatively(event) / undo_tentative()
 };
 
 using workflows::to_seconds;

@@ -19,6 +19,17 @@ class service::ledger_fold final : public fold {
   step apply(const ev::Envelope& e) override { return to_step(l_.apply(e)); }
   step apply_tentatively(const ev::Envelope& e) override { return to_step(l_.apply_tentatively(e)); }
   void undo_tentative() override { l_.undo_tentative(); }
+  // A decision reads and changes only its machine's bookings and time, and
+  // the machine is the partition key (ledger::undo_log).
+  bool keeps_changes() const override { return true; }
+  std::unique_ptr<kept_change> keep(const ev::Envelope& e, step& s) override {
+    auto change = std::make_unique<kept_log>();
+    s = to_step(l_.apply_tentatively(e, change->log));
+    return change;
+  }
+  void take_back(std::unique_ptr<kept_change> change) override {
+    l_.undo(static_cast<kept_log&>(*change).log);
+  }
   std::optional<outcome> decided(std::string_view command_id) const override {
     auto o = l_.decided(command_id);
     if (!o) return std::nullopt;
@@ -51,6 +62,10 @@ class service::ledger_fold final : public fold {
   }
 
  private:
+  struct kept_log final : kept_change {
+    ledger::undo_log log;
+  };
+
   static step to_step(applied a) {
     return step{.changed = a.changed, .is_decision = a.is_decision, .command_id = std::move(a.command_id),
                 .subject_id = std::move(a.booking_id), .refused = std::move(a.refused), .voided = a.voided};

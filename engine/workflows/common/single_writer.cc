@@ -30,6 +30,16 @@ struct single_writer::partition_work {
   // The batch's decisions by event id: the view applies these when it reads
   // their records instead of parsing the bytes it was just given back.
   std::unordered_map<std::string, ev::Envelope> published;
+  // A fold that keeps changes (fold::keeps_changes): the decisions already
+  // applied, in the order they were published, until the view reads each
+  // back as the partition's next record (it is then durable, and its step is
+  // what the view's apply would have done).
+  struct kept_decision {
+    ev::Envelope decision;
+    step s;
+    std::unique_ptr<kept_change> change;
+  };
+  std::deque<kept_decision> kept;
 };
 
 namespace {
@@ -157,7 +167,7 @@ bool single_writer::take_direct(ev::Envelope&& command) {
 std::uint64_t single_writer::wait(const std::string& command_id, std::move_only_function<void(outcome)> done) {
   // Lock order: fold, then waiters (the engine thread resolves in that order).
   std::shared_lock fold_lock(mu_, std::try_to_lock);
-  if (fold_lock.owns_lock()) {
+  if (fold_lock.owns_lock() && !unconfirmed_.contains(command_id)) {
     if (auto prior = fold_.decided(command_id)) {
       prior->command_id = command_id;
       done(std::move(*prior));
@@ -199,6 +209,7 @@ void single_writer::resolve(std::vector<outcome>& resolved) {
       unchecked_size_.store(0);
     }
     for (auto& id : ids) {
+      if (unconfirmed_.contains(id)) continue;  // answered when the view reads it back
       if (auto prior = fold_.decided(id)) {
         prior->command_id = std::move(id);
         resolved.push_back(std::move(*prior));
@@ -258,9 +269,14 @@ void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<out
     for (const auto& r : *batch) {
       view_next_[r.partition] = r.offset + 1;
       if (header_is(r, "type", options_.command_type)) continue;  // the writer's business
-      const auto own = take_published(r);
-      if (!own && !e.ParseFromString(r.value)) continue;  // not an envelope: not the fold's (dead letters are the adapters')
-      auto s = fold_.apply(own ? *own : e);
+      step s;
+      if (auto confirmed = confirm_kept(r)) {
+        s = std::move(*confirmed);
+      } else {
+        const auto own = take_published(r);
+        if (!own && !e.ParseFromString(r.value)) continue;  // not an envelope: not the fold's (dead letters are the adapters')
+        s = fold_.apply(own ? *own : e);
+      }
       if (s.voided) {
         ++voided;
         writer_lg.warn("workflow decision void at its place in the log",
@@ -328,6 +344,11 @@ void single_writer::check_assignment() {
       // Lost: whatever was queued from the bus is the new owner's now (we did
       // not commit it); direct commands are published for it.
       if (auto it = work_.find(tp.second); it != work_.end()) {
+        {
+          // Its decisions that reach the log are applied when the view reads them.
+          std::unique_lock lock(mu_);
+          take_back_kept(*it->second);
+        }
         for (auto& u : it->second->engine) {
           if (!u.direct) continue;
           bus_.publish(record_of(u.command), [](result<bus::position>) {});  // if even this fails, the caller times out and retries
@@ -411,6 +432,10 @@ void single_writer::settle_batches() {
     if (!w.in_flight || w.pending > 0) continue;
     if (w.failed) {
       // Decide the batch again (commands already decided are skipped by id).
+      {
+        std::unique_lock lock(mu_);
+        take_back_kept(w);
+      }
       for (auto r = w.batch.rbegin(); r != w.batch.rend(); ++r) w.queued.push_front(std::move(*r));
       w.batch.clear();
       w.published.clear();
@@ -426,6 +451,33 @@ void single_writer::settle_batches() {
     w.published.clear();
     w.in_flight = false;
     w.last_decision = -1;
+  }
+}
+
+std::optional<step> single_writer::confirm_kept(const bus::record& r) {
+  const auto it = work_.find(r.partition);
+  if (it == work_.end() || it->second->kept.empty()) return std::nullopt;
+  auto& w = *it->second;
+  if (header_of(r, "event_id") != std::optional<std::string_view>(w.kept.front().decision.event_id())) {
+    // Not the decision this writer published next here (another writer's,
+    // or its own were lost or reordered): the fold must see the log as it is.
+    take_back_kept(w);
+    return std::nullopt;
+  }
+  auto k = std::move(w.kept.front());
+  w.kept.pop_front();
+  unconfirmed_.erase(k.s.command_id);
+  return std::move(k.s);
+}
+
+void single_writer::take_back_kept(partition_work& w) {
+  while (!w.kept.empty()) {
+    auto k = std::move(w.kept.back());
+    w.kept.pop_back();
+    fold_.take_back(std::move(k.change));
+    unconfirmed_.erase(k.s.command_id);
+    std::string id = k.decision.event_id();
+    w.published.emplace(std::move(id), std::move(k.decision));
   }
 }
 
@@ -451,7 +503,9 @@ void single_writer::decide_ready() {
       if (view_next < g->second) continue;
       gate_.erase(g);
     }
+    const bool keeping = fold_.keeps_changes();
     std::vector<ev::Envelope> decisions;
+    std::vector<std::pair<step, std::unique_ptr<kept_change>>> changes;  // keeping: one per decision
     std::vector<bus::record> batch;
     std::size_t accepted = 0, refused = 0;
     {
@@ -461,7 +515,14 @@ void single_writer::decide_ready() {
         if (!fold_.is_command(cmd)) return;
         if (fold_.decided(fold_.command_id(cmd))) return;  // a resend: the first answer stands
         auto d = fold_.decide(cmd, now);
-        const auto s = fold_.apply_tentatively(d);
+        step s;
+        if (keeping) {
+          auto change = fold_.keep(d, s);
+          if (!s.command_id.empty()) unconfirmed_.insert(s.command_id);
+          changes.emplace_back(s, std::move(change));
+        } else {
+          s = fold_.apply_tentatively(d);
+        }
         if (s.refused || s.voided) {
           ++refused;
         } else {
@@ -480,7 +541,7 @@ void single_writer::decide_ready() {
         take(w.engine.front().command);
         w.engine.pop_front();
       }
-      fold_.undo_tentative();
+      if (!keeping) fold_.undo_tentative();
     }
     if (batch.empty() && decisions.empty()) continue;
     if (decided_total_ != nullptr && accepted > 0) decided_total_->inc(static_cast<double>(accepted));
@@ -491,15 +552,21 @@ void single_writer::decide_ready() {
     w.last_decision = -1;
     completions_pending_.fetch_add(decisions.size());
     const std::int32_t partition = p;
-    for (auto& d : decisions) {
+    for (std::size_t i = 0; i < decisions.size(); ++i) {
+      auto& d = decisions[i];
       bus_.publish(bus::message{.topic = options_.topic, .key = fold_.decision_key(d), .value = d.SerializeAsString(),
                                 .headers = record_headers(d)},
                    [box = completions_, partition](result<bus::position> r) {
                      std::lock_guard lock(box->mu);
                      box->done.push_back(completion{partition, std::move(r)});
                    });
-      std::string id = d.event_id();
-      w.published.emplace(std::move(id), std::move(d));
+      if (keeping) {
+        w.kept.push_back(partition_work::kept_decision{.decision = std::move(d), .s = std::move(changes[i].first),
+                                                       .change = std::move(changes[i].second)});
+      } else {
+        std::string id = d.event_id();
+        w.published.emplace(std::move(id), std::move(d));
+      }
     }
   }
 }

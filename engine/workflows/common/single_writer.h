@@ -11,10 +11,12 @@
 // A command's life: a caller publishes a command keyed by the fold's key
 // (durable) -> the partition's writer decides it against the state, in
 // partition order, in batches (each batch sees its own earlier decisions,
-// applied tentatively and undone afterwards) -> publishes the decisions ->
-// every view applies them in log order (a decision that no longer holds at
-// its place in the log is void everywhere alike) -> the instance that took
-// the request answers its caller from its own view.
+// applied tentatively) -> publishes the decisions -> every view applies them
+// in log order (a decision that no longer holds at its place in the log is
+// void everywhere alike) -> the instance that took the request answers its
+// caller from its own view. The writer's tentative changes are undone after
+// the batch, or, for a fold that keeps them (fold::keeps_changes), stay and
+// count as the view's apply once it reads the decisions back in order.
 //
 // The writer decides a command only once its view has read past it (and,
 // after it gains a partition, past the partition's end at that moment), so it
@@ -39,6 +41,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/bus/bus.h"
@@ -75,6 +78,12 @@ struct outcome {
   std::optional<refusal> refused;
 };
 
+// A tentative change a fold keeps, and how to take it back (fold::keep).
+class kept_change {
+ public:
+  virtual ~kept_change() = default;
+};
+
 // A workflow's state and decision function, as the writer sees it. Called
 // under the writer's lock: exclusive for fold/undo, shared for the rest.
 class fold {
@@ -93,6 +102,23 @@ class fold {
   // As apply, remembering how to take it back (undo_tentative()).
   virtual step apply_tentatively(const ev::Envelope& e) = 0;
   virtual void undo_tentative() = 0;
+  // Whether the fold keeps the writer's tentative changes. A fold may when
+  // its decisions read and change only the subjects of their own partition
+  // (and indexes that hold them by id): then one partition's changes can be
+  // taken back while other partitions' stay. The writer applies its
+  // decisions once, when it decides them, and the view only confirms them
+  // when it reads them back in the order they were decided; any other record
+  // of that partition first takes back what is not confirmed yet (see
+  // single_writer.cc). Otherwise the writer undoes a batch's tentative
+  // changes at once and the view applies the decisions it reads.
+  virtual bool keeps_changes() const { return false; }
+  // As apply_tentatively (`s` is what it did), returning how to take the
+  // change back; take_back() gets a partition's changes newest first.
+  virtual std::unique_ptr<kept_change> keep(const ev::Envelope& e, step& s) {
+    s = apply_tentatively(e);
+    return nullptr;
+  }
+  virtual void take_back(std::unique_ptr<kept_change> change) { (void)change; }
   // The earlier answer to a command id, while it is remembered.
   virtual std::optional<outcome> decided(std::string_view command_id) const = 0;
   // Commands the engine owes at `now` (timers); their ids must be stable
@@ -189,12 +215,20 @@ class single_writer {
   void settle_batches();
   void commit_offsets();
   void take_inbox();
+  // Takes back the fold's kept changes of the partition not yet confirmed by
+  // the view (newest first); their decisions are applied when read. Under
+  // the exclusive lock.
+  void take_back_kept(partition_work& w);
   void decide_ready();
   void sweep_timers();
   void resolve(std::vector<outcome>& resolved);
   bool owns(std::int32_t partition) const;
   // This instance's own decision that `r` carries (taken out of its open batch).
   std::optional<ev::Envelope> take_published(const bus::record& r);
+  // What the fold did with `r` when `r` is the partition's next kept
+  // decision (now durable). Else takes the partition's kept changes back and
+  // returns nothing: the view applies `r`. Under the exclusive lock.
+  std::optional<step> confirm_kept(const bus::record& r);
   bus::message record_of(const ev::Envelope& command) const;
 
   bus::bus& bus_;
@@ -239,6 +273,9 @@ class single_writer {
   // Command ids whose waiter was registered without looking at the fold (its
   // lock was busy): the engine thread looks their decision up in resolve().
   std::vector<std::string> unchecked_;
+  // Command ids of kept decisions the view has not read back yet: not
+  // durable, so not an answer for wait() (guarded by mu_).
+  std::unordered_set<std::string> unconfirmed_;
   std::atomic<std::size_t> unchecked_size_{0};
   std::uint64_t next_token_ = 1;
 

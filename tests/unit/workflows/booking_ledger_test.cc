@@ -1180,6 +1180,61 @@ TEST_CASE("tentative decisions are undone exactly: bookings, slots, share, block
   }
 }
 
+TEST_CASE("undo logs of two machines are independent: one machine's changes are taken back, the other's stay",
+          "[unit][booking]") {
+  // What the single writer relies on when it keeps its tentative changes
+  // (fold::keeps_changes): a machine's decisions taken back while another
+  // machine's, made after them, stay.
+  bk t;
+  t.book("a", mon(8), "dc-chc");
+  const auto at = test_now;
+  const std::vector<std::string> ids{"x1", "x2", "y1"};
+  const auto before = observe(*t.l, at, ids);
+  auto on = [&](const std::string& equipment, const std::string& booking, seconds start) {
+    return t.decide(cmd{.act = BOOK, .booking = booking, .start = start, .equipment = equipment,
+                        .exam = "CT-HEAD-PLAIN", .requesting = "dc-chc", .actor_hospital = "dc-chc", .id = booking},
+                    at);
+  };
+  ledger::undo_log x, y;
+  const auto dx1 = on("zs-ct-1", "x1", mon(9));
+  const auto dy1 = on("qh-ct-1", "y1", mon(9));
+  REQUIRE(rejection_code(dx1) == "");
+  REQUIRE(rejection_code(dy1) == "");
+  CHECK(t.l->apply_tentatively(dx1, x).changed);
+  CHECK(t.l->apply_tentatively(dy1, y).changed);
+  const auto dx2 = on("zs-ct-1", "x2", mon(9));  // sees x1: the slot is taken
+  CHECK(rejection_code(dx2) == "slot_taken");
+  const auto dx3 = on("zs-ct-1", "x2", mon(9, 15));
+  CHECK(t.l->apply_tentatively(dx3, x).changed);
+
+  t.l->undo(x);  // x's entries stand before and after y's in every shared index
+  CHECK(t.l->find("x1") == nullptr);
+  CHECK(t.l->find("x2") == nullptr);
+  CHECK(t.get("y1").st == ev::BOOKING_STATE_BOOKED);
+  CHECK_FALSE(t.l->decided("x1"));
+  CHECK_FALSE(t.l->decided("x2"));
+  CHECK(t.l->decided("y1"));
+  std::vector<std::string> listed;
+  for (const auto* b : t.l->bookings_of("dc-chc", 100)) listed.push_back(b->id);
+  std::sort(listed.begin(), listed.end());
+  CHECK(listed == std::vector<std::string>{"a", "y1"});
+  CHECK(t.l->bookings_on("zs-ct-1", {mon(9), mon(10)}).empty());
+
+  t.l->undo(y);
+  CHECK(observe(*t.l, at, ids) == before);
+  CHECK(x.entries.empty());
+  CHECK(y.entries.empty());
+  // The decisions then apply for real as they did tentatively.
+  CHECK(t.l->apply(dx1).changed);
+  CHECK(t.l->apply(dx3).changed);
+  CHECK(t.l->apply(dy1).changed);
+  CHECK(t.get("x2").slot.start == mon(9, 15));
+  listed.clear();
+  for (const auto* b : t.l->bookings_of("dc-chc", 100)) listed.push_back(b->id);
+  std::sort(listed.begin(), listed.end());
+  CHECK(listed == std::vector<std::string>{"a", "x1", "x2", "y1"});  // each once
+}
+
 TEST_CASE("search: free slots earliest first across machines, with filters and a limit", "[unit][booking]") {
   bk t;
   auto ct_head = slot_query{.modality = "CT", .exam_code = "CT-HEAD-PLAIN", .requesting_hospital = "dc-chc",
