@@ -22,6 +22,9 @@ struct single_writer::partition_work {
     bool direct = false;
   };
   std::deque<unrecorded> engine;
+  // Direct commands of the batch in flight: decided again if it fails, and
+  // published for the new owner if the partition moves away before it settles.
+  std::vector<unrecorded> taken;
   bool in_flight = false;
   std::size_t pending = 0;          // decisions of the batch not yet durable
   bool failed = false;
@@ -349,7 +352,10 @@ void single_writer::check_assignment() {
           std::unique_lock lock(mu_);
           take_back_kept(*it->second);
         }
-        for (auto& u : it->second->engine) {
+        auto& lost = *it->second;
+        // The batch in flight's too: the new owner skips by id those whose decision reached the log.
+        for (auto u = lost.taken.rbegin(); u != lost.taken.rend(); ++u) lost.engine.push_front(std::move(*u));
+        for (auto& u : lost.engine) {
           if (!u.direct) continue;
           bus_.publish(record_of(u.command), [](result<bus::position>) {});  // if even this fails, the caller times out and retries
         }
@@ -437,7 +443,9 @@ void single_writer::settle_batches() {
         take_back_kept(w);
       }
       for (auto r = w.batch.rbegin(); r != w.batch.rend(); ++r) w.queued.push_front(std::move(*r));
+      for (auto u = w.taken.rbegin(); u != w.taken.rend(); ++u) w.engine.push_front(std::move(*u));
       w.batch.clear();
+      w.taken.clear();
       w.published.clear();
       w.failed = false;
       w.in_flight = false;
@@ -448,6 +456,7 @@ void single_writer::settle_batches() {
     if (w.last_decision >= 0 && (next == view_next_.end() || next->second <= w.last_decision)) continue;
     if (!w.batch.empty()) to_commit_[p] = std::move(w.batch.back());  // committed by commit_offsets()
     w.batch.clear();
+    w.taken.clear();
     w.published.clear();
     w.in_flight = false;
     w.last_decision = -1;
@@ -539,6 +548,7 @@ void single_writer::decide_ready() {
       }
       while (!w.engine.empty() && decisions.size() < options_.max_batch) {
         take(w.engine.front().command);
+        if (w.engine.front().direct) w.taken.push_back(std::move(w.engine.front()));
         w.engine.pop_front();
       }
       if (!keeping) fold_.undo_tentative();

@@ -432,7 +432,7 @@ TEST_CASE("another writer's decision read before the kept ones takes them back; 
   CHECK(f.holder("k2") == "k2/0");
 }
 
-TEST_CASE("a kept decision that cannot be published is taken back and decided again", "[unit][workflow]") {
+TEST_CASE("a kept decision that cannot be published is taken back and its command decided again", "[unit][workflow]") {
   temp_dir dir{"yilian-writer-test"};
   auto log = open_log(dir);
   failing_bus b(*log);
@@ -450,6 +450,18 @@ TEST_CASE("a kept decision that cannot be published is taken back and decided ag
   CHECK(b.fail_decisions.load() == 0);
   CHECK(f.keeps.load() == 2);
   CHECK(f.taken_back.load() == 1);
+
+  // A command handed to the writer directly (no bus record) is decided again too.
+  b.fail_decisions.store(1);
+  answer direct;
+  w.wait("k6/0", direct.callback());
+  auto cmd = command("k6/0");
+  REQUIRE(eventually([&] { return w.take_direct(std::move(cmd)); }));
+  REQUIRE(direct.arrived(15s));
+  CHECK_FALSE(direct.got->refused);
+  CHECK(f.keeps.load() == 4);
+  CHECK(f.taken_back.load() == 2);
   w.stop();
   CHECK(f.holder("k5") == "k5/0");
+  CHECK(f.holder("k6") == "k6/0");
 }
