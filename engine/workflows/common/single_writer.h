@@ -112,10 +112,13 @@ class fold {
   // single_writer.cc). Otherwise the writer undoes a batch's tentative
   // changes at once and the view applies the decisions it reads.
   virtual bool keeps_changes() const { return false; }
-  // As apply_tentatively (`s` is what it did), returning how to take the
-  // change back; take_back() gets a partition's changes newest first.
+  // A fold that keeps changes overrides these two. keep() applies like
+  // apply_tentatively (`s` is what it did) and returns how to take the change
+  // back; take_back() gets a partition's changes newest first. Other folds
+  // are never asked.
   virtual std::unique_ptr<kept_change> keep(const ev::Envelope& e, step& s) {
-    s = apply_tentatively(e);
+    (void)e;
+    s = {};
     return nullptr;
   }
   virtual void take_back(std::unique_ptr<kept_change> change) { (void)change; }
