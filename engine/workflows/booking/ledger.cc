@@ -555,7 +555,8 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, std::s
   const booking_view& after = *next;
   if (undo_ != nullptr) {
     // The version replaced is kept as it is (versions are immutable).
-    undo_->entries.push_back(undo_entry{.booking_id = after.id, .before = before != nullptr ? share(after.id) : nullptr});
+    undo_->entries.push_back(
+        undo_entry{.booking_id = after.id, .before = before != nullptr ? share(after.id) : nullptr});
   }
   if (before != nullptr) {
     if (const auto slot = counted_slot(*before)) eq.booked.erase({slot->start, before->id});
@@ -591,7 +592,9 @@ void ledger::put_booking(equipment_state& eq, const booking_view* before, std::s
 }
 
 void ledger::put_blocks(equipment_state& eq, std::vector<owner_block> blocks) {
-  if (undo_ != nullptr) undo_->entries.push_back(undo_entry{.equipment_id = eq.cal.equipment_id(), .blocks_before = eq.blocks});
+  if (undo_ != nullptr) {
+    undo_->entries.push_back(undo_entry{.equipment_id = eq.cal.equipment_id(), .blocks_before = eq.blocks});
+  }
   eq.blocks = std::move(blocks);
 }
 

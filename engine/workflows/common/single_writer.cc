@@ -277,7 +277,8 @@ void single_writer::poll_view(std::chrono::milliseconds timeout, std::vector<out
         s = std::move(*confirmed);
       } else {
         const auto own = take_published(r);
-        if (!own && !e.ParseFromString(r.value)) continue;  // not an envelope: not the fold's (dead letters are the adapters')
+        // Not an envelope: not the fold's (dead letters are the adapters').
+        if (!own && !e.ParseFromString(r.value)) continue;
         s = fold_.apply(own ? *own : e);
       }
       if (s.voided) {
