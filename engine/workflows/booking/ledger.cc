@@ -472,10 +472,6 @@ applied ledger::apply(const ev::Envelope& event) {
   }
 }
 
-applied ledger::apply_tentatively(const ev::Envelope& event) { return apply_tentatively(event, pending_); }
-
-void ledger::undo_tentative() { undo(pending_); }
-
 applied ledger::apply_tentatively(const ev::Envelope& event, undo_log& log) {
   undo_ = &log;
   auto r = apply(event);

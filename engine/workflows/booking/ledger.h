@@ -148,16 +148,12 @@ class ledger {
   // not the ledger's business (commands, unknown equipment) change nothing.
   applied apply(const ev::Envelope& event);
 
-  // Undo log for the writer: applies a decision, remembering how to take it
-  // back (the writer decides a batch against its own earlier decisions, then
-  // undoes them and lets the bus order decide).
-  applied apply_tentatively(const ev::Envelope& event);
-  void undo_tentative();
-
-  // How to take back one event applied with apply_tentatively(event, log).
-  // A decision changes only its machine's bookings and time (the fold is
-  // partition-local, single_writer.h): one machine's logs can be undone
-  // while another machine's changes stay, each machine's newest first.
+  // For the writer: applies a decision, remembering in `log` how to take it
+  // back (the writer decides a batch against its own earlier decisions, and
+  // takes them back if the log turns out different). A decision changes only
+  // its machine's bookings and time (the fold is partition-local,
+  // single_writer.h): one machine's logs can be undone while another
+  // machine's changes stay, each log's newest entry first.
   struct undo_entry {
     std::string booking_id;
     std::shared_ptr<const booking_view> before;  // null: did not exist
@@ -253,7 +249,6 @@ class ledger {
   std::deque<std::pair<seconds, std::string>> decided_order_;
   std::set<std::pair<seconds, std::string>> holds_;  // HELD bookings by hold expiry
   undo_log* undo_ = nullptr;  // while applying tentatively: where the undo goes
-  undo_log pending_;          // apply_tentatively(event) / undo_tentative()
 };
 
 using workflows::to_seconds;

@@ -17,8 +17,9 @@ class service::ledger_fold final : public fold {
   }
   ev::Envelope decide(const ev::Envelope& c, seconds now) const override { return l_.decide(c, now); }
   step apply(const ev::Envelope& e) override { return to_step(l_.apply(e)); }
-  step apply_tentatively(const ev::Envelope& e) override { return to_step(l_.apply_tentatively(e)); }
-  void undo_tentative() override { l_.undo_tentative(); }
+  // The writer keeps this fold's changes (below), so it does not use these two.
+  step apply_tentatively(const ev::Envelope& e) override { return to_step(l_.apply_tentatively(e, batch_)); }
+  void undo_tentative() override { l_.undo(batch_); }
   // A decision reads and changes only its machine's bookings and time, and
   // the machine is the partition key (ledger::undo_log).
   bool keeps_changes() const override { return true; }
@@ -73,6 +74,7 @@ class service::ledger_fold final : public fold {
 
   ledger& l_;
   const service_options& o_;
+  ledger::undo_log batch_;  // apply_tentatively / undo_tentative
 };
 
 service::service(bus::bus& b, std::unique_ptr<ledger> l, service_options options, metrics::registry* registry)

@@ -676,15 +676,16 @@ TEST_CASE("a machine's use over a range counts what was booked there, by the slo
 
   SECTION("an undone batch leaves the counts as they were") {
     const auto at = mon(7, 5);  // the hold still holds
+    ledger::undo_log batch;
     for (auto c : {cmd{.act = BOOK, .booking = "n1", .start = mon(11)},
                    cmd{.act = CANCEL, .booking = "early", .requesting = ""},
                    cmd{.act = RESCHEDULE, .booking = "moved", .start = mon(11, 30), .requesting = ""},
                    cmd{.act = BOOK, .booking = "held", .requesting = "nh-chc", .actor_hospital = "nh-chc"}}) {
       REQUIRE(rejection_code(t.l->decide(make_command(c), at)) == "");
-      t.l->apply_tentatively(t.l->decide(make_command(c), at));
+      t.l->apply_tentatively(t.l->decide(make_command(c), at), batch);
     }
     CHECK(t.l->use_of("zs-ct-1", {mon(8, 5), tue(0)}).bookings == 8);
-    t.l->undo_tentative();
+    t.l->undo(batch);
     const auto again = t.l->use_of("zs-ct-1", {mon(8, 5), tue(0)});
     CHECK(again.bookings == u.bookings);
     CHECK(again.cancelled == u.cancelled);
@@ -1115,10 +1116,11 @@ TEST_CASE("tentative decisions are undone exactly: bookings, slots, share, block
   std::vector<std::string> ids{"c-r", "c-blk", "c-refused", "c-stale"};
   for (int i = 1; i <= 10; ++i) ids.push_back(cat("t", std::to_string(i)));
   std::vector<ev::Envelope> batch;
+  ledger::undo_log undo;
   auto tentative = [&](cmd c) {
     c.id = cat("t", std::to_string(batch.size() + 1));
     auto d = t.decide(c, at);
-    t.l->apply_tentatively(d);
+    t.l->apply_tentatively(d, undo);
     batch.push_back(d);
     return d;
   };
@@ -1151,11 +1153,11 @@ TEST_CASE("tentative decisions are undone exactly: bookings, slots, share, block
   {
     auto stale = batch[2];
     stale.mutable_appointment_changed()->set_command_id("c-stale");
-    CHECK(t.l->apply_tentatively(stale).voided);
+    CHECK(t.l->apply_tentatively(stale, undo).voided);
   }
   CHECK(observe(*t.l, at, ids) != before);
 
-  t.l->undo_tentative();
+  t.l->undo(undo);
 
   CHECK(observe(*t.l, at, ids) == before);
   std::vector<std::string> after_views;
@@ -1175,7 +1177,7 @@ TEST_CASE("tentative decisions are undone exactly: bookings, slots, share, block
     CHECK(t.l->decided("c-refused")->refused->code == "slot_taken");
   }
   SECTION("an empty undo does nothing") {
-    t.l->undo_tentative();
+    t.l->undo(undo);
     CHECK(observe(*t.l, at, ids) == before);
   }
 }
