@@ -264,6 +264,56 @@ TEST_CASE("a replayed record adds no version", "[unit][reports]") {
   CHECK((*entry)->versions[1].supersedes == "ev-f");
 }
 
+TEST_CASE("a file of schema version 1 is upgraded in place and keeps its reports", "[unit][reports]") {
+  temp_dir dir("yilian-report-library");
+  auto log = open_log(dir.file("bus/log.db"));
+  const auto file = dir.file("reports/reports.db");
+  const auto f = report("zs-tertiary", "R1", "F", "ev-f");
+  {
+    rp::library lib(*log, options_for(file));
+    REQUIRE(lib.open());
+    REQUIRE(lib.fold(std::vector<bus::record>{record_of(f, 1, 0, kT0)}));
+  }
+  // What version 1 had and version 2 has not: a unique index on event ids.
+  auto query = [&](const char* sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+    char* err = nullptr;
+    std::string out;
+    const int rc = sqlite3_exec(
+        db, sql,
+        [](void* o, int n, char** values, char**) {
+          for (int i = 0; i < n; ++i) *static_cast<std::string*>(o) += values[i] != nullptr ? values[i] : "";
+          return 0;
+        },
+        &out, &err);
+    const std::string message = err != nullptr ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    INFO(message);
+    REQUIRE(rc == SQLITE_OK);
+    return out;
+  };
+  (void)query("CREATE UNIQUE INDEX versions_event ON versions(event_id); PRAGMA user_version=1;");
+  REQUIRE(query("PRAGMA user_version") == "1");
+
+  rp::library lib(*log, options_for(file));
+  REQUIRE(lib.open());
+  auto entry = lib.find("zs-tertiary", "R1");
+  REQUIRE(entry);
+  REQUIRE(*entry);
+  CHECK((*entry)->versions.size() == 1);
+  // The same event at a later offset is still a replay, known within its report.
+  REQUIRE(lib.fold(std::vector<bus::record>{record_of(f, 1, 1, kT0 + 1000)}));
+  CHECK(lib.stats().replays == 1);
+  const auto c = report("zs-tertiary", "R1", "C", "ev-c");
+  REQUIRE(lib.fold(std::vector<bus::record>{record_of(c, 1, 2, kT0 + 2000)}));
+  CHECK(lib.stats().versions == 1);
+  lib.stop();
+  CHECK(query("PRAGMA user_version") == "2");
+  CHECK(query("SELECT count(*) FROM sqlite_master WHERE name = 'versions_event'") == "0");
+}
+
 TEST_CASE("newest lists reports by their latest version, newest first, a page at a time", "[unit][reports]") {
   temp_dir dir("yilian-report-library");
   auto log = open_log(dir.file("bus/log.db"));
