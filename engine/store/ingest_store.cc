@@ -44,13 +44,15 @@ constexpr std::int64_t kApplicationId = 0x796c3073;
 // Raised by every migration step; see migrate().
 constexpr std::int64_t kSchemaVersion = 1;
 
-// 4 KiB pages. 8 KiB ones hold five 1.5 KiB messages where 4 KiB ones hold
-// two, but every message also lands in the receipts' key index at a place of
+// 2 KiB pages. Every message lands in the receipts' key index at a place of
 // its own (its sender's control ids), and each commit rewrites one whole
-// index page per message there: with 64 senders on the MLLP benchmark the
-// writer wrote 13.9 KB per message with 8 KiB pages, 8.7 KB with 4 KiB ones.
-// Applies when the file is created.
-constexpr int kPageSize = 4096;
+// index page per message there, so smaller pages write less: with 64 senders
+// on the MLLP benchmark the writer wrote 13.9 KB per message with 8 KiB
+// pages, 8.6 KB with 4 KiB, 5.9 KB with 2 KiB and 4.6 KB with 1 KiB. A
+// typical message (1-2 KB) still fits in one 2 KiB page; 1 KiB pages cost
+// the writer ~30% more CPU (tests/bench/ingest_store_bench). Applies when the
+// file is created: an older file keeps its pages.
+constexpr int kPageSize = 2048;
 
 // Checkpoints on a thread of their own, as in the embedded log: done inline
 // they stalled a commit every few dozen for tens of milliseconds.
