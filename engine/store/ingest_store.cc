@@ -26,6 +26,7 @@
 #include <sqlite3.h>
 
 #include "engine/core/hex.h"
+#include "engine/core/log.h"
 #include "engine/core/thread.h"
 #include "engine/store/sqlite.h"
 #include "engine/store/wal_checkpointer.h"
@@ -42,16 +43,15 @@ using namespace yilian::store::sql;
 // application's SQLite file.
 constexpr std::int64_t kApplicationId = 0x796c3073;
 // Raised by every migration step; see migrate().
-constexpr std::int64_t kSchemaVersion = 1;
+constexpr std::int64_t kSchemaVersion = 2;
 
-// 2 KiB pages. Every message lands in the receipts' key index at a place of
-// its own (its sender's control ids), and each commit rewrites one whole
-// index page per message there, so smaller pages write less: with 64 senders
-// on the MLLP benchmark the writer wrote 13.9 KB per message with 8 KiB
-// pages, 8.6 KB with 4 KiB, 5.9 KB with 2 KiB and 4.6 KB with 1 KiB. A
-// typical message (1-2 KB) still fits in one 2 KiB page; 1 KiB pages cost
-// the writer ~30% more CPU (tests/bench/ingest_store_bench). Applies when the
-// file is created: an older file keeps its pages.
+// 2 KiB pages. A commit rewrites whole pages: with the receipts' keys in
+// an index written with every message (schema 1), each message cost one page
+// there, and the writer wrote 13.9 KB per message with 8 KiB pages, 8.6 KB
+// with 4 KiB and 5.9 KB with 2 KiB on the MLLP benchmark (64 senders). The
+// keys are now merged in bulk (schema 2; 2.2 KB per message), and a typical
+// message (1-2 KB) still fits in one page. Applies when the file is created:
+// an older file keeps its pages.
 constexpr int kPageSize = 2048;
 
 // Checkpoints on a thread of their own, as in the embedded log: done inline
@@ -60,6 +60,8 @@ constexpr sql::wal_checkpoint_options kCheckpoints{
     .every_frames = 1000, .hard_limit_frames = 4000, .thread_name = "yl-ingest-ckpt"};
 
 enum state_code : int { kDone = 0, kPending = 1, kPartial = 2 };
+
+const auto ingest_store_lg = log::get("ingest-store");
 
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -205,6 +207,18 @@ constexpr const char* kMigrations[] = {
     "CREATE UNIQUE INDEX receipts_key ON receipts(hospital, facility, control_id);"
     // Only the unsettled few: small and hot whatever the table's size.
     "CREATE INDEX receipts_unsettled ON receipts(attempt_at) WHERE attempt_run IS NOT NULL;",
+    // 1 -> 2
+    // The receipts' keys move out of an index that every message wrote a
+    // page of (at its sender's place) into receipt_keys, written in bulk and
+    // in key order (see "Receipt keys" in ingest_store.h). Receipts with an
+    // id above meta.keys_merged are not in it yet: the store keeps their keys
+    // in memory and reads them back from `receipts` when it opens.
+    "CREATE TABLE receipt_keys(hospital TEXT NOT NULL, facility TEXT NOT NULL, control_id TEXT NOT NULL,"
+    "  id INTEGER NOT NULL, PRIMARY KEY(hospital, facility, control_id)) WITHOUT ROWID;"
+    "INSERT INTO receipt_keys(hospital, facility, control_id, id)"
+    "  SELECT hospital, facility, control_id, id FROM receipts ORDER BY hospital, facility, control_id;"
+    "DROP INDEX receipts_key;"
+    "INSERT INTO meta(name, value) VALUES('keys_merged', (SELECT coalesce(max(id), 0) FROM raw));",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -256,7 +270,7 @@ using op_ptr = std::unique_ptr<op>;
 struct atomic_stats {
   std::atomic<std::uint64_t> reserves{0}, fresh{0}, resend_done{0}, resend_pending{0}, conflicts{0}, parked{0},
       settle_timeouts{0}, overloaded{0}, failures{0}, completed{0}, abandoned{0}, partial{0}, transactions{0},
-      largest_batch{0}, raw_bytes_written{0}, retention_deleted{0}, writer_cpu_ns{0};
+      largest_batch{0}, raw_bytes_written{0}, retention_deleted{0}, writer_cpu_ns{0}, key_merges{0};
 };
 
 void bump(std::atomic<std::uint64_t>& a, std::uint64_t n = 1) { a.fetch_add(n, std::memory_order_relaxed); }
@@ -299,6 +313,10 @@ class ingest_store::impl {
   result<void> execute_settle(std::vector<op_ptr>& batch, op& o);
   result<void> execute_put_raw(op& o);
   result<std::int64_t> insert_raw(op& o);
+  result<std::optional<std::int64_t>> receipt_id(const receipt_key& key);
+  result<void> forget_key(const receipt_key& key, std::int64_t id);
+  result<void> load_recent_keys();
+  result<void> merge_keys();
   void unpark(const receipt_key& key, std::vector<op_ptr>& batch);
   void fail_batch(std::vector<op_ptr>& batch, const error& why);
   void deliver(op_ptr o);
@@ -316,6 +334,7 @@ class ingest_store::impl {
   stmt_ptr begin_, commit_, rollback_;
   stmt_ptr find_receipt_, insert_raw_, insert_receipt_, complete_, settle_update_, delete_receipt_, delete_raw_,
       hand_out_;
+  stmt_ptr find_key_, insert_key_, delete_key_, set_keys_merged_;
   stmt_ptr retention_scan_, retention_state_, freelist_;
 
   // Guarded by mu_.
@@ -336,6 +355,17 @@ class ingest_store::impl {
   std::vector<op*> parked_this_batch_;
   std::int64_t retention_cursor_ = 0;
   std::uint64_t retention_progress_ = 0;
+  // Receipt keys not in receipt_keys yet: exactly the receipts with an id
+  // above keys_merged_ (by packed key). Reloaded from the file after a
+  // rolled-back transaction (recent_stale_ until that worked).
+  struct recent_receipt {
+    receipt_key key;
+    std::int64_t id = 0;
+  };
+  std::unordered_map<std::string, recent_receipt> recent_;
+  std::int64_t keys_merged_ = 0;
+  std::int64_t next_id_ = 1;  // raw ids are never reused: every id at or below keys_merged_ was merged
+  bool recent_stale_ = false;
 
   // Read connection for read_raw and pending.
   std::mutex reader_mu_;
@@ -370,6 +400,7 @@ result<void> ingest_store::impl::open() {
     return fail(errc::config_error, "max_raw_bytes must be in 1..1 GiB");
   }
   if (o.retention_batch == 0) return fail(errc::config_error, "retention_batch must be >= 1");
+  if (o.key_merge_at == 0) return fail(errc::config_error, "key_merge_at must be >= 1");
   if (o.retention_check_interval <= 0ms) return fail(errc::config_error, "retention_check_interval must be positive");
 
   std::error_code ec;
@@ -387,6 +418,7 @@ result<void> ingest_store::impl::open() {
   db_ = std::move(*db);
   if (auto r = configure_and_migrate(); !r) return r;
   if (auto r = prepare_statements(); !r) return r;
+  if (auto r = load_recent_keys(); !r) return r;
 
   auto reader = open_db(o.file, false, busy_ms);
   if (!reader) return std::unexpected(reader.error());
@@ -432,26 +464,28 @@ result<void> ingest_store::impl::prepare_statements() {
       {&begin_, "BEGIN IMMEDIATE"},
       {&commit_, "COMMIT"},
       {&rollback_, "ROLLBACK"},
-      {&find_receipt_,
-       "SELECT id, sha256, state, event_ids, unpublished, attempt_run FROM receipts "
-       "WHERE hospital = ?1 AND facility = ?2 AND control_id = ?3"},
+      {&find_receipt_, "SELECT id, sha256, state, event_ids, unpublished, attempt_run FROM receipts WHERE id = ?1"},
+      {&find_key_, "SELECT id FROM receipt_keys WHERE hospital = ?1 AND facility = ?2 AND control_id = ?3"},
+      {&insert_key_, "INSERT INTO receipt_keys(hospital, facility, control_id, id) VALUES(?1, ?2, ?3, ?4)"},
+      {&delete_key_, "DELETE FROM receipt_keys WHERE hospital = ?1 AND facility = ?2 AND control_id = ?3"},
+      {&set_keys_merged_, "UPDATE meta SET value = ?1 WHERE name = 'keys_merged'"},
       {&insert_raw_,
-       "INSERT INTO raw(hospital, sha256, size, content_type, charset, received_at, bytes) "
-       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+       "INSERT INTO raw(id, hospital, sha256, size, content_type, charset, received_at, bytes) "
+       "VALUES(?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
       {&insert_receipt_,
        "INSERT INTO receipts(id, hospital, facility, control_id, sha256, state, event_ids, unpublished,"
        " message_type, reserved_at, attempt_run, attempt_at) VALUES(?1, ?2, ?3, ?4, ?5, 1, ?6, NULL, ?7, ?8, ?9, ?8)"},
-      // complete(): one statement, no lookup first.
+      // complete(): by the receipt's id, which receipt_id() found in memory or in receipt_keys.
       {&complete_,
        "UPDATE receipts SET state = 0, unpublished = NULL, attempt_run = NULL, attempt_at = NULL "
-       "WHERE hospital = ?1 AND facility = ?2 AND control_id = ?3 AND state != 0"},
+       "WHERE id = ?1 AND state != 0"},
       {&settle_update_,
        "UPDATE receipts SET state = ?2, unpublished = ?3, attempt_run = NULL, attempt_at = NULL WHERE id = ?1"},
       {&delete_receipt_, "DELETE FROM receipts WHERE id = ?1"},
       {&delete_raw_, "DELETE FROM raw WHERE id = ?1"},
       {&hand_out_, "UPDATE receipts SET attempt_run = ?2, attempt_at = ?3 WHERE id = ?1"},
       {&retention_scan_, "SELECT id, received_at FROM raw WHERE id > ?1 ORDER BY id LIMIT ?2"},
-      {&retention_state_, "SELECT state FROM receipts WHERE id = ?1"},
+      {&retention_state_, "SELECT state, hospital, facility, control_id FROM receipts WHERE id = ?1"},
       {&freelist_, "PRAGMA freelist_count"},
   };
   for (const auto& [slot, text] : all) {
@@ -479,7 +513,8 @@ void ingest_store::impl::shutdown() {
   reject_cv_.notify_all();
   if (rejecter_.joinable()) rejecter_.join();
   flush_cv_.notify_all();
-  for (stmt_ptr* s : {&begin_, &commit_, &rollback_, &find_receipt_, &insert_raw_, &insert_receipt_, &complete_,
+  for (stmt_ptr* s : {&begin_, &commit_, &rollback_, &find_receipt_, &find_key_, &insert_key_, &delete_key_,
+                      &set_keys_merged_, &insert_raw_, &insert_receipt_, &complete_,
                       &settle_update_, &delete_receipt_, &delete_raw_, &hand_out_, &retention_scan_,
                       &retention_state_, &freelist_}) {
     s->reset();
@@ -746,12 +781,23 @@ void ingest_store::impl::fail_batch(std::vector<op_ptr>& batch, const error& why
 void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
   sqlite3* db = db_.get();
   parked_this_batch_.clear();
+  if (recent_stale_) {
+    if (auto r = load_recent_keys(); !r) {
+      fail_batch(batch, r.error());
+      return;
+    }
+  }
   if (const int rc = run(begin_.get()); rc != SQLITE_DONE) {
     fail_batch(batch, sqlite_error(db, rc, "begin transaction", options_.file.string()));
     return;
   }
   auto abort = [&](const error& why) {
     run(rollback_.get());
+    recent_stale_ = true;
+    if (auto r = load_recent_keys(); !r) {
+      ingest_store_lg.warn("ingest store: cannot reload receipt keys after a rollback; will retry",
+                    {log::field("error", r.error().describe())});
+    }
     // Reserves parked in this batch may wait on an attempt this batch made.
     for (op* p : parked_this_batch_) {
       auto it = parked_.find(packed(p->req.key));
@@ -813,6 +859,13 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
     stats_.largest_batch.store(ops, std::memory_order_relaxed);
   }
   answered(seqs);
+  if (recent_.size() >= options_.key_merge_at) {
+    if (auto r = merge_keys(); !r) {
+      // Kept in memory; tried again after the next batch.
+      ingest_store_lg.warn("ingest store: cannot merge receipt keys; will retry",
+                           {log::field("error", r.error().describe())});
+    }
+  }
   checkpointer_->finish_if_too_long();
 }
 
@@ -839,11 +892,121 @@ result<std::int64_t> ingest_store::impl::insert_raw(op& o) {
   bind_text(s, 5, o.req.meta.charset);
   sqlite3_bind_int64(s, 6, o.received_at);
   bind_blob(s, 7, o.req.raw);  // the caller's buffer, not copied
+  const std::int64_t id = next_id_++;  // a rolled-back id is skipped, never reused
+  sqlite3_bind_int64(s, 8, id);
   if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
     return std::unexpected(sqlite_error(db_.get(), rc, "store raw bytes", describe_key(o.req.key)));
   }
   bump(stats_.raw_bytes_written, o.size);
-  return sqlite3_last_insert_rowid(db_.get());
+  return id;
+}
+
+// ---- receipt keys ------------------------------------------------------------------
+
+result<std::optional<std::int64_t>> ingest_store::impl::receipt_id(const receipt_key& key) {
+  if (const auto it = recent_.find(packed(key)); it != recent_.end()) return it->second.id;
+  sqlite3_stmt* s = find_key_.get();
+  reset_guard guard(s);
+  bind_text(s, 1, key.hospital);
+  bind_text(s, 2, key.facility);
+  bind_text(s, 3, key.control_id);
+  const int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) return sqlite3_column_int64(s, 0);
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db_.get(), rc, "look up receipt key", describe_key(key)));
+  return std::nullopt;
+}
+
+// The receipt `id` of `key` is being deleted in this transaction.
+result<void> ingest_store::impl::forget_key(const receipt_key& key, std::int64_t id) {
+  if (id > keys_merged_) {
+    recent_.erase(packed(key));
+    return {};
+  }
+  sqlite3_stmt* s = delete_key_.get();
+  reset_guard guard(s);
+  bind_text(s, 1, key.hospital);
+  bind_text(s, 2, key.facility);
+  bind_text(s, 3, key.control_id);
+  if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
+    return std::unexpected(sqlite_error(db_.get(), rc, "delete receipt key", describe_key(key)));
+  }
+  return {};
+}
+
+// recent_ from the file: the receipts above keys_merged. At open, and after
+// a rolled-back transaction whose changes recent_ already had.
+result<void> ingest_store::impl::load_recent_keys() {
+  sqlite3* db = db_.get();
+  auto merged = query_int(db, "SELECT value FROM meta WHERE name = 'keys_merged'");
+  if (!merged) return std::unexpected(merged.error());
+  auto newest = query_int(db, "SELECT coalesce(max(id), 0) FROM raw");
+  if (!newest) return std::unexpected(newest.error());
+  auto s = prepare(db, "SELECT hospital, facility, control_id, id FROM receipts WHERE id > ?1");
+  if (!s) return std::unexpected(s.error());
+  sqlite3_bind_int64(s->get(), 1, *merged);
+  std::unordered_map<std::string, recent_receipt> recent;
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_step(s->get())) == SQLITE_ROW) {
+    receipt_key key{.hospital = column_bytes(s->get(), 0), .facility = column_bytes(s->get(), 1),
+                    .control_id = column_bytes(s->get(), 2)};
+    std::string packed_key = packed(key);
+    const std::int64_t id = sqlite3_column_int64(s->get(), 3);
+    recent.emplace(std::move(packed_key), recent_receipt{.key = std::move(key), .id = id});
+  }
+  if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load recent receipt keys"));
+  recent_ = std::move(recent);
+  keys_merged_ = *merged;
+  next_id_ = std::max({next_id_, *newest + 1, *merged + 1});
+  recent_stale_ = false;
+  return {};
+}
+
+// One transaction: recent_ into receipt_keys, in key order, so a sender's
+// keys land side by side and a page holds many of them.
+result<void> ingest_store::impl::merge_keys() {
+  sqlite3* db = db_.get();
+  std::vector<const recent_receipt*> keys;
+  keys.reserve(recent_.size());
+  for (const auto& [packed_key, r] : recent_) keys.push_back(&r);
+  std::sort(keys.begin(), keys.end(), [](const recent_receipt* a, const recent_receipt* b) {
+    return std::tie(a->key.hospital, a->key.facility, a->key.control_id) <
+           std::tie(b->key.hospital, b->key.facility, b->key.control_id);
+  });
+  const std::int64_t merged = next_id_ - 1;
+  if (const int rc = run(begin_.get()); rc != SQLITE_DONE) {
+    return std::unexpected(sqlite_error(db, rc, "merge receipt keys: begin", options_.file.string()));
+  }
+  auto body = [&]() -> result<void> {
+    for (const recent_receipt* r : keys) {
+      sqlite3_stmt* s = insert_key_.get();
+      reset_guard guard(s);
+      bind_text(s, 1, r->key.hospital);
+      bind_text(s, 2, r->key.facility);
+      bind_text(s, 3, r->key.control_id);
+      sqlite3_bind_int64(s, 4, r->id);
+      if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
+        return std::unexpected(sqlite_error(db, rc, "merge receipt keys", describe_key(r->key)));
+      }
+    }
+    sqlite3_stmt* s = set_keys_merged_.get();
+    reset_guard guard(s);
+    sqlite3_bind_int64(s, 1, merged);
+    if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
+      return std::unexpected(sqlite_error(db, rc, "merge receipt keys: meta", options_.file.string()));
+    }
+    if (const int rc = run(commit_.get()); rc != SQLITE_DONE) {
+      return std::unexpected(sqlite_error(db, rc, "merge receipt keys: commit", options_.file.string()));
+    }
+    return {};
+  };
+  if (auto r = body(); !r) {
+    run(rollback_.get());
+    return r;
+  }
+  recent_.clear();
+  keys_merged_ = merged;
+  bump(stats_.key_merges);
+  return {};
 }
 
 result<void> ingest_store::impl::execute_put_raw(op& o) {
@@ -870,18 +1033,20 @@ result<void> ingest_store::impl::execute_reserve(std::vector<op_ptr>& batch, std
     std::int64_t attempt_run = 0;
   };
   std::optional<found_row> row;
-  {
+  auto found = receipt_id(key);
+  if (!found) return std::unexpected(found.error());
+  if (*found) {
     sqlite3_stmt* s = find_receipt_.get();
     reset_guard guard(s);
-    bind_text(s, 1, key.hospital);
-    bind_text(s, 2, key.facility);
-    bind_text(s, 3, key.control_id);
+    sqlite3_bind_int64(s, 1, **found);
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
       row = found_row{.id = sqlite3_column_int64(s, 0), .sha = column_bytes(s, 1), .state = sqlite3_column_int(s, 2),
                       .event_ids = column_bytes(s, 3), .unpublished = column_bytes(s, 4),
                       .attempt = sqlite3_column_type(s, 5) != SQLITE_NULL, .attempt_run = sqlite3_column_int64(s, 5)};
-    } else if (rc != SQLITE_DONE) {
+    } else if (rc == SQLITE_DONE) {
+      return fail(errc::corrupt, "a receipt key names no receipt", describe_key(key));
+    } else {
       return std::unexpected(sqlite_error(db, rc, "look up receipt", describe_key(key)));
     }
   }
@@ -905,6 +1070,7 @@ result<void> ingest_store::impl::execute_reserve(std::vector<op_ptr>& batch, std
     if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
       return std::unexpected(sqlite_error(db, rc, "insert receipt", describe_key(key)));
     }
+    recent_.insert_or_assign(packed(key), recent_receipt{.key = key, .id = *id});
     reserve_outcome out{.what = reserve_outcome::kind::fresh,
                         .raw_ref = claim_check(key.hospital, *id, sha_hex, o.size, o.req.meta),
                         .unpublished_event_ids = std::move(o.req.event_ids),
@@ -963,12 +1129,16 @@ result<void> ingest_store::impl::execute_settle(std::vector<op_ptr>& batch, op& 
   sqlite3* db = db_.get();
   const auto& key = o.key;
   o.done_result = result<void>{};
+  auto found = receipt_id(key);
+  if (!found) return std::unexpected(found.error());
+  if (!*found) {  // no such receipt: nothing to settle
+    unpark(key, batch);
+    return {};
+  }
   if (o.complete) {
     sqlite3_stmt* s = complete_.get();
     reset_guard guard(s);
-    bind_text(s, 1, key.hospital);
-    bind_text(s, 2, key.facility);
-    bind_text(s, 3, key.control_id);
+    sqlite3_bind_int64(s, 1, **found);
     if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
       return std::unexpected(sqlite_error(db, rc, "complete receipt", describe_key(key)));
     }
@@ -984,14 +1154,9 @@ result<void> ingest_store::impl::execute_settle(std::vector<op_ptr>& batch, op& 
   {
     sqlite3_stmt* s = find_receipt_.get();
     reset_guard guard(s);
-    bind_text(s, 1, key.hospital);
-    bind_text(s, 2, key.facility);
-    bind_text(s, 3, key.control_id);
+    sqlite3_bind_int64(s, 1, **found);
     const int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-      unpark(key, batch);
-      return {};
-    }
+    if (rc == SQLITE_DONE) return fail(errc::corrupt, "a receipt key names no receipt", describe_key(key));
     if (rc != SQLITE_ROW) return std::unexpected(sqlite_error(db, rc, "look up receipt", describe_key(key)));
     id = sqlite3_column_int64(s, 0);
     state = sqlite3_column_int(s, 2);
@@ -1024,6 +1189,7 @@ result<void> ingest_store::impl::execute_settle(std::vector<op_ptr>& batch, op& 
         return std::unexpected(sqlite_error(db, rc, "delete receipt", describe_key(key)));
       }
     }
+    if (auto r = forget_key(key, id); !r) return r;
     bump(stats_.abandoned);
   } else {
     const std::string rest = encode_ids(current);
@@ -1106,6 +1272,9 @@ void ingest_store::impl::run_retention() {
 // done (or that have none), skips the others. Returns whether more is due.
 result<bool> ingest_store::impl::retention_step() {
   if (options_.raw_retention_ms < 0) return false;
+  if (recent_stale_) {
+    if (auto r = load_recent_keys(); !r) return std::unexpected(r.error());
+  }
   sqlite3* db = db_.get();
   const std::int64_t cutoff = wall_ms() - options_.raw_retention_ms;
   if (const int rc = run(begin_.get()); rc != SQLITE_DONE) {
@@ -1114,6 +1283,7 @@ result<bool> ingest_store::impl::retention_step() {
   auto abort = [&](int rc, const char* what) -> result<bool> {
     const error why = sqlite_error(db, rc, what, options_.file.string());
     run(rollback_.get());
+    recent_stale_ = true;  // keys forgotten in this transaction are back
     return std::unexpected(why);
   };
   std::vector<std::int64_t> expired;
@@ -1146,6 +1316,15 @@ result<bool> ingest_store::impl::retention_step() {
       const int rc = sqlite3_step(s);
       if (rc == SQLITE_ROW && sqlite3_column_int(s, 0) != kDone) continue;  // its events are not all out yet
       if (rc != SQLITE_ROW && rc != SQLITE_DONE) return abort(rc, "retention: receipt state");
+      if (rc == SQLITE_ROW) {
+        const receipt_key key{.hospital = column_bytes(s, 1), .facility = column_bytes(s, 2),
+                              .control_id = column_bytes(s, 3)};
+        if (auto r = forget_key(key, id); !r) {
+          run(rollback_.get());
+          recent_stale_ = true;
+          return std::unexpected(r.error());
+        }
+      }
     }
     for (sqlite3_stmt* s : {delete_receipt_.get(), delete_raw_.get()}) {
       reset_guard guard(s);
@@ -1276,6 +1455,7 @@ ingest_stats ingest_store::impl::stats() const {
       .raw_bytes_written = get(stats_.raw_bytes_written),
       .retention_deleted = get(stats_.retention_deleted),
       .writer_cpu_ns = get(stats_.writer_cpu_ns),
+      .key_merges = get(stats_.key_merges),
   };
 }
 

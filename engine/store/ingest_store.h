@@ -58,22 +58,28 @@
 // Storage: table `raw` (one row per stored message, bytes last so the small
 // columns are read without touching the blob's overflow pages) and table
 // `receipts` (one row per (hospital, facility, control_id), the same rowid as
-// its raw row, a unique index on the key, and a partial index over the
-// unsettled ones). Both tables are appended to in rowid order (their pages
-// fill completely and a commit rewrites only their last pages); the key index
-// is where a commit's extra page writes go (below). A resend never stores its bytes
-// again (the receipt answers it). The schema version is PRAGMA user_version,
-// upgraded by migrate() in the .cc.
+// its raw row, and a partial index over the unsettled ones). Both tables are
+// appended to in rowid order (their pages fill completely and a commit
+// rewrites only their last pages). A resend never stores its bytes again (the
+// receipt answers it). The schema version is PRAGMA user_version, upgraded by
+// migrate() in the .cc.
+//
+// Receipt keys: a key index written with every message cost a whole page per
+// message and commit (each sender's control ids sit at a place of their own
+// in it). So the keys of the newest receipts (those with an id above
+// meta.keys_merged) live in memory, and every options.key_merge_at of them are
+// written into table `receipt_keys` (key -> id, WITHOUT ROWID) in one
+// transaction, sorted, where a sender's keys share pages. Nothing is lost by
+// a crash before a merge: the receipts themselves are durable, and open()
+// reads the keys above keys_merged back from them. Raw ids are never reused
+// (the store numbers them itself), so "above keys_merged" is exactly "not
+// merged yet".
 //
 // Raw references: ClaimCheck.uri is "raw://<hospital>/<id>/<sha256 hex>": the
 // id is the raw row (a direct B-tree lookup), the sha256 both names the
-// content and is checked on every read (an id freed by abandon or retention
-// may be reused, but never answers for other bytes). There is deliberately no
-// index on sha256 alone: SQLite's WAL rewrites every page a transaction
-// touches, and an index in random order dirties one page per message. The
-// receipt key index already costs one hot page per active sender per commit
-// (tests/bench/ingest_store_bench: ~17 KB written per 1.5 KB message at 64
-// in flight, ~7 KB at 1024).
+// content and is checked on every read. There is deliberately no index on
+// sha256 alone: SQLite's WAL rewrites every page a transaction touches, and
+// an index in random order dirties one page per message.
 #pragma once
 
 #include <chrono>
@@ -113,6 +119,10 @@ struct ingest_store_options {
   std::chrono::milliseconds settle_timeout{30000};
   // Requests executed in one transaction at most.
   std::size_t max_batch = 2048;
+  // Receipt keys kept in memory (and found again from `receipts` after a
+  // restart) before they are written into the key table in one transaction,
+  // in key order (see "Receipt keys" above).
+  std::size_t key_merge_at = 8192;
   // Largest raw message accepted (errc::invalid_argument beyond).
   std::size_t max_raw_bytes = 64U << 20U;
   // How often retention looks for expired rows, and how many rows one
@@ -192,6 +202,7 @@ struct ingest_stats {
   std::uint64_t raw_bytes_written = 0;
   std::uint64_t retention_deleted = 0;  // raw rows removed by retention
   std::uint64_t writer_cpu_ns = 0;      // CPU time of the writer thread (its utilization)
+  std::uint64_t key_merges = 0;         // times the recent receipt keys were written into receipt_keys
 };
 
 class ingest_store {

@@ -412,10 +412,126 @@ TEST_CASE("the schema version is recorded and a reopened store keeps its receipt
     sqlite3_stmt* s = nullptr;
     REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, nullptr) == SQLITE_OK);
     REQUIRE(sqlite3_step(s) == SQLITE_ROW);
-    CHECK(sqlite3_column_int(s, 0) == 1);
+    CHECK(sqlite3_column_int(s, 0) == 2);
     sqlite3_finalize(s);
     sqlite3_close(db);
   }
   auto store = open_store({.file = dir.db()});
   CHECK(what(reserve_wait(*store, req)) == "resend_done");
+}
+
+TEST_CASE("receipt keys answer the same before and after they are merged, across a reopen", "[unit]") {
+  temp_dir dir;
+  const std::size_t merge_at = 4;
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::string> uris;
+  {
+    auto store = open_store({.file = dir.db(), .raw_retention_ms = 60'000, .key_merge_at = merge_at});
+    // From three senders, interleaved, as concurrent connections send them.
+    for (int i = 0; i < 30; ++i) {
+      auto req = request_for("M" + std::to_string(i));
+      req.key.facility = "FAC-" + std::to_string(i % 3);
+      if (i < 10) req.meta.received_at_ms = now - 3'600'000;  // for retention below
+      auto r = reserve_wait(*store, req);
+      REQUIRE(what(r) == "fresh");
+      uris.push_back(r->raw_ref.uri());
+      if (i != 13) REQUIRE(settle_wait(*store, req.key, true).has_value());  // M13 stays in flight
+    }
+    CHECK(store->stats().key_merges >= 6);
+    for (int i = 0; i < 30; ++i) {
+      auto req = request_for("M" + std::to_string(i));
+      req.key.facility = "FAC-" + std::to_string(i % 3);
+      if (i == 13) continue;
+      CHECK(what(reserve_wait(*store, req)) == "resend_done");
+      auto other = request_for("M" + std::to_string(i), 1);
+      other.key.facility = req.key.facility;
+      CHECK(what(reserve_wait(*store, other)) == "conflict");
+    }
+    // A merged receipt abandoned with nothing published leaves no key behind.
+    auto m13 = request_for("M13");
+    m13.key.facility = "FAC-1";
+    REQUIRE(settle_wait(*store, m13.key, false).has_value());
+    CHECK(what(reserve_wait(*store, m13)) == "fresh");
+    // ...and its raw id is not handed out again.
+    CHECK(store->read_raw(uris[13]).error().code == errc::not_found);
+    // Retention deletes old receipts whose keys were merged.
+    auto deleted = store->enforce_retention();
+    REQUIRE(deleted.has_value());
+    CHECK(*deleted == 10);
+  }
+  auto store = open_store({.file = dir.db(), .key_merge_at = merge_at});
+  for (int i = 0; i < 30; ++i) {
+    auto req = request_for("M" + std::to_string(i));
+    req.key.facility = "FAC-" + std::to_string(i % 3);
+    // M0..M9 were removed by retention: fresh again. M13 was reserved again and
+    // not settled before the stop: unsettled (AR) until recovery resolves it.
+    const std::string expected = i < 10 ? "fresh" : i == 13 ? "error" : "resend_done";
+    INFO(req.key.control_id);
+    CHECK(what(reserve_wait(*store, req)).substr(0, expected.size()) == expected);
+  }
+  for (int i = 10; i < 30; ++i) {
+    if (i != 13) CHECK(store->read_raw(uris[static_cast<std::size_t>(i)]).has_value());
+  }
+}
+
+TEST_CASE("a store of schema version 1 (a unique key index) is upgraded in place", "[unit]") {
+  temp_dir dir;
+  std::vector<reserve_request> requests;
+  for (int i = 0; i < 5; ++i) requests.push_back(request_for("OLD" + std::to_string(i)));
+  {
+    auto store = open_store({.file = dir.db()});
+    for (auto& req : requests) {
+      REQUIRE(what(reserve_wait(*store, req)) == "fresh");
+      REQUIRE(settle_wait(*store, req.key, true).has_value());
+    }
+  }
+  // Back to what version 1 had: the key index on receipts, no key table.
+  auto sql = [&](const char* text) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(dir.db().c_str(), &db) == SQLITE_OK);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, text, nullptr, nullptr, &err);
+    const std::string message = err != nullptr ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    INFO(message);
+    REQUIRE(rc == SQLITE_OK);
+  };
+  sql("BEGIN; CREATE UNIQUE INDEX receipts_key ON receipts(hospital, facility, control_id);"
+      "DROP TABLE receipt_keys; DELETE FROM meta WHERE name = 'keys_merged'; PRAGMA user_version=1; COMMIT;");
+
+  auto store = open_store({.file = dir.db()});
+  for (auto& req : requests) CHECK(what(reserve_wait(*store, req)) == "resend_done");
+  CHECK(what(reserve_wait(*store, request_for("OLD0", 1))) == "conflict");
+  CHECK(what(reserve_wait(*store, request_for("NEW0"))) == "fresh");
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(dir.db().c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM receipt_keys), "
+                                 "(SELECT count(*) FROM sqlite_master WHERE name = 'receipts_key')",
+                             -1, &s, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(s, 0) == 5);
+  CHECK(sqlite3_column_int(s, 1) == 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+TEST_CASE("a raw id freed by abandoning the newest message is not handed out again", "[unit]") {
+  temp_dir dir;
+  auto store = open_store({.file = dir.db()});
+  auto first = request_for("ID-1");
+  auto r1 = reserve_wait(*store, first);
+  REQUIRE(what(r1) == "fresh");
+  REQUIRE(settle_wait(*store, first.key, false).has_value());  // nothing published: deleted
+  auto r2 = reserve_wait(*store, request_for("ID-2"));
+  REQUIRE(what(r2) == "fresh");
+  // raw://<hospital>/<id>/<sha256>: the ids differ, not only the hashes.
+  const auto id_of = [](const std::string& uri) {
+    const auto end = uri.rfind('/');
+    return uri.substr(uri.rfind('/', end - 1) + 1, end - uri.rfind('/', end - 1) - 1);
+  };
+  CHECK(id_of(r2->raw_ref.uri()) != id_of(r1->raw_ref.uri()));
+  CHECK(store->read_raw(r1->raw_ref.uri()).error().code == errc::not_found);
 }
