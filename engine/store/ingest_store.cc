@@ -316,7 +316,11 @@ class ingest_store::impl {
   result<std::optional<std::int64_t>> receipt_id(const receipt_key& key);
   result<void> forget_key(const receipt_key& key, std::int64_t id);
   result<void> load_recent_keys();
-  result<void> merge_keys();
+  struct key_chunk {
+    std::vector<std::string> packed;  // recent_'s keys it holds
+    std::int64_t merged_to = 0;       // the new keys_merged
+  };
+  result<key_chunk> merge_keys();
   void unpark(const receipt_key& key, std::vector<op_ptr>& batch);
   void fail_batch(std::vector<op_ptr>& batch, const error& why);
   void deliver(op_ptr o);
@@ -401,6 +405,7 @@ result<void> ingest_store::impl::open() {
   }
   if (o.retention_batch == 0) return fail(errc::config_error, "retention_batch must be >= 1");
   if (o.key_merge_at == 0) return fail(errc::config_error, "key_merge_at must be >= 1");
+  if (o.key_merge_chunk == 0) return fail(errc::config_error, "key_merge_chunk must be >= 1");
   if (o.retention_check_interval <= 0ms) return fail(errc::config_error, "retention_check_interval must be positive");
 
   std::error_code ec;
@@ -814,8 +819,24 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (auto r = execute(batch, i); !r) return abort(r.error());
   }
+  std::optional<key_chunk> merged;
+  if (recent_.size() >= options_.key_merge_at) {
+    auto m = merge_keys();
+    if (m) {
+      merged = std::move(*m);
+    } else {
+      // Kept in memory; tried again with the next batch.
+      ingest_store_lg.warn("ingest store: cannot merge receipt keys; will retry",
+                           {log::field("error", m.error().describe())});
+    }
+  }
   if (const int rc = run(commit_.get()); rc != SQLITE_DONE) {
     return abort(sqlite_error(db, rc, "commit", options_.file.string()));
+  }
+  if (merged && !merged->packed.empty()) {
+    for (const auto& k : merged->packed) recent_.erase(k);
+    keys_merged_ = merged->merged_to;
+    bump(stats_.key_merges);
   }
 
   // Durable: answer in order.
@@ -859,13 +880,6 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
     stats_.largest_batch.store(ops, std::memory_order_relaxed);
   }
   answered(seqs);
-  if (recent_.size() >= options_.key_merge_at) {
-    if (auto r = merge_keys(); !r) {
-      // Kept in memory; tried again after the next batch.
-      ingest_store_lg.warn("ingest store: cannot merge receipt keys; will retry",
-                           {log::field("error", r.error().describe())});
-    }
-  }
   checkpointer_->finish_if_too_long();
 }
 
@@ -961,23 +975,31 @@ result<void> ingest_store::impl::load_recent_keys() {
   return {};
 }
 
-// One transaction: recent_ into receipt_keys, in key order, so a sender's
-// keys land side by side and a page holds many of them.
-result<void> ingest_store::impl::merge_keys() {
+// Inside the batch's open transaction, under a savepoint (a failure undoes
+// only the merge): the options.key_merge_chunk receipts of recent_ with the
+// lowest ids go into receipt_keys, in key order, so a sender's keys land side
+// by side; meta.keys_merged becomes the highest of those ids, and every
+// receipt at or below it is then in receipt_keys (or deleted). recent_ and
+// keys_merged_ follow only once the batch has committed (commit_batch).
+result<ingest_store::impl::key_chunk> ingest_store::impl::merge_keys() {
   sqlite3* db = db_.get();
-  std::vector<const recent_receipt*> keys;
+  std::vector<std::pair<const std::string*, const recent_receipt*>> keys;
   keys.reserve(recent_.size());
-  for (const auto& [packed_key, r] : recent_) keys.push_back(&r);
-  std::sort(keys.begin(), keys.end(), [](const recent_receipt* a, const recent_receipt* b) {
-    return std::tie(a->key.hospital, a->key.facility, a->key.control_id) <
-           std::tie(b->key.hospital, b->key.facility, b->key.control_id);
+  for (const auto& [packed_key, r] : recent_) keys.emplace_back(&packed_key, &r);
+  const std::size_t n = std::min(keys.size(), options_.key_merge_chunk);
+  if (n == 0) return key_chunk{};
+  const auto by_id = [](const auto& a, const auto& b) { return a.second->id < b.second->id; };
+  std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(n - 1), keys.end(), by_id);
+  key_chunk chunk{.packed = {}, .merged_to = keys[n - 1].second->id};
+  keys.resize(n);
+  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+    const receipt_key& x = a.second->key;
+    const receipt_key& y = b.second->key;
+    return std::tie(x.hospital, x.facility, x.control_id) < std::tie(y.hospital, y.facility, y.control_id);
   });
-  const std::int64_t merged = next_id_ - 1;
-  if (const int rc = run(begin_.get()); rc != SQLITE_DONE) {
-    return std::unexpected(sqlite_error(db, rc, "merge receipt keys: begin", options_.file.string()));
-  }
+  if (auto r = exec(db, "SAVEPOINT merge_keys"); !r) return std::unexpected(r.error());
   auto body = [&]() -> result<void> {
-    for (const recent_receipt* r : keys) {
+    for (const auto& [packed_key, r] : keys) {
       sqlite3_stmt* s = insert_key_.get();
       reset_guard guard(s);
       bind_text(s, 1, r->key.hospital);
@@ -990,23 +1012,21 @@ result<void> ingest_store::impl::merge_keys() {
     }
     sqlite3_stmt* s = set_keys_merged_.get();
     reset_guard guard(s);
-    sqlite3_bind_int64(s, 1, merged);
+    sqlite3_bind_int64(s, 1, chunk.merged_to);
     if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
       return std::unexpected(sqlite_error(db, rc, "merge receipt keys: meta", options_.file.string()));
-    }
-    if (const int rc = run(commit_.get()); rc != SQLITE_DONE) {
-      return std::unexpected(sqlite_error(db, rc, "merge receipt keys: commit", options_.file.string()));
     }
     return {};
   };
   if (auto r = body(); !r) {
-    run(rollback_.get());
-    return r;
+    (void)exec(db, "ROLLBACK TO merge_keys");
+    (void)exec(db, "RELEASE merge_keys");
+    return std::unexpected(r.error());
   }
-  recent_.clear();
-  keys_merged_ = merged;
-  bump(stats_.key_merges);
-  return {};
+  if (auto r = exec(db, "RELEASE merge_keys"); !r) return std::unexpected(r.error());
+  chunk.packed.reserve(n);
+  for (const auto& [packed_key, r] : keys) chunk.packed.push_back(*packed_key);
+  return chunk;
 }
 
 result<void> ingest_store::impl::execute_put_raw(op& o) {

@@ -427,7 +427,8 @@ TEST_CASE("receipt keys answer the same before and after they are merged, across
                        std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<std::string> uris;
   {
-    auto store = open_store({.file = dir.db(), .raw_retention_ms = 60'000, .key_merge_at = merge_at});
+    auto store = open_store(
+        {.file = dir.db(), .raw_retention_ms = 60'000, .key_merge_at = merge_at, .key_merge_chunk = 2});
     // From three senders, interleaved, as concurrent connections send them.
     for (int i = 0; i < 30; ++i) {
       auto req = request_for("M" + std::to_string(i));
@@ -460,7 +461,7 @@ TEST_CASE("receipt keys answer the same before and after they are merged, across
     REQUIRE(deleted.has_value());
     CHECK(*deleted == 10);
   }
-  auto store = open_store({.file = dir.db(), .key_merge_at = merge_at});
+  auto store = open_store({.file = dir.db(), .key_merge_at = merge_at, .key_merge_chunk = 2});
   for (int i = 0; i < 30; ++i) {
     auto req = request_for("M" + std::to_string(i));
     req.key.facility = "FAC-" + std::to_string(i % 3);
