@@ -81,6 +81,12 @@ single_writer::single_writer(bus::bus& b, fold& f, single_writer_options options
     voided_total_ = &registry->add_counter("yilian_" + n + "_void_decisions_total",
                                            "Decisions of the " + n + " workflow found stale when applied in log order (another writer won).")
                          .with({});
+    taken_back_total_ = &registry->add_counter(
+                             "yilian_" + n + "_taken_back_total",
+                             "Decisions of the " + n + " workflow this instance applied when deciding them and took back "
+                             "before the log confirmed them (another writer's record first, a failed publish, a lost "
+                             "partition); the view then applies what the log holds.")
+                             .with({});
   }
 }
 
@@ -481,6 +487,7 @@ std::optional<step> single_writer::confirm_kept(const bus::record& r) {
 }
 
 void single_writer::take_back_kept(partition_work& w) {
+  if (taken_back_total_ != nullptr && !w.kept.empty()) taken_back_total_->inc(static_cast<double>(w.kept.size()));
   while (!w.kept.empty()) {
     auto k = std::move(w.kept.back());
     w.kept.pop_back();

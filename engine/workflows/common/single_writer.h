@@ -285,6 +285,7 @@ class single_writer {
   metrics::counter* decided_total_ = nullptr;
   metrics::counter* rejected_total_ = nullptr;
   metrics::counter* voided_total_ = nullptr;
+  metrics::counter* taken_back_total_ = nullptr;
 };
 
 }  // namespace yilian::workflows

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/bus/embedded_log.h"
+#include "engine/core/metrics.h"
 #include "engine/workflows/common/single_writer.h"
 #include "tests/support/eventually.h"
 #include "tests/support/embedded_bus.h"
@@ -408,7 +409,9 @@ TEST_CASE("another writer's decision read before the kept ones takes them back; 
   claim_fold f;
   f.bus_ = log.get();
   f.foreign_key = "k1";  // published while the writer keeps its claim of k1, so it is first in the log
-  single_writer w(*log, f, single_writer_options{.name = "test", .topic = topic, .command_type = command_type});
+  metrics::registry registry;
+  single_writer w(*log, f, single_writer_options{.name = "test", .topic = topic, .command_type = command_type},
+                  &registry);
   REQUIRE(w.start());
   REQUIRE(eventually([&] { return w.caught_up(); }));
   answer mine, after;
@@ -420,6 +423,9 @@ TEST_CASE("another writer's decision read before the kept ones takes them back; 
   REQUIRE(mine.got->refused);
   CHECK(mine.got->refused->code == "taken");
   CHECK(f.taken_back.load() >= 1);
+  // Operators see it: one decision taken back per change the fold took back.
+  CHECK(registry.render().find("yilian_test_taken_back_total " + std::to_string(f.taken_back.load())) !=
+        std::string::npos);
   CHECK(f.applies.load() >= 2);  // the other writer's decision, then this one's again
   // Decisions after it are kept and confirmed again.
   const int applies = f.applies.load();
