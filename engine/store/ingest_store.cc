@@ -801,7 +801,7 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
     recent_stale_ = true;
     if (auto r = load_recent_keys(); !r) {
       ingest_store_lg.warn("ingest store: cannot reload receipt keys after a rollback; will retry",
-                    {log::field("error", r.error().describe())});
+                           {log::field("error", r.error().describe())});
     }
     // Reserves parked in this batch may wait on an attempt this batch made.
     for (op* p : parked_this_batch_) {
@@ -825,7 +825,9 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
     if (m) {
       merged = std::move(*m);
     } else {
-      // Kept in memory; tried again with the next batch.
+      // Kept in memory and tried again with the next batch, after reading
+      // back from the file what it holds (whatever this transaction commits).
+      recent_stale_ = true;
       ingest_store_lg.warn("ingest store: cannot merge receipt keys; will retry",
                            {log::field("error", m.error().describe())});
     }
