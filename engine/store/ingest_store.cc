@@ -132,6 +132,14 @@ std::string packed(const receipt_key& k) {
   return out;
 }
 
+// For maps keyed by receipt_key itself.
+struct receipt_key_hash {
+  std::size_t operator()(const receipt_key& k) const noexcept {
+    const std::hash<std::string> h;
+    return h(k.hospital) ^ (h(k.facility) * 31U) ^ (h(k.control_id) * 1'000'003U);
+  }
+};
+
 std::string describe_key(const receipt_key& k) { return k.hospital + "/" + k.facility + "/" + k.control_id; }
 
 std::string raw_uri(std::string_view hospital, std::int64_t id, std::string_view sha_hex) {
@@ -317,7 +325,7 @@ class ingest_store::impl {
   result<void> forget_key(const receipt_key& key, std::int64_t id);
   result<void> load_recent_keys();
   struct key_chunk {
-    std::vector<std::string> packed;  // recent_'s keys it holds
+    std::vector<receipt_key> keys;  // recent_'s keys it holds
     std::int64_t merged_to = 0;       // the new keys_merged
   };
   result<key_chunk> merge_keys();
@@ -360,13 +368,9 @@ class ingest_store::impl {
   std::int64_t retention_cursor_ = 0;
   std::uint64_t retention_progress_ = 0;
   // Receipt keys not in receipt_keys yet: exactly the receipts with an id
-  // above keys_merged_ (by packed key). Reloaded from the file after a
+  // above keys_merged_ (key -> id). Read again from the file after a
   // rolled-back transaction (recent_stale_ until that worked).
-  struct recent_receipt {
-    receipt_key key;
-    std::int64_t id = 0;
-  };
-  std::unordered_map<std::string, recent_receipt> recent_;
+  std::unordered_map<receipt_key, std::int64_t, receipt_key_hash> recent_;
   std::int64_t keys_merged_ = 0;
   std::int64_t next_id_ = 1;  // raw ids are never reused: every id at or below keys_merged_ was merged
   bool recent_stale_ = false;
@@ -798,11 +802,7 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
   }
   auto abort = [&](const error& why) {
     run(rollback_.get());
-    recent_stale_ = true;
-    if (auto r = load_recent_keys(); !r) {
-      ingest_store_lg.warn("ingest store: cannot reload receipt keys after a rollback; will retry",
-                           {log::field("error", r.error().describe())});
-    }
+    recent_stale_ = true;  // read again before the next batch
     // Reserves parked in this batch may wait on an attempt this batch made.
     for (op* p : parked_this_batch_) {
       auto it = parked_.find(packed(p->req.key));
@@ -835,8 +835,8 @@ void ingest_store::impl::commit_batch(std::vector<op_ptr>& batch) {
   if (const int rc = run(commit_.get()); rc != SQLITE_DONE) {
     return abort(sqlite_error(db, rc, "commit", options_.file.string()));
   }
-  if (merged && !merged->packed.empty()) {
-    for (const auto& k : merged->packed) recent_.erase(k);
+  if (merged && !merged->keys.empty()) {
+    for (const auto& k : merged->keys) recent_.erase(k);
     keys_merged_ = merged->merged_to;
     bump(stats_.key_merges);
   }
@@ -920,7 +920,7 @@ result<std::int64_t> ingest_store::impl::insert_raw(op& o) {
 // ---- receipt keys ------------------------------------------------------------------
 
 result<std::optional<std::int64_t>> ingest_store::impl::receipt_id(const receipt_key& key) {
-  if (const auto it = recent_.find(packed(key)); it != recent_.end()) return it->second.id;
+  if (const auto it = recent_.find(key); it != recent_.end()) return it->second;
   sqlite3_stmt* s = find_key_.get();
   reset_guard guard(s);
   bind_text(s, 1, key.hospital);
@@ -935,7 +935,7 @@ result<std::optional<std::int64_t>> ingest_store::impl::receipt_id(const receipt
 // The receipt `id` of `key` is being deleted in this transaction.
 result<void> ingest_store::impl::forget_key(const receipt_key& key, std::int64_t id) {
   if (id > keys_merged_) {
-    recent_.erase(packed(key));
+    recent_.erase(key);
     return {};
   }
   sqlite3_stmt* s = delete_key_.get();
@@ -960,14 +960,12 @@ result<void> ingest_store::impl::load_recent_keys() {
   auto s = prepare(db, "SELECT hospital, facility, control_id, id FROM receipts WHERE id > ?1");
   if (!s) return std::unexpected(s.error());
   sqlite3_bind_int64(s->get(), 1, *merged);
-  std::unordered_map<std::string, recent_receipt> recent;
+  std::unordered_map<receipt_key, std::int64_t, receipt_key_hash> recent;
   int rc = SQLITE_OK;
   while ((rc = sqlite3_step(s->get())) == SQLITE_ROW) {
-    receipt_key key{.hospital = column_bytes(s->get(), 0), .facility = column_bytes(s->get(), 1),
-                    .control_id = column_bytes(s->get(), 2)};
-    std::string packed_key = packed(key);
-    const std::int64_t id = sqlite3_column_int64(s->get(), 3);
-    recent.emplace(std::move(packed_key), recent_receipt{.key = std::move(key), .id = id});
+    recent.emplace(receipt_key{.hospital = column_bytes(s->get(), 0), .facility = column_bytes(s->get(), 1),
+                               .control_id = column_bytes(s->get(), 2)},
+                   sqlite3_column_int64(s->get(), 3));
   }
   if (rc != SQLITE_DONE) return std::unexpected(sqlite_error(db, rc, "load recent receipt keys"));
   recent_ = std::move(recent);
@@ -985,31 +983,32 @@ result<void> ingest_store::impl::load_recent_keys() {
 // keys_merged_ follow only once the batch has committed (commit_batch).
 result<ingest_store::impl::key_chunk> ingest_store::impl::merge_keys() {
   sqlite3* db = db_.get();
-  std::vector<std::pair<const std::string*, const recent_receipt*>> keys;
+  std::vector<const std::pair<const receipt_key, std::int64_t>*> keys;
   keys.reserve(recent_.size());
-  for (const auto& [packed_key, r] : recent_) keys.emplace_back(&packed_key, &r);
+  for (const auto& entry : recent_) keys.push_back(&entry);
   const std::size_t n = std::min(keys.size(), options_.key_merge_chunk);
   if (n == 0) return key_chunk{};
-  const auto by_id = [](const auto& a, const auto& b) { return a.second->id < b.second->id; };
+  const auto by_id = [](const auto* a, const auto* b) { return a->second < b->second; };
   std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(n - 1), keys.end(), by_id);
-  key_chunk chunk{.packed = {}, .merged_to = keys[n - 1].second->id};
+  key_chunk chunk{.keys = {}, .merged_to = keys[n - 1]->second};
   keys.resize(n);
-  std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
-    const receipt_key& x = a.second->key;
-    const receipt_key& y = b.second->key;
+  std::sort(keys.begin(), keys.end(), [](const auto* a, const auto* b) {
+    const receipt_key& x = a->first;
+    const receipt_key& y = b->first;
     return std::tie(x.hospital, x.facility, x.control_id) < std::tie(y.hospital, y.facility, y.control_id);
   });
   if (auto r = exec(db, "SAVEPOINT merge_keys"); !r) return std::unexpected(r.error());
   auto body = [&]() -> result<void> {
-    for (const auto& [packed_key, r] : keys) {
+    for (const auto* entry : keys) {
+      const auto& [key, id] = *entry;
       sqlite3_stmt* s = insert_key_.get();
       reset_guard guard(s);
-      bind_text(s, 1, r->key.hospital);
-      bind_text(s, 2, r->key.facility);
-      bind_text(s, 3, r->key.control_id);
-      sqlite3_bind_int64(s, 4, r->id);
+      bind_text(s, 1, key.hospital);
+      bind_text(s, 2, key.facility);
+      bind_text(s, 3, key.control_id);
+      sqlite3_bind_int64(s, 4, id);
       if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
-        return std::unexpected(sqlite_error(db, rc, "merge receipt keys", describe_key(r->key)));
+        return std::unexpected(sqlite_error(db, rc, "merge receipt keys", describe_key(key)));
       }
     }
     sqlite3_stmt* s = set_keys_merged_.get();
@@ -1026,8 +1025,8 @@ result<ingest_store::impl::key_chunk> ingest_store::impl::merge_keys() {
     return std::unexpected(r.error());
   }
   if (auto r = exec(db, "RELEASE merge_keys"); !r) return std::unexpected(r.error());
-  chunk.packed.reserve(n);
-  for (const auto& [packed_key, r] : keys) chunk.packed.push_back(*packed_key);
+  chunk.keys.reserve(n);
+  for (const auto* entry : keys) chunk.keys.push_back(entry->first);
   return chunk;
 }
 
@@ -1092,7 +1091,7 @@ result<void> ingest_store::impl::execute_reserve(std::vector<op_ptr>& batch, std
     if (const int rc = sqlite3_step(s); rc != SQLITE_DONE) {
       return std::unexpected(sqlite_error(db, rc, "insert receipt", describe_key(key)));
     }
-    recent_.insert_or_assign(packed(key), recent_receipt{.key = key, .id = *id});
+    recent_.insert_or_assign(key, *id);
     reserve_outcome out{.what = reserve_outcome::kind::fresh,
                         .raw_ref = claim_check(key.hospital, *id, sha_hex, o.size, o.req.meta),
                         .unpublished_event_ids = std::move(o.req.event_ids),

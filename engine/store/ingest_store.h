@@ -70,9 +70,9 @@
 // meta.keys_merged) live in memory; once there are options.key_merge_at of
 // them, each group commit also writes the options.key_merge_chunk oldest into
 // table `receipt_keys` (key -> id, WITHOUT ROWID), sorted, where a sender's
-// keys share pages. Nothing is lost by
-// a crash before a merge: the receipts themselves are durable, and open()
-// reads the keys above keys_merged back from them. Raw ids are never reused
+// keys share pages. Nothing is lost by a crash before a merge: the receipts
+// themselves are durable, and open() reads the keys above keys_merged back
+// from them. Raw ids are never reused
 // (the store numbers them itself), so "above keys_merged" is exactly "not
 // merged yet".
 //
