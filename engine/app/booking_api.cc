@@ -46,9 +46,7 @@ void write_booking(api::json_out& j, const bk::booking_view& b, const bk::servic
   j.begin_object();
   j.field("id", b.id).field("state", bk::state_name(b.st)).field("fhir_status", bk::fhir_appointment_status(b.st));
   j.field("version", b.version).field("equipment_id", b.equipment_id);
-  if (const auto* eq = svc.config().equipment(b.equipment_id)) {
-    j.field("equipment_name", eq->name()).field("location", eq->location());
-  }
+  if (cal != nullptr) j.field("equipment_name", cal->equipment().name()).field("location", cal->equipment().location());
   j.field("owner", b.owner).field("requesting_hospital", b.requesting_hospital).field("exam_code", b.exam_code);
   if (cal != nullptr) {
     if (const auto* e = cal->exam(b.exam_code)) j.field("exam_name", e->name());

@@ -37,6 +37,7 @@ std::optional<std::int64_t> parse_local(std::string_view s) {
 
 result<calendar> calendar::compile(const config::v1::Equipment& equipment, std::string_view default_time_zone) {
   calendar c;
+  c.equipment_ = &equipment;
   c.id_ = equipment.id();
   c.hospital_ = equipment.hospital();
   c.share_percent_ = std::min<std::uint32_t>(equipment.consortium_share_percent(), 100);

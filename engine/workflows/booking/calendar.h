@@ -47,6 +47,9 @@ class calendar {
   static result<calendar> compile(const config::v1::Equipment& equipment, std::string_view default_time_zone);
 
   const std::string& equipment_id() const { return id_; }
+  // The Equipment it was compiled from (like exams(), it points into the
+  // config, which outlives the calendar).
+  const config::v1::Equipment& equipment() const { return *equipment_; }
   const std::string& hospital() const { return hospital_; }
   const time_zone& zone() const { return zone_; }
   std::uint32_t share_percent() const { return share_percent_; }
@@ -75,6 +78,7 @@ class calendar {
     std::int32_t start_minute = 0;
     std::int32_t end_minute = 0;  // up to 24*60
   };
+  const config::v1::Equipment* equipment_ = nullptr;
   std::string id_;
   std::string hospital_;
   time_zone zone_;

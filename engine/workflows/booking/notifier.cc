@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/workflows/booking/service.h"
+#include "engine/workflows/common/envelope_peek.h"
 
 namespace yilian::workflows::booking {
 
@@ -61,6 +62,23 @@ std::set<std::string> appointment_listeners(const config::loaded_consortium& cfg
   return listeners_of(cfg, "AppointmentChanged");
 }
 
+namespace {
+
+// Whether the requesting or the owning hospital of a booking decision (its
+// serialized Envelope) listens: told from the bytes, as in a consortium
+// where few systems take AppointmentChanged most decisions go to nobody.
+bool heard_by(std::string_view bytes, const std::set<std::string>& listeners) {
+  const auto body = peek_body(bytes, ev::Envelope::kAppointmentChangedFieldNumber);
+  if (!body) return true;  // decoded, and notification_targets() decides
+  static constexpr std::uint32_t kFields[] = {ev::AppointmentChanged::kRequestingHospitalFieldNumber,
+                                              ev::AppointmentChanged::kOwningHospitalFieldNumber};
+  peeked_field f[2];
+  return !peek_fields(*body, kFields, f) || listeners.contains(std::string(f[0].bytes)) ||
+         listeners.contains(std::string(f[1].bytes));
+}
+
+}  // namespace
+
 notifier::notifier(bus::bus& b, notifier_options options)
     : options_(std::move(options)),
       relay_(b,
@@ -74,6 +92,7 @@ notifier::notifier(bus::bus& b, notifier_options options)
                const bool typed =
                    std::any_of(r.headers.begin(), r.headers.end(), [](const bus::header& h) { return h.key == "type"; });
                if (typed && !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) return;
+               if (!options_.patients && options_.listeners && !heard_by(r.value, *options_.listeners)) return;
                ev::Envelope e;
                if (!e.ParseFromString(r.value)) return;
                const std::vector<bus::header> headers{{"event_id", e.event_id()}, {"type", e.type()}};

@@ -1,5 +1,6 @@
 #include "engine/workflows/common/envelope_peek.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace yilian::workflows {
@@ -110,6 +111,37 @@ std::string_view peek_type(std::string_view bytes) {
     if (f->number == kType && f->wire_type == 2) return f->bytes;
   }
   return {};
+}
+
+bool peek_fields(std::string_view message, std::span<const std::uint32_t> numbers, std::span<peeked_field> out) {
+  std::fill(out.begin(), out.end(), peeked_field{});
+  std::size_t missing = std::min(numbers.size(), out.size());
+  wire w{message};
+  while (missing > 0 && !w.done()) {
+    const auto at = w.at;
+    const auto f = w.next();
+    if (!f) return false;
+    for (std::size_t i = 0; i < numbers.size() && i < out.size(); ++i) {
+      if (numbers[i] != f->number || out[i].present) continue;
+      out[i].present = true;
+      --missing;
+      if (f->wire_type == 2) {
+        out[i].bytes = f->bytes;
+      } else if (f->wire_type == 0) {
+        wire v{message.substr(at)};
+        (void)v.varint();  // the tag
+        out[i].value = v.varint().value_or(0);
+      }
+    }
+  }
+  return true;
+}
+
+std::optional<std::string_view> peek_body(std::string_view envelope, std::uint32_t body_field) {
+  const std::uint32_t number[] = {body_field};
+  peeked_field body[1];
+  if (!peek_fields(envelope, number, body) || !body[0].present) return std::nullopt;
+  return body[0].bytes;
 }
 
 }  // namespace yilian::workflows

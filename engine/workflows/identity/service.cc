@@ -15,6 +15,7 @@
 #include "engine/core/ids.h"
 #include "engine/core/log.h"
 #include "engine/identity/resident_id.h"
+#include "engine/workflows/common/envelope_peek.h"
 #include "engine/workflows/common/relay.h"
 #include "engine/workflows/common/single_writer.h"
 #include "engine/workflows/common/timestamps.h"
@@ -100,6 +101,21 @@ ev::LinkBasis basis_of(idx::rule r) {
     case idx::rule::none: break;
   }
   return ev::LINK_BASIS_UNSPECIFIED;
+}
+
+// Of the workflows' topics (referral, booking), what route() copies to the
+// log: referral requests, and bookings' first decisions that carry
+// demographics. Told from the bytes, as most records are neither.
+bool observed_here(std::string_view bytes) {
+  const auto type = peek_type(bytes);
+  if (type.empty() || type == type_of<ev::ReferralRequested>()) return true;  // no type: route() decodes and decides
+  if (type != type_of<ev::AppointmentChanged>()) return false;
+  const auto body = peek_body(bytes, ev::Envelope::kAppointmentChangedFieldNumber);
+  if (!body) return true;
+  static constexpr std::uint32_t kFields[] = {ev::AppointmentChanged::kVersionFieldNumber,
+                                              ev::AppointmentChanged::kPatientFieldNumber};
+  peeked_field f[2];
+  return !peek_fields(*body, kFields, f) || (f[0].value == 1 && !f[1].bytes.empty());
 }
 
 }  // namespace
@@ -788,6 +804,7 @@ struct service::impl {
 
 void service::impl::route(const bus::record& r, std::vector<bus::message>& out) const {
   if (header_is(r, "origin", "engine") && r.topic == options.patient_topic) return;  // our own announcements
+  if (r.topic != options.patient_topic && !observed_here(r.value)) return;
   ev::Envelope e;
   if (!e.ParseFromString(r.value)) return;  // not an envelope: nothing the index reads
   auto copy = [&](const ev::Envelope& x) {

@@ -296,9 +296,8 @@ void feed::run() {
       }
       // Of the workflows' own records only the booking decisions matter here.
       if (r.topic != options_.booking_topic && header_is(r, "origin", "engine")) continue;
-      if (r.topic == options_.booking_topic && header_is(r, "origin", "engine") &&
-          !header_is(r, "type", "yilian.events.v1.AppointmentChanged")) {
-        continue;
+      if (r.topic == options_.booking_topic && header_is(r, "origin", "engine")) {
+        if (!header_is(r, "type", "yilian.events.v1.AppointmentChanged") || !serves_referral(r.value)) continue;
       }
       if (!acted_on(peek_type(r.value))) continue;
       if (!e.ParseFromString(r.value)) continue;
@@ -315,6 +314,18 @@ void feed::run() {
     }
     (void)consumer_->commit(*batch);
   }
+}
+
+bool feed::serves_referral(std::string_view decision) const {
+  const auto body = peek_body(decision, ev::Envelope::kAppointmentChangedFieldNumber);
+  if (!body) return true;  // not what the header said: parsed, and commands_for() decides
+  static constexpr std::uint32_t kFields[] = {ev::AppointmentChanged::kReferralIdFieldNumber,
+                                              ev::AppointmentChanged::kAppointmentIdFieldNumber};
+  peeked_field f[2];
+  if (!peek_fields(*body, kFields, f)) return true;
+  return svc_.read([&](const ledger& l) {
+    return (!f[0].bytes.empty() && l.find(f[0].bytes) != nullptr) || l.find_by_booking(f[1].bytes) != nullptr;
+  });
 }
 
 // The bodies commands_for() acts on. Everything else on these topics,

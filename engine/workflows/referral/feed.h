@@ -74,6 +74,10 @@ class feed {
   result<void> handle(const ev::Envelope& event);
   // Whether handle() can act on an event of this Envelope.type.
   static bool acted_on(std::string_view type);
+  // Whether a booking decision (its serialized Envelope) is for a booking
+  // that serves a referral: one it names, or one a referral knows by id.
+  // Read without decoding it, as most bookings serve none.
+  bool serves_referral(std::string_view decision) const;
 
   bus::bus& bus_;
   service& svc_;

@@ -368,6 +368,44 @@ TEST_CASE("patient data seen in a referral adds a record new to the index but ne
   CHECK(svc.read([](const view& v) { return v.index().records(); }) == 3);
 }
 
+TEST_CASE("of the booking decisions seen, only a booking's first with demographics adds a record", "[unit]") {
+  temp_dir dir{"yilian-identity-test"};
+  auto b = open_log(dir);
+  service svc(*b, test_options());
+  REQUIRE(svc.start());
+  // As the booking writer writes them: typed, the decision in the body.
+  auto decision = [](const std::string& mrn, std::uint64_t version, bool demographics) {
+    ev::Envelope e;
+    e.set_event_id("booking-decision:" + mrn + ":" + std::to_string(version));
+    e.set_type("yilian.events.v1.AppointmentChanged");
+    e.mutable_source()->set_hospital("h-a");
+    e.mutable_source()->set_protocol(ev::PROTOCOL_ENGINE);
+    auto* m = e.mutable_subject()->add_identifiers();
+    m->set_system(idt::mrn_a);
+    m->set_value(mrn);
+    m->set_type(ev::IDENTIFIER_TYPE_MRN);
+    m->set_assigner("h-a");
+    auto& a = *e.mutable_appointment_changed();
+    a.set_appointment_id("bk-" + mrn);
+    a.set_version(version);
+    if (demographics) {
+      a.mutable_patient()->mutable_name()->set_hanzi("周芳");
+      a.mutable_patient()->set_birth_date("1985-03-04");
+    }
+    return e;
+  };
+  publish(*b, referral_topic, decision("B-1", 2, true));   // a later decision: not read
+  publish(*b, referral_topic, decision("B-2", 1, false));  // no demographics: nothing to add
+  publish(*b, referral_topic, decision("B-3", 1, true));   // added
+  REQUIRE(eventually([&] { return svc.read([](const view& v) { return v.index().stats().records == 1; }); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(svc.read([](const view& v) { return v.index().stats().records; }) == 1);
+  auto seen = svc.read([](const view& v) { return v.person_of(idt::mrn_a, "B-3"); });
+  REQUIRE(seen);
+  CHECK(seen->records[0].observed_only);
+  CHECK(seen->records[0].last_event_id == "identity-observed:booking-decision:B-3:1");
+}
+
 TEST_CASE("enterprise ids format and parse", "[unit]") {
   CHECK(format_enterprise_id(identity::enterprise_id(0)) == "YL000000001");
   CHECK(format_enterprise_id(identity::enterprise_id(41)) == "YL000000042");

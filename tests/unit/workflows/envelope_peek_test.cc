@@ -110,3 +110,49 @@ TEST_CASE("bytes that are not a protobuf message are refused wherever they break
     CHECK_FALSE(peek_envelope(std::string(12, static_cast<char>(0xff))).has_value());
   }
 }
+
+TEST_CASE("fields of a body read without decoding say what a full parse says", "[unit]") {
+  using yilian::workflows::peek_body;
+  using yilian::workflows::peek_fields;
+  using yilian::workflows::peeked_field;
+  ev::Envelope e = a_report();
+  e.set_type(type_of<ev::AppointmentChanged>());
+  auto* a = e.mutable_appointment_changed();
+  a->set_appointment_id("bk-1");
+  a->set_version(300);  // a varint of two bytes
+  a->set_requesting_hospital("nh-chc");
+  a->mutable_patient()->set_birth_date("1960-01-02");
+  const auto bytes = e.SerializeAsString();
+
+  const auto body = peek_body(bytes, ev::Envelope::kAppointmentChangedFieldNumber);
+  REQUIRE(body.has_value());
+  CHECK(*body == a->SerializeAsString());
+  CHECK_FALSE(peek_body(bytes, ev::Envelope::kReportIssuedFieldNumber).has_value());  // another body
+
+  const std::uint32_t numbers[] = {ev::AppointmentChanged::kVersionFieldNumber,
+                                   ev::AppointmentChanged::kRequestingHospitalFieldNumber,
+                                   ev::AppointmentChanged::kReferralIdFieldNumber,
+                                   ev::AppointmentChanged::kPatientFieldNumber};
+  peeked_field f[4];
+  REQUIRE(peek_fields(*body, numbers, f));
+  CHECK(f[0].present);
+  CHECK(f[0].value == 300);
+  CHECK(f[1].bytes == "nh-chc");
+  CHECK_FALSE(f[2].present);  // not set: not written
+  CHECK(f[2].bytes.empty());
+  CHECK(f[3].bytes == a->patient().SerializeAsString());
+
+  SECTION("an empty message that is set is present with no bytes") {
+    a->mutable_patient()->Clear();
+    const auto again = e.SerializeAsString();
+    const auto b = peek_body(again, ev::Envelope::kAppointmentChangedFieldNumber);
+    REQUIRE(b.has_value());
+    REQUIRE(peek_fields(*b, numbers, f));
+    CHECK(f[3].present);
+    CHECK(f[3].bytes.empty());
+  }
+  SECTION("malformed bytes are refused") {
+    CHECK_FALSE(peek_body(bytes.substr(0, bytes.size() - 3), ev::Envelope::kAppointmentChangedFieldNumber));
+    CHECK_FALSE(peek_fields(body->substr(0, body->size() - 1), numbers, f));
+  }
+}
