@@ -48,19 +48,6 @@ void event_feed::stop() {
 void event_feed::run() {
   using namespace std::chrono_literals;
   auto next_lag = std::chrono::steady_clock::now();
-  auto next_commit = next_lag;
-  // The last record read per partition, committed at most once a second (a
-  // commit is a write the bus makes durable, and this feed reads every record
-  // of the busiest topics). Whatever was read since the last commit, or a
-  // failed one, is seen again after a restart; the feed is a view, so that is
-  // harmless.
-  std::map<std::pair<std::string, std::int32_t>, bus::record> uncommitted;
-  auto commit = [&] {
-    std::vector<bus::record> done;
-    for (auto& [where, r] : uncommitted) done.push_back(std::move(r));
-    uncommitted.clear();
-    (void)consumer_->commit(done);
-  };
   while (!stopping_.load()) {
     auto batch = consumer_->poll(200ms, 512);
     if (batch && !batch->empty()) {
@@ -82,19 +69,11 @@ void event_feed::run() {
         }
       }
       seen_.fetch_add(batch->size());
-      for (std::size_t i = 0; i < batch->size(); ++i) {
-        // What commit reads of a partition's last record here (its records come in runs, in offset order).
-        const auto& r = (*batch)[i];
-        const auto* next = i + 1 < batch->size() ? &(*batch)[i + 1] : nullptr;
-        if (next != nullptr && next->partition == r.partition && next->topic == r.topic) continue;
-        uncommitted[{r.topic, r.partition}] = bus::record{.topic = r.topic, .partition = r.partition, .offset = r.offset};
-      }
+      // A failed commit only means these records are seen again after a
+      // restart; the feed is a view, so that is harmless.
+      (void)consumer_->commit(*batch);
     } else if (!batch) {
       std::this_thread::sleep_for(200ms);  // bus unavailable: readiness reports it; try again
-    }
-    if (!uncommitted.empty() && std::chrono::steady_clock::now() >= next_commit) {
-      commit();
-      next_commit = std::chrono::steady_clock::now() + 1s;
     }
     if (std::chrono::steady_clock::now() >= next_lag) {
       if (auto l = consumer_->lag()) {
@@ -104,7 +83,6 @@ void event_feed::run() {
       next_lag = std::chrono::steady_clock::now() + 1s;
     }
   }
-  if (!uncommitted.empty()) commit();
 }
 
 std::vector<feed_entry> event_feed::recent(const std::optional<std::string>& topic, std::size_t limit) const {

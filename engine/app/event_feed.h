@@ -4,8 +4,7 @@
 // It follows the configured topics as the consumer group "yilian-console",
 // keeps the last `keep_per_topic` records' metadata per topic (event id, type,
 // source hospital, position — ids only, never payload fields with personal
-// data) and commits what it read at most once a second (and when it stops),
-// so its lag is the console's lag, up to a second behind.
+// data) and commits after each batch, so its lag is the console's lag.
 // Owns one consumer on one thread of its own; recent() and lag() are safe from
 // any thread (they read snapshots under a mutex).
 #pragma once
