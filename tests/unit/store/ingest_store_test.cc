@@ -18,6 +18,25 @@ using namespace yilian::store;
 using namespace yilian::store::test;
 using kind = reserve_outcome::kind;
 
+namespace {
+
+// SQL run on the store's file through a connection of the test's own (the
+// store may have it open: WAL lets it, between the store's transactions).
+void run_sql(const std::filesystem::path& file, const char* text) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, text, nullptr, nullptr, &err);
+  const std::string message = err != nullptr ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(db);
+  INFO(message);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+}  // namespace
+
 TEST_CASE("a new message is fresh, its resend is acknowledged again without events, new content is a conflict",
           "[unit]") {
   temp_dir dir;
@@ -476,6 +495,42 @@ TEST_CASE("receipt keys answer the same before and after they are merged, across
   }
 }
 
+TEST_CASE("a key merge that fails is tried again, and no key is lost or answered wrong meanwhile", "[unit]") {
+  temp_dir dir;
+  std::vector<reserve_request> sent;
+  auto send = [&](auto& store, int from, int to) {
+    for (int i = from; i < to; ++i) {
+      auto req = request_for("K" + std::to_string(i));
+      REQUIRE(what(reserve_wait(store, req)) == "fresh");
+      REQUIRE(settle_wait(store, req.key, true).has_value());
+      sent.push_back(req);
+    }
+  };
+  auto all_answer = [&](auto& store) {
+    for (const auto& req : sent) {
+      INFO(req.key.control_id);
+      CHECK(what(reserve_wait(store, req)) == "resend_done");
+      CHECK(what(reserve_wait(store, request_for(req.key.control_id, 1))) == "conflict");
+    }
+  };
+  {
+    auto store = open_store({.file = dir.db(), .key_merge_at = 4, .key_merge_chunk = 2});
+    send(*store, 0, 3);
+    // Every insert into the key table fails from now on (a full disk would, or an I/O error).
+    run_sql(dir.db(), "CREATE TRIGGER fail_merge BEFORE INSERT ON receipt_keys BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+    send(*store, 3, 12);
+    CHECK(store->stats().key_merges == 0);
+    all_answer(*store);
+    run_sql(dir.db(), "DROP TRIGGER fail_merge;");
+    send(*store, 12, 16);
+    CHECK(store->stats().key_merges > 0);
+    all_answer(*store);
+  }
+  auto store = open_store({.file = dir.db(), .key_merge_at = 4, .key_merge_chunk = 2});
+  all_answer(*store);
+  CHECK(what(reserve_wait(*store, request_for("K16"))) == "fresh");
+}
+
 TEST_CASE("a store of schema version 1 (a unique key index) is upgraded in place", "[unit]") {
   temp_dir dir;
   std::vector<reserve_request> requests;
@@ -488,19 +543,8 @@ TEST_CASE("a store of schema version 1 (a unique key index) is upgraded in place
     }
   }
   // Back to what version 1 had: the key index on receipts, no key table.
-  auto sql = [&](const char* text) {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(dir.db().c_str(), &db) == SQLITE_OK);
-    char* err = nullptr;
-    const int rc = sqlite3_exec(db, text, nullptr, nullptr, &err);
-    const std::string message = err != nullptr ? err : "";
-    sqlite3_free(err);
-    sqlite3_close(db);
-    INFO(message);
-    REQUIRE(rc == SQLITE_OK);
-  };
-  sql("BEGIN; CREATE UNIQUE INDEX receipts_key ON receipts(hospital, facility, control_id);"
-      "DROP TABLE receipt_keys; DELETE FROM meta WHERE name = 'keys_merged'; PRAGMA user_version=1; COMMIT;");
+  run_sql(dir.db(), "BEGIN; CREATE UNIQUE INDEX receipts_key ON receipts(hospital, facility, control_id);"
+                    "DROP TABLE receipt_keys; DELETE FROM meta WHERE name = 'keys_merged'; PRAGMA user_version=1; COMMIT;");
 
   auto store = open_store({.file = dir.db()});
   for (auto& req : requests) CHECK(what(reserve_wait(*store, req)) == "resend_done");
