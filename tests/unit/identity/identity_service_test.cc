@@ -63,6 +63,20 @@ void publish(bus::bus& b, const std::string& topic, const ev::Envelope& e) {
   if (!r) FAIL(r.error().describe());
 }
 
+// A workflow's event (source ENGINE) about hospital h-a's patient `mrn`.
+ev::Envelope engine_event(const std::string& id, const std::string& mrn) {
+  ev::Envelope e;
+  e.set_event_id(id);
+  e.mutable_source()->set_hospital("h-a");
+  e.mutable_source()->set_protocol(ev::PROTOCOL_ENGINE);
+  auto* m = e.mutable_subject()->add_identifiers();
+  m->set_system(idt::mrn_a);
+  m->set_value(mrn);
+  m->set_type(ev::IDENTIFIER_TYPE_MRN);
+  m->set_assigner("h-a");
+  return e;
+}
+
 struct person {
   std::string hospital;
   std::string mrn_system;
@@ -331,15 +345,7 @@ TEST_CASE("patient data seen in a referral adds a record new to the index but ne
   REQUIRE(eventually([&] { return svc.read([](const view& v) { return v.index().stats().records == 1; }); }));
 
   auto referral = [](const std::string& mrn, const std::string& name, const std::string& id) {
-    ev::Envelope e;
-    e.set_event_id(id);
-    e.mutable_source()->set_hospital("h-a");
-    e.mutable_source()->set_protocol(ev::PROTOCOL_ENGINE);
-    auto* m = e.mutable_subject()->add_identifiers();
-    m->set_system(idt::mrn_a);
-    m->set_value(mrn);
-    m->set_type(ev::IDENTIFIER_TYPE_MRN);
-    m->set_assigner("h-a");
+    ev::Envelope e = engine_event(id, mrn);
     auto& r = *e.mutable_referral_requested();
     r.mutable_patient()->mutable_name()->set_hanzi(name);
     r.mutable_patient()->set_birth_date("1990-01-02");
@@ -375,16 +381,8 @@ TEST_CASE("of the booking decisions seen, only a booking's first with demographi
   REQUIRE(svc.start());
   // As the booking writer writes them: typed, the decision in the body.
   auto decision = [](const std::string& mrn, std::uint64_t version, bool demographics) {
-    ev::Envelope e;
-    e.set_event_id("booking-decision:" + mrn + ":" + std::to_string(version));
+    ev::Envelope e = engine_event("booking-decision:" + mrn + ":" + std::to_string(version), mrn);
     e.set_type("yilian.events.v1.AppointmentChanged");
-    e.mutable_source()->set_hospital("h-a");
-    e.mutable_source()->set_protocol(ev::PROTOCOL_ENGINE);
-    auto* m = e.mutable_subject()->add_identifiers();
-    m->set_system(idt::mrn_a);
-    m->set_value(mrn);
-    m->set_type(ev::IDENTIFIER_TYPE_MRN);
-    m->set_assigner("h-a");
     auto& a = *e.mutable_appointment_changed();
     a.set_appointment_id("bk-" + mrn);
     a.set_version(version);
