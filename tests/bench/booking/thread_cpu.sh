@@ -61,7 +61,8 @@ snapshot >"$out/s2"; read -r -a c2 < <(head -1 /proc/stat); d2=$(decisions)
 wait "$runner" || true
 n=$((d2 - d1))
 hz=$(getconf CLK_TCK)
-echo "decisions in 8 s: $n; machine idle $(( (c2[4] - c1[4]) * 100 / (8 * hz * $(nproc)) ))%, stolen $(( (c2[8] - c1[8]) * 100 / (8 * hz * $(nproc)) ))%"
+window=$((8 * hz * $(nproc)))
+echo "decisions in 8 s: $n; machine idle $(( (c2[4] - c1[4]) * 100 / window ))%, stolen $(( (c2[8] - c1[8]) * 100 / window ))%"
 join "$out/s1" "$out/s2" | awk -v n="$n" -v hz="$hz" '
   { us = ($3 - $2) * 1e6 / hz / n; if (us >= 0.5) printf "%-24s %7.1f us/booking\n", $1, us
     if ($1 !~ /^loadgen:/) engine += us }

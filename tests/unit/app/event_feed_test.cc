@@ -50,10 +50,12 @@ bool all_committed(const event_feed& feed, std::int64_t records) {
 
 TEST_CASE("the event feed commits what it read once traffic stops, and a restart lists only what is new", "[unit]") {
   temp_dir dir{"yilian-event-feed-test"};
-  auto opened = bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 3});
+  auto opened =
+      bus::open_embedded_log(bus::embedded_log_options{.path = dir.file("bus/log.db"), .default_partitions = 3});
   REQUIRE(opened);
   auto& b = **opened;
-  const std::vector<bus::topic_spec> topics{{.name = "t.patient", .partitions = 3}, {.name = "t.booking", .partitions = 2}};
+  const std::vector<bus::topic_spec> topics{{.name = "t.patient", .partitions = 3},
+                                            {.name = "t.booking", .partitions = 2}};
   REQUIRE(b.ensure_topics(topics));
   for (int i = 0; i < 20; ++i) publish(b, i % 2 == 0 ? "t.patient" : "t.booking", "ev-" + std::to_string(i));
   {

@@ -517,7 +517,8 @@ TEST_CASE("a key merge that fails is tried again, and no key is lost or answered
     auto store = open_store({.file = dir.db(), .key_merge_at = 4, .key_merge_chunk = 2});
     send(*store, 0, 3);
     // Every insert into the key table fails from now on (a full disk would, or an I/O error).
-    run_sql(dir.db(), "CREATE TRIGGER fail_merge BEFORE INSERT ON receipt_keys BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+    run_sql(dir.db(),
+            "CREATE TRIGGER fail_merge BEFORE INSERT ON receipt_keys BEGIN SELECT RAISE(ABORT, 'injected'); END;");
     send(*store, 3, 12);
     CHECK(store->stats().key_merges == 0);
     all_answer(*store);
@@ -543,8 +544,9 @@ TEST_CASE("a store of schema version 1 (a unique key index) is upgraded in place
     }
   }
   // Back to what version 1 had: the key index on receipts, no key table.
-  run_sql(dir.db(), "BEGIN; CREATE UNIQUE INDEX receipts_key ON receipts(hospital, facility, control_id);"
-                    "DROP TABLE receipt_keys; DELETE FROM meta WHERE name = 'keys_merged'; PRAGMA user_version=1; COMMIT;");
+  run_sql(dir.db(),
+          "BEGIN; CREATE UNIQUE INDEX receipts_key ON receipts(hospital, facility, control_id);"
+          "DROP TABLE receipt_keys; DELETE FROM meta WHERE name = 'keys_merged'; PRAGMA user_version=1; COMMIT;");
 
   auto store = open_store({.file = dir.db()});
   for (auto& req : requests) CHECK(what(reserve_wait(*store, req)) == "resend_done");
