@@ -87,13 +87,14 @@ std::optional<envelope_head> peek_envelope(std::string_view bytes, bool with_sou
     const auto f = w.next();
     if (!f) return std::nullopt;
     if (f->wire_type != 2) continue;
-    if (f->number == kEventId) {
+    // The first occurrence, as the header says (and as peek_type reads the type).
+    if (f->number == kEventId && !have_id) {
       head.event_id = f->bytes;
       have_id = true;
-    } else if (f->number == kType) {
+    } else if (f->number == kType && !have_type) {
       head.type = f->bytes;
       have_type = true;
-    } else if (f->number == kSource && with_source_hospital) {
+    } else if (f->number == kSource && with_source_hospital && !have_source) {
       const auto h = hospital_of(f->bytes);
       if (!h) return std::nullopt;
       head.source_hospital = *h;

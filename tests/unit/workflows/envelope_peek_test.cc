@@ -156,3 +156,22 @@ TEST_CASE("fields of a body read without decoding say what a full parse says", "
     CHECK_FALSE(peek_fields(body->substr(0, body->size() - 1), numbers, f));
   }
 }
+
+TEST_CASE("a field written twice is read at its first occurrence by every peek", "[unit]") {
+  ev::Source first, second;
+  first.set_hospital("h-first");
+  second.set_hospital("h-second");
+  std::string bytes;
+  put_bytes(bytes, 1, "id-first");
+  put_bytes(bytes, 2, "type.First");
+  put_bytes(bytes, 1, "id-second");
+  put_bytes(bytes, 2, "type.Second");
+  put_bytes(bytes, 6, first.SerializeAsString());
+  put_bytes(bytes, 6, second.SerializeAsString());
+  const auto head = peek_envelope(bytes);
+  REQUIRE(head.has_value());
+  CHECK(head->event_id == "id-first");
+  CHECK(head->type == "type.First");
+  CHECK(head->source_hospital == "h-first");
+  CHECK(peek_type(bytes) == head->type);
+}
