@@ -29,12 +29,14 @@ struct wire {
     return std::nullopt;
   }
 
-  // The next field: its number and, for length-delimited fields, its bytes
-  // (others are skipped). nullopt on malformed input.
+  // The next field: its number and, for length-delimited fields, its bytes,
+  // for varints, their value (fixed-width fields are skipped). nullopt on
+  // malformed input.
   struct field {
     std::uint32_t number = 0;
     std::uint32_t wire_type = 0;
     std::string_view bytes;
+    std::uint64_t value = 0;  // varints (wire type 0)
   };
   std::optional<field> next() {
     const auto tag = varint();
@@ -42,9 +44,12 @@ struct wire {
     field f{.number = static_cast<std::uint32_t>(*tag >> 3U), .wire_type = static_cast<std::uint32_t>(*tag & 7U)};
     if (f.number == 0) return std::nullopt;
     switch (f.wire_type) {
-      case 0:
-        if (!varint()) return std::nullopt;
+      case 0: {
+        const auto v = varint();
+        if (!v) return std::nullopt;
+        f.value = *v;
         return f;
+      }
       case 1:
         if (in.size() - at < 8) return std::nullopt;
         at += 8;
@@ -119,20 +124,14 @@ bool peek_fields(std::string_view message, std::span<const std::uint32_t> number
   std::size_t missing = std::min(numbers.size(), out.size());
   wire w{message};
   while (missing > 0 && !w.done()) {
-    const auto at = w.at;
     const auto f = w.next();
     if (!f) return false;
     for (std::size_t i = 0; i < numbers.size() && i < out.size(); ++i) {
       if (numbers[i] != f->number || out[i].present) continue;
       out[i].present = true;
       --missing;
-      if (f->wire_type == 2) {
-        out[i].bytes = f->bytes;
-      } else if (f->wire_type == 0) {
-        wire v{message.substr(at)};
-        (void)v.varint();  // the tag
-        out[i].value = v.varint().value_or(0);
-      }
+      out[i].bytes = f->bytes;
+      out[i].value = f->value;
     }
   }
   return true;
